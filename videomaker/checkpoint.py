@@ -1,0 +1,122 @@
+"""Trained VideoMaker weights on disk: the trainable tensors in safetensors plus JSON metadata.
+
+Only the fine-tuned parameters are stored (the base model comes from the preset), and nothing is
+unpickled on load. The metadata names the preset and switches so a checkpoint cannot silently be
+applied to a different model or ablation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from videomaker.pisa import PISASwitches
+from videomaker.trainable import is_trainable
+
+WEIGHTS_FILE = "trainable.safetensors"
+METADATA_FILE = "videomaker.json"
+FORMAT_VERSION = 1
+
+
+def trainable_state_dict(unet: torch.nn.Module, switches: PISASwitches) -> dict[str, torch.Tensor]:
+    """The parameters VideoMaker trains under `switches`, detached, keyed by UNet parameter name."""
+    return {
+        name: parameter.detach()
+        for name, parameter in unet.named_parameters()
+        if is_trainable(name, update_motion=switches.update_motion)
+    }
+
+
+def save_checkpoint(
+    directory: str | Path,
+    unet: torch.nn.Module,
+    *,
+    preset: str,
+    switches: PISASwitches,
+    global_step: int,
+    extra: dict | None = None,
+) -> Path:
+    """Write `trainable.safetensors` and `videomaker.json` into `directory` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.contiguous().cpu() for name, t in trainable_state_dict(unet, switches).items()}
+    save_file(tensors, directory / WEIGHTS_FILE)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "preset": preset,
+        "switches": asdict(switches),
+        "global_step": int(global_step),
+        "num_tensors": len(tensors),
+        "num_parameters": sum(t.numel() for t in tensors.values()),
+        **(extra or {}),
+    }
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    return directory
+
+
+@dataclass
+class VideoMakerCheckpoint:
+    """A loaded checkpoint: metadata plus tensors, not yet applied to a model."""
+
+    path: Path
+    preset: str
+    switches: PISASwitches
+    global_step: int
+    tensors: dict[str, torch.Tensor]
+    metadata: dict
+
+    def apply_to(self, unet: torch.nn.Module, *, preset: str) -> None:
+        """Copy the weights into `unet`, refusing another preset or any missing/unexpected key."""
+        if preset != self.preset:
+            raise ValueError(
+                f"Checkpoint {self.path} was trained on preset {self.preset!r}, but the model is preset {preset!r}. "
+                f"Load it with preset {self.preset!r}."
+            )
+        expected = trainable_state_dict(unet, self.switches)
+        missing = sorted(set(expected) - set(self.tensors))
+        unexpected = sorted(set(self.tensors) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"Checkpoint {self.path} does not fit the model of preset {preset!r} with switches {self.switches}: "
+                f"missing keys {missing}; unexpected keys {unexpected}."
+            )
+        mismatched = [
+            f"{name}: checkpoint {tuple(self.tensors[name].shape)} vs model {tuple(param.shape)}"
+            for name, param in expected.items()
+            if self.tensors[name].shape != param.shape
+        ]
+        if mismatched:
+            raise ValueError(f"Checkpoint {self.path} has tensors of the wrong shape: {mismatched}.")
+        with torch.no_grad():
+            for name, param in expected.items():
+                param.copy_(self.tensors[name])
+
+
+def load_checkpoint(directory: str | Path) -> VideoMakerCheckpoint:
+    """Read a checkpoint directory written by `save_checkpoint` (safetensors only, no pickle)."""
+    directory = Path(directory)
+    weights, metadata_file = directory / WEIGHTS_FILE, directory / METADATA_FILE
+    for required in (weights, metadata_file):
+        if not required.is_file():
+            raise FileNotFoundError(
+                f"Checkpoint directory {directory} has no {required.name}; expected {WEIGHTS_FILE} and {METADATA_FILE} "
+                "as written by `videomaker.checkpoint.save_checkpoint`."
+            )
+    metadata = json.loads(metadata_file.read_text())
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"Checkpoint {directory} has format_version {metadata.get('format_version')!r}; this videomaker reads "
+            f"version {FORMAT_VERSION}."
+        )
+    return VideoMakerCheckpoint(
+        path=directory,
+        preset=metadata["preset"],
+        switches=PISASwitches(**metadata["switches"]),
+        global_step=metadata["global_step"],
+        tensors=load_file(weights),
+        metadata=metadata,
+    )
