@@ -121,9 +121,9 @@ def load_components(
     unet2d, adapter, vae, text_encoder, tokenizer = parts
     unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter=adapter)
     for module in (unet, vae, text_encoder):
-        module.to(device)
-        if dtype != torch.float32:
-            module.to(dtype)
+        current = next(module.parameters())
+        if current.device != torch.device(device) or current.dtype != dtype:
+            module.to(device=device, dtype=dtype)
         module.eval().requires_grad_(False)
     return VideoMakerComponents(preset, unet, vae, text_encoder, tokenizer, make_scheduler())
 

@@ -202,7 +202,7 @@ def install_pisa(unet: torch.nn.Module, switches: PISASwitches = PISASwitches(),
     Returns:
         The processor keys of the layers that got PISA (16 on the SD1.5 UNet).
     """
-    processors = unet.attn_processors
+    processors = getattr(unet, "attn_processors", {})
     pisa_layers = [name for name in processors if is_pisa_layer(name)]
     if not pisa_layers:
         raise ValueError(

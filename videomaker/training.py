@@ -66,13 +66,14 @@ def make_optimizer(parameters, *, lr: float = 1e-5, weight_decay: float = 1e-2) 
 
 
 @torch.no_grad()
-def encode_batch(
-    components: VideoMakerComponents, batch: TrainingBatch, *, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(video latents, reference latents, text embeddings), encoding whatever is not encoded yet."""
+def encode_batch(components: VideoMakerComponents, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(video latents, reference latents, text embeddings), encoding whatever is not encoded yet.
+
+    Latents are posterior modes (no sampling noise), so a batch pre-encoded by the preprocess job
+    trains exactly like the same batch encoded here, and the reference matches inference.
+    """
     c = components
-    video = batch.video_latents if batch.video_latents is not None else encode_frames(c.vae, batch.frames, generator=generator)
-    # The reference is encoded without sampling noise, as at inference.
+    video = batch.video_latents if batch.video_latents is not None else encode_frames(c.vae, batch.frames)
     reference = batch.reference_latents if batch.reference_latents is not None else encode_frames(c.vae, batch.reference)
     text = batch.text_embeddings if batch.text_embeddings is not None else encode_prompts(c.tokenizer, c.text_encoder, batch.captions)
     return video.to(c.device, c.dtype), reference.to(c.device, c.dtype), text.to(c.device, c.dtype)
@@ -88,7 +89,7 @@ def training_step(
     max_grad_norm: float = 1.0,
 ) -> TrainingStepOutput:
     """Encode, compute L = L_video + 0.1 L_reg, backpropagate, clip to `max_grad_norm`, step."""
-    video, reference, text = encode_batch(components, batch, generator=generator)
+    video, reference, text = encode_batch(components, batch)
     out = girl_loss(components.unet, components.scheduler, video, reference, text, generator=generator, config=config)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()

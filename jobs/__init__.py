@@ -1,0 +1,1 @@
+"""Entry points users run locally or submit with `ray job submit`, plus their configs."""
