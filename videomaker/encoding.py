@@ -38,23 +38,22 @@ def images_to_tensor(images, size: tuple[int, int]) -> torch.Tensor:
     return torch.stack(tensors).float() / 127.5 - 1.0
 
 
-def encode_frames(
-    vae: AutoencoderKL, pixels: torch.Tensor, *, generator: torch.Generator | None = None
-) -> torch.Tensor:
+@torch.no_grad()
+def encode_frames(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
     """VAE latents, scaled, `(B, C, F, h, w)` from pixels `(B, F, 3, H, W)` in [-1, 1].
 
-    Without a generator the latent is the posterior mode (no sampling noise), as VideoMaker uses
-    for the reference; with one it is a posterior sample, as diffusion training usually does.
+    The latent is the posterior mode: VideoMaker encodes the reference without noise, and using
+    the mode for the video too makes pre-encoded and on-the-fly training batches identical.
     """
     if pixels.ndim != 5 or pixels.shape[2] != 3:
         raise ValueError(f"`pixels` must be (B, F, 3, H, W) in [-1, 1], got {tuple(pixels.shape)}.")
     batch, frames = pixels.shape[:2]
-    posterior = vae.encode(pixels.flatten(0, 1).to(vae.device, vae.dtype)).latent_dist
-    latents = posterior.mode() if generator is None else posterior.sample(generator)
+    latents = vae.encode(pixels.flatten(0, 1).to(vae.device, vae.dtype)).latent_dist.mode()
     latents = latents * vae.config.scaling_factor
     return latents.unflatten(0, (batch, frames)).permute(0, 2, 1, 3, 4)
 
 
+@torch.no_grad()
 def decode_latents(vae: AutoencoderKL, latents: torch.Tensor) -> np.ndarray:
     """uint8 frames `(B, F, H, W, 3)` from scaled latents `(B, C, F, h, w)`, decoded frame by frame."""
     batch, _, frames = latents.shape[:3]

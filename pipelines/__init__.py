@@ -1,0 +1,1 @@
+"""Ray Data dataflows (preprocess, generation, scoring) and their stages."""
