@@ -6,9 +6,14 @@ import argparse
 import logging
 import sys
 
-from jobs import generate, presets
+from jobs import generate, preprocess, presets, synth_corpus
 
-SUBCOMMANDS = {"generate": generate, "presets": presets}
+SUBCOMMANDS = {
+    "generate": generate,
+    "presets": presets,
+    "synth-corpus": synth_corpus,
+    "preprocess": preprocess,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

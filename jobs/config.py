@@ -1,0 +1,63 @@
+"""Job configs: nested dataclasses filled from YAML plus dotted command-line overrides.
+
+    videomaker preprocess --config jobs/configs/preprocess_demo.yaml --set size=256 --set detect.max_size=4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`key.sub=value` strings onto a nested dict; values are parsed as YAML (numbers, lists, null)."""
+    for override in overrides:
+        if "=" not in override:
+            raise ValueError(f"--set {override!r}: expected KEY=VALUE, e.g. --set detect.max_size=4.")
+        key, raw = override.split("=", 1)
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {override!r}: {part!r} is not a group of settings.")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def build(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Instantiate dataclass `cls` from a dict, recursing into nested dataclass fields."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}. Valid keys: {sorted(fields)}.")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = build(hint, value, f"{where}.{name}")
+        values[name] = value
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ValueError(f"{where}: {err}") from err
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+    """Read YAML at `path` (optional), apply `overrides`, validate through the dataclass."""
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config {str(path)!r}: no such file.")
+        data = yaml.safe_load(path.read_text()) or {}
+    return build(cls, apply_overrides(data, overrides or []))

@@ -1,0 +1,59 @@
+"""`videomaker preprocess`: Subject Highlight Preprocessing of a video corpus into Parquet on Ray Data.
+
+Re-running the same command resumes: sources already complete are skipped.
+Submit to a cluster:  ray job submit --working-dir . -- python -m jobs.preprocess --config CONFIG.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("preprocess", help="Curate a video corpus into a training dataset.", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with PreprocessConfig fields (see pipelines/preprocess/config.py).")
+    parser.add_argument("--input", help="Manifest (CSV/JSONL/Parquet) or directory of videos; overrides the config.")
+    parser.add_argument("--output-dir", help="Output directory; overrides the config.")
+    parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override any config field, dotted for groups: --set size=256 --set detect.max_size=4.")
+    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.config import load_config
+    from pipelines.preprocess.config import PreprocessConfig
+    from pipelines.preprocess.dataflow import run_preprocess
+    from pipelines.preprocess.reporting import log_curation_run
+
+    overrides = list(args.set)
+    for key, value in (("input", args.input), ("output_dir", args.output_dir), ("mlflow_tracking_uri", args.mlflow_tracking_uri)):
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    config = load_config(PreprocessConfig, args.config, overrides)
+    result = run_preprocess(config, progress=not args.no_progress)
+    summary = result.summary
+    if config.mlflow_tracking_uri:
+        summary["mlflow_run_id"] = log_curation_run(config, summary)
+    print(json.dumps({k: summary[k] for k in ("samples", "quarantined", "dataset_by_status", "clips_per_s", "wall_s")}))
+    print(f"dataset: {config.output_dir}/data  quarantine: {config.output_dir}/quarantine  summary: {config.output_dir}/summary.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.preprocess", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Configuration of the preprocessing job; every field has a default a user can override."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ActorPoolConfig:
+    """Resources of a model stage, run as a Ray Data actor pool.
+
+    Args:
+        min_size: Fewest actors kept alive.
+        max_size: Most actors the pool scales up to.
+        initial_size: Actors started up front (default: min_size).
+        num_gpus: GPUs per actor (0 on CPU machines).
+        num_cpus: CPUs per actor; keep fractional on small machines so read tasks are not starved.
+        batch_size: Rows per `__call__`.
+    """
+
+    min_size: int = 1
+    max_size: int = 1
+    initial_size: int | None = None
+    num_gpus: float = 0.0
+    num_cpus: float = 0.5
+    batch_size: int = 4
+
+    def __post_init__(self):
+        if not 1 <= self.min_size <= self.max_size:
+            raise ValueError(
+                f"Invalid ActorPoolConfig(min_size={self.min_size}, max_size={self.max_size}): need 1 <= min_size <= max_size."
+            )
+        if self.initial_size is not None and not self.min_size <= self.initial_size <= self.max_size:
+            raise ValueError(
+                f"Invalid ActorPoolConfig(initial_size={self.initial_size}): must lie in [min_size, max_size]."
+            )
+        if self.num_gpus < 0 or self.num_cpus < 0 or self.batch_size < 1:
+            raise ValueError(
+                f"Invalid ActorPoolConfig(num_gpus={self.num_gpus}, num_cpus={self.num_cpus}, batch_size={self.batch_size})."
+            )
+
+
+@dataclass
+class BackendConfig:
+    """A model backend by registry name plus its constructor options (paths, thresholds)."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreprocessConfig:
+    """Subject Highlight Preprocessing (SPEC section 5) of a video corpus.
+
+    Args:
+        input: Manifest (CSV, JSONL or Parquet with `path`, `caption`, optional `subject_class`,
+            `source_id`) or a directory of videos; local paths or URIs pyarrow can open.
+        output_dir: Where `data/`, `quarantine/`, markers and `summary.json` go.
+        run_id: Recorded in every row; default: a hash of the config.
+        num_frames: Frames per clip.
+        stride: Frame stride of a clip; shorter videos fall back to n_frames // num_frames.
+        size: Output frames are size x size pixels.
+        resize_policy: `center_crop` keeps the aspect ratio, `stretch` does not.
+        seed: Mixed with each sample id for clip starts and reference candidates.
+        reference_candidates: Candidate reference frames per clip.
+        min_source_side: Videos whose short side is smaller are quarantined as too_small.
+        default_subject_class: For manifest rows without `subject_class`.
+        human_classes: Classes handled as humans (face detection); the rest are objects.
+        head_scale: Face box enlarged by this factor (and shifted up) to cover the head.
+        min_face_fraction: A face narrower than this share of the frame's short side is too small.
+        face_detector, object_detector, segmenter: Backends by registry name and options.
+        detect, segment, latents: Actor pools of the model stages.
+        cpu_stage_num_cpus: CPUs per task of the CPU stages.
+        encode_latents: Also store VAE latents and text embeddings (training skips the encoders).
+        latent_preset: Preset whose VAE and text encoder make those latents.
+        mlflow_tracking_uri: MLflow backend (e.g. sqlite:///mlflow.db); None skips MLflow.
+        mlflow_experiment: Experiment of the curation run.
+        retry_quarantined: Re-run sources quarantined with a retryable reason.
+    """
+
+    input: str
+    output_dir: str
+    run_id: str | None = None
+    num_frames: int = 16
+    stride: int = 8
+    size: int = 512
+    resize_policy: Literal["center_crop", "stretch"] = "center_crop"
+    seed: int = 42
+    reference_candidates: int = 4
+    min_source_side: int = 64
+    default_subject_class: str = "person"
+    human_classes: tuple[str, ...] = ("person", "human", "man", "woman", "face")
+    head_scale: float = 1.8
+    min_face_fraction: float = 0.1
+    face_detector: BackendConfig = field(default_factory=lambda: BackendConfig("cascade"))
+    object_detector: BackendConfig = field(default_factory=lambda: BackendConfig("center-grabcut"))
+    segmenter: BackendConfig = field(default_factory=lambda: BackendConfig("grabcut"))
+    detect: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    segment: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    latents: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    cpu_stage_num_cpus: float = 0.25
+    encode_latents: bool = False
+    latent_preset: str = "tiny"
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "videomaker-curation"
+    retry_quarantined: bool = False
+
+    def __post_init__(self):
+        if self.resize_policy not in ("center_crop", "stretch"):
+            raise ValueError(f"Invalid PreprocessConfig(resize_policy={self.resize_policy!r}): use 'center_crop' or 'stretch'.")
+        if self.num_frames < 1 or self.stride < 1 or self.reference_candidates < 1:
+            raise ValueError(
+                f"Invalid PreprocessConfig(num_frames={self.num_frames}, stride={self.stride}, "
+                f"reference_candidates={self.reference_candidates}): each must be >= 1."
+            )
+        if self.size < 8 or self.size % 8:
+            raise ValueError(f"Invalid PreprocessConfig(size={self.size}): must be a positive multiple of 8.")
+        self.human_classes = tuple(self.human_classes)
+        if self.run_id is None:
+            self.run_id = self.config_hash()
+
+    def config_hash(self) -> str:
+        """Digest of everything that shapes the output rows (not paths, run id or resources)."""
+        shaping = {
+            key: value
+            for key, value in asdict(self).items()
+            if key not in {"input", "output_dir", "run_id", "detect", "segment", "latents", "cpu_stage_num_cpus",
+                           "mlflow_tracking_uri", "mlflow_experiment", "retry_quarantined"}
+        }
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,80 @@
+"""Curation reports: a contact sheet of reference images and the MLflow curation run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pa_ds
+from PIL import Image
+
+from pipelines.preprocess.config import PreprocessConfig
+from pipelines.preprocess.images import decode_image
+from pipelines.preprocess.stages.write import DATA_DIR
+
+
+def contact_sheet(output_dir: str, path: Path, *, tile: int = 128, limit: int = 64) -> Path | None:
+    """A grid of the dataset's reference images (at most `limit`), so a curator sees them at a glance."""
+    data = Path(output_dir) / DATA_DIR
+    if not data.is_dir():
+        return None
+    table = pa_ds.dataset(str(data), format="parquet").to_table(columns=["sample_id", "reference_png"])
+    table = table.sort_by("sample_id").slice(0, limit)
+    if table.num_rows == 0:
+        return None
+    columns = math.ceil(math.sqrt(table.num_rows))
+    rows = math.ceil(table.num_rows / columns)
+    sheet = np.full((rows * tile, columns * tile, 3), 255, dtype=np.uint8)
+    for i, png in enumerate(table.column("reference_png").to_pylist()):
+        image = Image.fromarray(decode_image(png)).resize((tile, tile))
+        r, c = divmod(i, columns)
+        sheet[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = np.asarray(image)
+    Image.fromarray(sheet).save(path)
+    return path
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else key, item, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def log_curation_run(config: PreprocessConfig, summary: dict, *, artifact_location: str | None = None) -> str:
+    """Log the config as params, counts and throughput as metrics, summary and contact sheet as artifacts."""
+    import mlflow
+
+    mlflow.set_tracking_uri(config.mlflow_tracking_uri)
+    experiment = mlflow.get_experiment_by_name(config.mlflow_experiment)
+    if experiment is None:
+        location = artifact_location or (Path(config.output_dir).resolve() / "mlflow-artifacts").as_uri()
+        experiment_id = mlflow.create_experiment(config.mlflow_experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"curation-{config.run_id}") as run:
+        mlflow.set_tags({"videomaker.job": "preprocess", "videomaker.run_id": config.run_id})
+        mlflow.log_params(_flatten("", dataclasses.asdict(config), {}))
+        metrics = {
+            "sources": summary["sources"],
+            "samples": summary["samples"],
+            "quarantined": summary["quarantined"],
+            "processed_this_run": summary["processed_this_run"],
+            "clips_per_s": summary["clips_per_s"],
+            "wall_s": summary["wall_s"],
+        }
+        metrics |= {f"status.{k}": v for k, v in summary["dataset_by_status"].items()}
+        metrics |= {f"stage_s.{k}": v for k, v in summary["stage_seconds"].items()}
+        mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2))
+            mlflow.log_artifact(str(Path(tmp) / "summary.json"))
+            sheet = contact_sheet(config.output_dir, Path(tmp) / "contact_sheet.png")
+            if sheet is not None:
+                mlflow.log_artifact(str(sheet))
+        return run.info.run_id

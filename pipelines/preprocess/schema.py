@@ -1,0 +1,103 @@
+"""The Parquet schemas the preprocessing job writes, and the reasons a source is quarantined.
+
+Encodings, and why:
+- `frames`: 16 JPEG images (quality 95). Source videos are already lossy, training re-augments
+  them, and JPEG is ~8x smaller than PNG at 512x512, which matters at tens of thousands of clips;
+  any reader (PIL, torchvision, browsers) decodes them.
+- `reference_png`, `mask_png`: lossless PNG, because the white background must stay exactly 255
+  and masks exactly binary; both are small (flat white areas, 1-bit masks compress well).
+- latents: little-endian float16 bytes plus their shape, so training reads them without a VAE.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Reason codes of the quarantine dataset: (stage that detects it, retryable by default).
+REASONS = {
+    "missing": ("probe", True),
+    "unreadable": ("probe", False),
+    "corrupt": ("probe", False),
+    "no_video_stream": ("probe", False),
+    "unsupported_codec": ("probe", False),
+    "too_short": ("validate", False),
+    "too_small": ("validate", False),
+    "decode_error": ("decode", False),
+    "no_subject": ("detect", False),
+    "several_subjects": ("detect", False),
+    "subject_too_small": ("detect", False),
+    "empty_mask": ("segment", False),
+    "internal_error": ("any", True),
+}
+
+
+def _field(name, type_, doc, nullable=True):
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+DATASET_SCHEMA = pa.schema([
+    _field("sample_id", pa.string(), "Stable id: hash of the source id (or URI) and the clip number.", False),
+    _field("source_id", pa.string(), "Manifest source_id, or the file name without extension."),
+    _field("source_uri", pa.string(), "Where the video was read from.", False),
+    _field("content_sha256", pa.string(), "SHA-256 of the source file's bytes."),
+    _field("codec", pa.string(), "Video codec of the source."),
+    _field("source_fps", pa.float64(), "Frame rate of the source."),
+    _field("source_num_frames", pa.int32(), "Frames in the source video."),
+    _field("source_width", pa.int32(), "Source width in pixels."),
+    _field("source_height", pa.int32(), "Source height in pixels."),
+    _field("source_duration_s", pa.float64(), "Source duration in seconds."),
+    _field("frame_indices", pa.list_(pa.int32()), "Source frame numbers of the 16 clip frames."),
+    _field("stride", pa.int32(), "Stride between clip frames (8, or n_frames // 16 for short videos)."),
+    _field("reference_candidates", pa.list_(pa.int32()), "Candidate reference frames, in the seeded order tried."),
+    _field("reference_frame_index", pa.int32(), "Source frame the reference image was made from."),
+    _field("reference_away_from_clip", pa.bool_(), "True if the reference frame lies outside the clip's frames."),
+    _field("width", pa.int32(), "Output frame width."),
+    _field("height", pa.int32(), "Output frame height."),
+    _field("resize_policy", pa.string(), "center_crop or stretch."),
+    _field("caption", pa.string(), "Caption from the manifest."),
+    _field("subject_class", pa.string(), "person for humans, else the object class word."),
+    _field("frames", pa.list_(pa.binary()), "The clip: 16 JPEG (q95) frames."),
+    _field("reference_png", pa.binary(), "Subject on white (objects: cropped to the box, padded square), PNG."),
+    _field("mask_png", pa.binary(), "Subject mask on the reference frame, 8-bit PNG (0 or 255)."),
+    _field("box", pa.list_(pa.float32()), "Subject box x0, y0, x1, y1 in output pixels (the head box for humans)."),
+    _field("face_count", pa.int32(), "Faces found on the reference frame (null for objects)."),
+    _field("face_size_px", pa.float32(), "Width of the detected face in output pixels (null for objects)."),
+    _field("detector", pa.string(), "Detection backend name."),
+    _field("detector_version", pa.string(), "Its weights digest or library version."),
+    _field("segmenter", pa.string(), "Segmentation backend name."),
+    _field("segmenter_version", pa.string(), "Its weights digest or library version."),
+    _field("config_hash", pa.string(), "Digest of the config fields that shape rows."),
+    _field("run_id", pa.string(), "Run that wrote the row."),
+    _field("video_latents", pa.binary(), "float16 VAE latents (4, 16, h, w) when encode_latents, else null."),
+    _field("reference_latents", pa.binary(), "float16 VAE latents (4, 1, h, w) when encode_latents, else null."),
+    _field("text_embeddings", pa.binary(), "float16 caption embeddings (77, D) when encode_latents, else null."),
+    _field("latent_shape", pa.list_(pa.int32()), "Shape of video_latents."),
+    _field("text_embedding_shape", pa.list_(pa.int32()), "Shape of text_embeddings."),
+    _field("latent_preset", pa.string(), "Preset whose encoders made the latents."),
+])
+
+QUARANTINE_SCHEMA = pa.schema([
+    _field("source_uri", pa.string(), "Where the video was (to be) read from.", False),
+    _field("source_id", pa.string(), "Manifest source_id."),
+    _field("sample_id", pa.string(), "Sample id it would have had."),
+    _field("stage", pa.string(), "Stage that rejected it.", False),
+    _field("reason_code", pa.string(), f"One of {sorted(REASONS)}.", False),
+    _field("message", pa.string(), "What went wrong and, where known, how to fix it."),
+    _field("retryable", pa.bool_(), "Whether a re-run with retry_quarantined may succeed."),
+    _field("attempt", pa.int32(), "1 for the first try of this source, +1 per retry."),
+    _field("run_id", pa.string(), "Run that quarantined it."),
+])
+
+# Columns that travel between stages but are not written: decoded candidates and failure state.
+_WORKING_ONLY = [
+    pa.field("candidate_pngs", pa.list_(pa.binary())),
+    pa.field("stage", pa.string()),
+    pa.field("reason_code", pa.string()),
+    pa.field("message", pa.string()),
+    pa.field("retryable", pa.bool_()),
+    pa.field("attempt", pa.int32()),
+    pa.field("timings_json", pa.string()),
+]
+WORKING_SCHEMA = pa.schema(
+    [pa.field(f.name, f.type, nullable=True) for f in DATASET_SCHEMA] + _WORKING_ONLY
+)

@@ -1,0 +1,52 @@
+"""The shape every preprocessing stage shares: rows in, rows out, failures recorded, never raised.
+
+A stage works on a pyarrow batch in `schema.WORKING_SCHEMA`. Rows already rejected pass through
+untouched; a row this stage rejects keeps its reason, stage and message so the writer can put it
+in quarantine. One bad video never fails the batch, so nothing good is lost with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pyarrow as pa
+
+from pipelines.preprocess.schema import REASONS, WORKING_SCHEMA
+from pipelines.preprocess.video import Rejected
+
+logger = logging.getLogger(__name__)
+
+
+def reject(row: dict, stage: str, reason: str, message: str) -> None:
+    if reason not in REASONS:
+        raise ValueError(f"Unknown quarantine reason {reason!r}; known: {sorted(REASONS)}.")
+    row.update(stage=stage, reason_code=reason, message=message, retryable=REASONS[reason][1])
+
+
+class RowStage:
+    """Subclasses set `name` and implement `process(row)`, raising `Rejected` for bad input."""
+
+    name = "stage"
+
+    def process(self, row: dict) -> None:
+        raise NotImplementedError
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        for row in rows:
+            if row["reason_code"] is not None:
+                continue
+            start = time.perf_counter()
+            try:
+                self.process(row)
+            except Rejected as rejection:
+                reject(row, self.name, rejection.reason, rejection.message)
+            except Exception as err:  # one bad sample must not fail the whole batch
+                logger.exception("Stage %s failed on %s", self.name, row["source_uri"])
+                reject(row, self.name, "internal_error", f"{type(err).__name__}: {err}")
+            timings = json.loads(row.get("timings_json") or "{}")
+            timings[self.name] = timings.get(self.name, 0.0) + time.perf_counter() - start
+            row["timings_json"] = json.dumps(timings)
+        return pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)

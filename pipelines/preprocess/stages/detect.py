@@ -1,0 +1,92 @@
+"""Detection: the subject's box on a reference candidate (humans: the head; objects: the class word).
+
+Candidates are tried in their seeded order; the first one with exactly one large-enough subject
+becomes the reference frame. If none qualifies, the clip is rejected with the most telling reason.
+"""
+
+from __future__ import annotations
+
+from pipelines.preprocess.backends import make_face_detector, make_object_detector
+from pipelines.preprocess.backends.base import Box
+from pipelines.preprocess.config import BackendConfig
+from pipelines.preprocess.images import decode_image
+from pipelines.preprocess.stages.base import RowStage
+from pipelines.preprocess.video import Rejected
+
+# When candidates fail differently, report the reason that best describes the clip.
+_REASON_PRIORITY = ("several_subjects", "subject_too_small", "no_subject")
+
+
+def head_box(face: Box, scale: float, width: int, height: int) -> Box:
+    """Enlarge a face box to cover the head: `scale` times the face size, centre raised by 10%."""
+    side = scale * max(face.width, face.height)
+    cx = (face.x0 + face.x1) / 2
+    cy = (face.y0 + face.y1) / 2 - 0.1 * face.height
+    return Box(
+        max(0.0, cx - side / 2), max(0.0, cy - side / 2), min(float(width), cx + side / 2), min(float(height), cy + side / 2),
+        face.score,
+    )
+
+
+class DetectStage(RowStage):
+    name = "detect"
+
+    def __init__(
+        self,
+        *,
+        face_detector: BackendConfig,
+        object_detector: BackendConfig,
+        human_classes: tuple[str, ...],
+        head_scale: float,
+        min_face_fraction: float,
+    ):
+        self.face_detector = make_face_detector(face_detector.name, **face_detector.options)
+        self.object_detector = make_object_detector(object_detector.name, **object_detector.options)
+        self.human_classes = set(human_classes)
+        self.head_scale = head_scale
+        self.min_face_fraction = min_face_fraction
+
+    def _human(self, image) -> tuple[Box, dict]:
+        faces = self.face_detector.detect(image)
+        height, width = image.shape[:2]
+        if not faces:
+            raise Rejected("no_subject", "no face found")
+        if len(faces) > 1:
+            raise Rejected("several_subjects", f"{len(faces)} faces found")
+        face = faces[0]
+        if face.width < self.min_face_fraction * min(height, width):
+            raise Rejected(
+                "subject_too_small",
+                f"face is {face.width:.0f} px wide; needs >= {self.min_face_fraction:.0%} of {min(height, width)} px",
+            )
+        box = head_box(face, self.head_scale, width, height)
+        return box, {"face_count": 1, "face_size_px": face.width, "detector": self.face_detector}
+
+    def _object(self, image, class_name: str) -> tuple[Box, dict]:
+        boxes = self.object_detector.detect(image, class_name)
+        if not boxes:
+            raise Rejected("no_subject", f"no {class_name!r} found")
+        return boxes[0], {"face_count": None, "face_size_px": None, "detector": self.object_detector}
+
+    def process(self, row: dict) -> None:
+        is_human = row["subject_class"] in self.human_classes
+        failures = []
+        for frame_index, png in zip(row["reference_candidates"], row["candidate_pngs"]):
+            image = decode_image(png)
+            try:
+                box, found = self._human(image) if is_human else self._object(image, row["subject_class"])
+            except Rejected as rejection:
+                failures.append((frame_index, rejection))
+                continue
+            detector = found.pop("detector")
+            row.update(
+                reference_frame_index=frame_index,
+                box=box.as_list(),
+                detector=detector.name,
+                detector_version=detector.version,
+                **found,
+            )
+            return
+        reason = min((r.reason for _, r in failures), key=_REASON_PRIORITY.index)
+        details = "; ".join(f"frame {i}: {r.message}" for i, r in failures)
+        raise Rejected(reason, f"{row['source_uri']}: no usable reference frame among {len(failures)} candidates ({details}).")

@@ -1,0 +1,27 @@
+"""Segmentation: the subject's mask on the chosen reference frame, prompted by the detected box."""
+
+from pipelines.preprocess.backends import make_segmenter
+from pipelines.preprocess.backends.base import Box
+from pipelines.preprocess.config import BackendConfig
+from pipelines.preprocess.images import decode_image, encode_png
+from pipelines.preprocess.stages.base import RowStage
+from pipelines.preprocess.video import Rejected
+
+
+class SegmentStage(RowStage):
+    name = "segment"
+
+    def __init__(self, *, segmenter: BackendConfig):
+        self.segmenter = make_segmenter(segmenter.name, **segmenter.options)
+
+    def process(self, row: dict) -> None:
+        position = row["reference_candidates"].index(row["reference_frame_index"])
+        image = decode_image(row["candidate_pngs"][position])
+        mask = self.segmenter.segment(image, Box(*row["box"]))
+        if not mask.any():
+            raise Rejected("empty_mask", f"{row['source_uri']}: the segmenter returned an empty mask for box {row['box']}.")
+        row.update(
+            mask_png=encode_png(mask.astype("uint8") * 255),
+            segmenter=self.segmenter.name,
+            segmenter_version=self.segmenter.version,
+        )

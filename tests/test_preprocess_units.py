@@ -1,0 +1,118 @@
+"""Pure parts of the preprocessing job: sources, clip plans, config, geometry."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.config import load_config
+from pipelines.preprocess.backends.base import Box
+from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
+from pipelines.preprocess.sampling import plan_clip
+from pipelines.preprocess.sources import read_sources, sample_id_for
+from pipelines.preprocess.stages.detect import head_box
+from pipelines.preprocess.stages.highlight import crop_to_square
+
+
+def test_long_video_clip_uses_stride_8_and_references_outside_it():
+    plan = plan_clip("abc", 400, num_frames=16, stride=8, candidates=4, seed=42)
+    assert plan.stride == 8 and len(plan.frame_indices) == 16
+    assert np.all(np.diff(plan.frame_indices) == 8) and plan.frame_indices[-1] < 400
+    assert plan.reference_away_from_clip
+    assert all(i < plan.frame_indices[0] or i > plan.frame_indices[-1] for i in plan.reference_candidates)
+    assert len(set(plan.reference_candidates)) == 4
+    assert plan == plan_clip("abc", 400, num_frames=16, stride=8, candidates=4, seed=42)
+    starts = {plan_clip(f"id{i}", 400, num_frames=16, stride=8, candidates=4, seed=42).frame_indices[0] for i in range(20)}
+    assert len(starts) > 10  # the start really depends on the sample id
+
+
+def test_short_video_falls_back_to_n_over_16_stride():
+    plan = plan_clip("abc", 50, num_frames=16, stride=8, candidates=4, seed=0)
+    assert plan.stride == 50 // 16
+    assert plan.frame_indices[-1] < 50
+    assert not set(plan.reference_candidates) & set(plan.frame_indices)  # between the clip's frames
+    exact = plan_clip("abc", 16, num_frames=16, stride=8, candidates=4, seed=0)
+    assert exact.frame_indices == list(range(16)) and not exact.reference_away_from_clip
+
+
+def write_manifest(tmp_path, fmt, rows):
+    if fmt == "csv":
+        path = tmp_path / "m.csv"
+        pa.csv.write_csv(pa.Table.from_pylist(rows), path)
+    elif fmt == "jsonl":
+        path = tmp_path / "m.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+    else:
+        path = tmp_path / "m.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_manifest_formats_and_uris(tmp_path, fmt):
+    import pyarrow.csv  # noqa: F401
+
+    rows = [
+        {"path": "videos/a.mp4", "caption": "A person.", "subject_class": "Person", "source_id": "a"},
+        {"path": f"file://{tmp_path}/b.mp4", "caption": "A cat.", "subject_class": "cat", "source_id": "b"},
+    ]
+    sources = read_sources(str(write_manifest(tmp_path, fmt, rows)), default_subject_class="person")
+    assert [s["source_uri"] for s in sources] == [f"{tmp_path}/videos/a.mp4", f"file://{tmp_path}/b.mp4"]
+    assert [s["subject_class"] for s in sources] == ["person", "cat"]
+    assert sources[0]["sample_id"] == sample_id_for("a") != sources[1]["sample_id"]
+
+
+def test_directory_input_and_file_uri(tmp_path):
+    (tmp_path / "v").mkdir()
+    for name in ("b.mp4", "a.mov", "notes.txt"):
+        (tmp_path / "v" / name).write_bytes(b"")
+    sources = read_sources(f"file://{tmp_path}/v", default_subject_class="person")
+    assert [s["source_id"] for s in sources] == ["a", "b"]
+    assert all(s["source_uri"].startswith("file://") for s in sources)
+
+
+def test_manifest_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match=r"lacks columns \['caption'\]"):
+        read_sources(str(write_manifest(tmp_path, "jsonl", [{"path": "a.mp4"}])), default_subject_class="person")
+    duplicated = [{"path": "a.mp4", "caption": "x", "source_id": "s"}, {"path": "b.mp4", "caption": "y", "source_id": "s"}]
+    with pytest.raises(ValueError, match="share source_id 's'"):
+        read_sources(str(write_manifest(tmp_path, "jsonl", duplicated)), default_subject_class="person")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_sources(str(tmp_path / "nope.csv"), default_subject_class="person")
+
+
+def test_config_from_yaml_with_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("input: in.csv\noutput_dir: out\nsize: 256\ndetect:\n  max_size: 3\n")
+    config = load_config(PreprocessConfig, path, ["detect.min_size=2", "segmenter.name=sam", "resize_policy=stretch"])
+    assert config.size == 256 and config.detect.min_size == 2 and config.detect.max_size == 3
+    assert config.segmenter.name == "sam" and config.resize_policy == "stretch"
+    assert config.run_id == config.config_hash()
+    with pytest.raises(ValueError, match=r"unknown keys \['sizes'\]"):
+        load_config(PreprocessConfig, path, ["sizes=3"])
+    with pytest.raises(ValueError, match="resize_policy"):
+        load_config(PreprocessConfig, path, ["resize_policy=crop"])
+    with pytest.raises(ValueError, match="min_size"):
+        ActorPoolConfig(min_size=3, max_size=2)
+
+
+def test_config_hash_ignores_paths_and_resources():
+    a = PreprocessConfig(input="a", output_dir="x")
+    b = PreprocessConfig(input="b", output_dir="y", detect=ActorPoolConfig(max_size=4))
+    assert a.config_hash() == b.config_hash() != PreprocessConfig(input="a", output_dir="x", size=256).config_hash()
+
+
+def test_head_box_enlarges_and_clips():
+    box = head_box(Box(40, 40, 60, 60), 2.0, 100, 100)
+    assert box.width == pytest.approx(40) and box.height == pytest.approx(40)
+    assert (box.y0 + box.y1) / 2 < 50  # raised to cover hair
+    assert head_box(Box(0, 0, 20, 20), 3.0, 100, 100).x0 == 0
+
+
+def test_crop_to_square_pads_with_white():
+    image = np.zeros((100, 100, 3), np.uint8)
+    out = crop_to_square(image, [10, 20, 50, 40], 64)
+    assert out.shape == (64, 64, 3)
+    assert out[0, 32].tolist() == [255, 255, 255] and out[32, 32].tolist() == [0, 0, 0]

@@ -1,0 +1,131 @@
+"""Tiny seeded stand-ins for the SHP model weights, saved in the real formats the loaders read.
+
+They exercise the real loading and inference paths (insightface's ONNX router and SCRFD decoding,
+transformers' Auto* loaders and Grounding DINO post-processing, segment-anything's predictor)
+on a CPU in seconds; their outputs mean nothing except where documented.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+SCRFD_STRIDES = (8, 16, 32)
+SCRFD_ANCHORS = 2
+
+
+def _per_anchor(t: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) -> (h * w * anchors, C): SCRFD's output row order (cell-major, then anchor)."""
+    channels = t.shape[1]
+    return t.permute(0, 2, 3, 1).unsqueeze(3).expand(-1, -1, -1, SCRFD_ANCHORS, -1).reshape(-1, channels)
+
+
+class _BrightCellSCRFD(torch.nn.Module):
+    """SCRFD's 9-output layout (scores, boxes, keypoints per stride) with a known answer.
+
+    An anchor scores ~1 where its stride cell of the input is white and ~0 where it is black, and
+    its box is exactly its cell (distances 0, 0, 1, 1 strides from the anchor point, its top-left).
+    """
+
+    def forward(self, x):
+        scores, boxes, points = [], [], []
+        for stride in SCRFD_STRIDES:
+            cell = torch.nn.functional.avg_pool2d(x, stride, stride).mean(1, keepdim=True)  # (1, 1, h, w), ~[-1, 1]
+            scores.append(_per_anchor(torch.sigmoid(12.0 * (cell - 0.5))))
+            boxes.append(_per_anchor(cell * 0 + torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 4, 1, 1)))
+            points.append(_per_anchor((cell * 0).expand(-1, 10, -1, -1)))
+        return (*scores, *boxes, *points)
+
+
+def save_tiny_scrfd(model_dir: Path) -> Path:
+    """Write `det_10g.onnx` (dynamic height/width input like buffalo_l's) into `model_dir`."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / "det_10g.onnx"
+    outputs = [f"{kind}_{s}" for kind in ("score", "bbox", "kps") for s in SCRFD_STRIDES]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated; onnxscript is not installed
+        torch.onnx.export(
+            _BrightCellSCRFD(),
+            (torch.zeros(1, 3, 64, 64),),
+            str(path),
+            dynamo=False,
+            input_names=["input.1"],
+            output_names=outputs,
+            dynamic_axes={"input.1": {2: "height", 3: "width"}, **{name: {0: "anchors"} for name in outputs}},
+        )
+    return path
+
+
+GROUNDING_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "cat", "dog", "person"]
+GROUNDING_QUERIES = 5
+
+
+def save_tiny_grounding_dino(model_dir: Path, seed: int = 0) -> Path:
+    """A random Grounding DINO (Swin + BERT, 32-dim) with an offline WordPiece tokenizer and its processor."""
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    backbone = SwinConfig(
+        image_size=128, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7, out_indices=[2, 3, 4]
+    )
+    text = {
+        "model_type": "bert", "vocab_size": len(GROUNDING_VOCAB), "hidden_size": 8, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "intermediate_size": 8, "max_position_embeddings": 32,
+    }
+    config = GroundingDinoConfig(
+        backbone_config=backbone, use_timm_backbone=False, text_config=text, max_text_len=16,
+        d_model=32,  # GroupNorm(32, d_model) in the input projections
+        encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=16, decoder_ffn_dim=16, encoder_n_points=2, decoder_n_points=2,
+        num_feature_levels=4, num_queries=GROUNDING_QUERIES,
+    )
+    torch.manual_seed(seed)
+    model = GroundingDinoForObjectDetection(config).eval()
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(GROUNDING_VOCAB)})
+    # 128 px keeps the 4th (stride-64) feature map at 2x2, which its GroupNorm needs.
+    images = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 128})
+    model.save_pretrained(model_dir)
+    GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(model_dir)
+    return model_dir
+
+
+SAM_IMAGE_SIZE = 64
+
+
+def build_tiny_sam(checkpoint=None):
+    """A 64-px, 16-dim SAM with the real components; signature of `sam_model_registry` builders."""
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    assert checkpoint is None, "the backend loads weights itself (weights_only=True)"
+    dim, patch = 16, 16
+    grid = SAM_IMAGE_SIZE // patch
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=SAM_IMAGE_SIZE, patch_size=patch, embed_dim=32, depth=2, num_heads=2, out_chans=dim,
+            use_rel_pos=True, window_size=2, global_attn_indexes=(1,),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=dim, image_embedding_size=(grid, grid), input_image_size=(SAM_IMAGE_SIZE, SAM_IMAGE_SIZE),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            transformer_dim=dim,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=32, num_heads=2),
+            num_multimask_outputs=3, iou_head_depth=2, iou_head_hidden_dim=16,
+        ),
+    ).eval()
+
+
+def save_tiny_sam(path: Path, seed: int = 0) -> Path:
+    """Seeded `build_tiny_sam()` weights as a plain state dict, like the released SAM checkpoints."""
+    torch.manual_seed(seed)
+    torch.save(build_tiny_sam().state_dict(), path)
+    return path
