@@ -168,3 +168,36 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, first_run, tmp_
         assert other["frames"] == row["frames"]
     quarantined = read_dir(tmp_path / "quarantine")
     assert quarantined.num_rows == len(set(quarantined.column("source_id").to_pylist()))
+
+
+def test_latent_stage_over_a_file_uri_directory(corpus, ray_cluster, tmp_path):
+    import shutil
+
+    from pipelines.preprocess.dataflow import run_preprocess
+    from pipelines.preprocess.stages.latents import latents_from_bytes
+    from videomaker.encoding import encode_frames, encode_prompts, images_to_tensor
+    from videomaker.loading import load_components
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("face_000.mp4", "face_001.mp4"):
+        shutil.copy(corpus.output_dir / name, videos / name)
+    config = PreprocessConfig(input=f"file://{videos}", output_dir=str(tmp_path / "out"), size=64,
+                              encode_latents=True, latent_preset="tiny")
+    result = run_preprocess(config, progress=False)
+    assert result.statuses == {"ok": 2}
+    rows = read_dir(tmp_path / "out" / "data").to_pylist()
+    assert {r["source_uri"] for r in rows} == {f"file://{videos}/face_000.mp4", f"file://{videos}/face_001.mp4"}
+
+    tiny = load_components("tiny")
+    for row in rows:
+        assert row["latent_shape"] == [4, 16, 8, 8] and row["latent_preset"] == "tiny"
+        video = latents_from_bytes(row["video_latents"], row["latent_shape"])
+        frames = images_to_tensor([decode_image(f) for f in row["frames"]], (64, 64)).unsqueeze(0)
+        expected = encode_frames(tiny.vae, frames)[0].numpy()
+        np.testing.assert_allclose(video.astype(np.float32), expected, atol=2e-3, rtol=2e-3)
+        reference = latents_from_bytes(row["reference_latents"], [4, 1, 8, 8])
+        assert np.isfinite(reference).all() and np.abs(reference).sum() > 0
+        text = latents_from_bytes(row["text_embeddings"], row["text_embedding_shape"])
+        expected_text = encode_prompts(tiny.tokenizer, tiny.text_encoder, [row["caption"]])[0].numpy()
+        np.testing.assert_allclose(text.astype(np.float32), expected_text, atol=2e-3, rtol=2e-3)

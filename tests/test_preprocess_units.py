@@ -116,3 +116,13 @@ def test_crop_to_square_pads_with_white():
     out = crop_to_square(image, [10, 20, 50, 40], 64)
     assert out.shape == (64, 64, 3)
     assert out[0, 32].tolist() == [255, 255, 255] and out[32, 32].tolist() == [0, 0, 0]
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "jobs" / "configs").glob("preprocess_*.yaml"))
+    assert len(configs) >= 2
+    for path in configs:
+        config = load_config(PreprocessConfig, path)
+        assert config.face_detector.name and config.segmenter.name

@@ -73,7 +73,9 @@ class PreprocessConfig:
         min_face_fraction: A face narrower than this share of the frame's short side is too small.
         face_detector, object_detector, segmenter: Backends by registry name and options.
         detect, segment, latents: Actor pools of the model stages.
-        cpu_stage_num_cpus: CPUs per task of the CPU stages.
+        decode_num_cpus: CPUs per probe/decode task; a whole CPU, since several decoders sharing
+            one core thrash it (measured 4x slower at 0.25, bench/RESULTS.md).
+        cpu_stage_num_cpus: CPUs per task of the light CPU stages (highlight, write).
         encode_latents: Also store VAE latents and text embeddings (training skips the encoders).
         latent_preset: Preset whose VAE and text encoder make those latents.
         mlflow_tracking_uri: MLflow backend (e.g. sqlite:///mlflow.db); None skips MLflow.
@@ -101,6 +103,7 @@ class PreprocessConfig:
     detect: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     segment: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     latents: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    decode_num_cpus: float = 1.0
     cpu_stage_num_cpus: float = 0.25
     encode_latents: bool = False
     latent_preset: str = "tiny"
@@ -127,7 +130,7 @@ class PreprocessConfig:
         shaping = {
             key: value
             for key, value in asdict(self).items()
-            if key not in {"input", "output_dir", "run_id", "detect", "segment", "latents", "cpu_stage_num_cpus",
+            if key not in {"input", "output_dir", "run_id", "detect", "segment", "latents", "decode_num_cpus", "cpu_stage_num_cpus",
                            "mlflow_tracking_uri", "mlflow_experiment", "retry_quarantined"}
         }
         return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -4,7 +4,8 @@ probe -> validate -> clip sampling (clip frames + seeded reference candidates) -
 -> detect (tries the candidates in order; the first with one usable subject is the reference)
 -> segment -> highlight -> [encode_latents] -> write.
 
-CPU stages run as tasks with fractional CPUs (Ray fuses consecutive ones into one task); model
+CPU stages run as tasks (Ray fuses consecutive ones into one task; decoding gets a whole CPU, the
+light stages a fraction); model
 stages run as actor pools sized by the config. Nothing is materialised: the driver only sees the
 small per-source summary rows the writer returns.
 """
@@ -65,16 +66,16 @@ def build_dataset(rows: list[dict], config: PreprocessConfig):
     table = pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)
     # One small block per source lets the CPU stages spread over all cores from the start.
     ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
-    cpu = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.cpu_stage_num_cpus)
-    ds = ds.map_batches(ProbeStage(), **cpu)
-    ds = ds.map_batches(ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side), **cpu)
+    decode = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+    ds = ds.map_batches(ProbeStage(), **decode)
+    ds = ds.map_batches(ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side), **decode)
     ds = ds.map_batches(
         ClipSamplingStage(
             num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates, seed=config.seed
         ),
-        **cpu,
+        **decode,
     )
-    ds = ds.map_batches(DecodeStage(size=config.size, resize_policy=config.resize_policy), **cpu)
+    ds = ds.map_batches(DecodeStage(size=config.size, resize_policy=config.resize_policy), **decode)
     ds = _actor_stage(
         ds,
         DetectStage,
@@ -88,7 +89,8 @@ def build_dataset(rows: list[dict], config: PreprocessConfig):
         config.detect,
     )
     ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.segmenter), config.segment)
-    ds = ds.map_batches(HighlightStage(human_classes=config.human_classes, size=config.size), **cpu)
+    ds = ds.map_batches(HighlightStage(human_classes=config.human_classes, size=config.size), batch_format="pyarrow",
+                        batch_size=1, num_cpus=config.cpu_stage_num_cpus)
     if config.encode_latents:
         ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latent_preset), config.latents)
     return ds.map_batches(WriteStage(output_dir=config.output_dir), batch_format="pyarrow", batch_size=4,

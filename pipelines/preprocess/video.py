@@ -100,7 +100,6 @@ def decode_frames(data: bytes, uri: str, indices: list[int], *, size: int, polic
     try:
         with _open(data, uri) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
             for number, frame in enumerate(container.decode(stream)):
                 if number in wanted:
                     frames[number] = resize(frame.to_ndarray(format="rgb24"), size, policy)
