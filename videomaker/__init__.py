@@ -1,13 +1,31 @@
 """VideoMaker model core: PISA, GIRL, presets, inference and the training step. Imports no Ray."""
 
-from videomaker.checkpoint import load_checkpoint, save_checkpoint
-from videomaker.girl import GIRLConfig, girl_loss
-from videomaker.loading import VideoMakerComponents, load_components, save_preset
-from videomaker.pipeline import NEGATIVE_PROMPT_HUMAN, NEGATIVE_PROMPT_OBJECT, VideoMakerOutput, VideoMakerPipeline
-from videomaker.pisa import PISAAttnProcessor, PISASwitches, install_pisa
-from videomaker.presets import Preset, list_presets, load_preset
-from videomaker.trainable import select_trainable
-from videomaker.training import TrainingBatch, training_step
+import importlib
+
+# Lazy exports: `import videomaker.export` (used by light processes such as video writers) must not
+# pay for importing torch, diffusers and transformers.
+_EXPORTS = {
+    "GIRLConfig": "videomaker.girl",
+    "NEGATIVE_PROMPT_HUMAN": "videomaker.pipeline",
+    "NEGATIVE_PROMPT_OBJECT": "videomaker.pipeline",
+    "PISAAttnProcessor": "videomaker.pisa",
+    "PISASwitches": "videomaker.pisa",
+    "Preset": "videomaker.presets",
+    "TrainingBatch": "videomaker.training",
+    "VideoMakerComponents": "videomaker.loading",
+    "VideoMakerOutput": "videomaker.pipeline",
+    "VideoMakerPipeline": "videomaker.pipeline",
+    "girl_loss": "videomaker.girl",
+    "install_pisa": "videomaker.pisa",
+    "list_presets": "videomaker.presets",
+    "load_checkpoint": "videomaker.checkpoint",
+    "load_components": "videomaker.loading",
+    "load_preset": "videomaker.presets",
+    "save_checkpoint": "videomaker.checkpoint",
+    "save_preset": "videomaker.loading",
+    "select_trainable": "videomaker.trainable",
+    "training_step": "videomaker.training",
+}
 
 __all__ = [
     "GIRLConfig",
@@ -31,3 +49,9 @@ __all__ = [
     "select_trainable",
     "training_step",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'videomaker' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

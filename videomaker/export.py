@@ -18,7 +18,10 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, *, fps: int = 8, crf: int = 18) -> Path:
-    """H.264 mp4 in yuv420p (plays everywhere); odd sizes are padded by one pixel as the codec needs."""
+    """H.264 mp4 in yuv420p (plays everywhere); odd sizes are padded by one pixel as the codec needs.
+
+    The index is written up front (faststart): browsers stream it, and a truncated copy still opens.
+    """
     frames = _check_frames(frames)
     height, width = frames.shape[1:3]
     pad_h, pad_w = height % 2, width % 2
@@ -26,7 +29,7 @@ def write_mp4(frames: np.ndarray, path: str | Path, *, fps: int = 8, crf: int = 
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"

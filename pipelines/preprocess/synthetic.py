@@ -26,6 +26,8 @@ import av
 import cv2
 import numpy as np
 
+from videomaker.export import write_mp4
+
 # Source id (= file stem) -> the quarantine reason the preprocessing job must report for it.
 BROKEN_REASONS = {
     "truncated": "corrupt|decode_error",
@@ -260,21 +262,6 @@ def _texture(plan: ClipPlan, size: tuple[int, int]) -> np.ndarray:
         pattern = np.clip((along - along.min()) / np.ptp(along) + 0.1 * np.sin(2 * np.pi * across / (4 * period)), 0, 1)
     color_a, color_b = (np.asarray(c, np.float32) for c in plan.colors)
     return (color_a + (color_b - color_a) * pattern[..., None]).round().astype(np.uint8)
-
-
-def write_mp4(frames: np.ndarray, path: Path, *, fps: int) -> Path:
-    """H.264 (libx264, yuv420p) with the index up front (faststart), so a truncated file still opens."""
-    height, width = frames.shape[1:3]
-    if height % 2 or width % 2:
-        raise ValueError(f"yuv420p needs even sizes; got frames of {width}x{height}. Use an even width and height.")
-    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 def write_audio_only(path: Path, *, seconds: float = 2.0, sample_rate: int = 16000) -> Path:
