@@ -15,9 +15,11 @@ size (latent 64x64, 512 px) in bfloat16, with and without gradient checkpointing
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
@@ -47,10 +49,21 @@ def naive_pisa(attn: Attention, hidden_states: torch.Tensor) -> torch.Tensor:
     return torch.stack([*frame_outs, reference_out], dim=1).flatten(0, 1)  # (b f), T, C
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, tuple[float, int]]:
-    """Median seconds and peak allocated bytes (CUDA only, else 0) per callable.
+@dataclass
+class Timing:
+    """Seconds per call over the timed repetitions, and peak memory."""
 
-    One warm-up call each, then the callables take turns, so drift (thermal, allocator) hits all alike.
+    median_s: float
+    min_s: float  # least disturbed by other jobs sharing the CPU
+    peak_bytes: int  # CUDA only, else 0
+
+
+def interleaved(
+    fns: dict[Hashable, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[Hashable, Timing]:
+    """A `Timing` per named callable.
+
+    One warm-up call each, then the callables take turns, so drift (other jobs, allocator) hits all alike.
     """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for fn in fns.values():
@@ -67,10 +80,17 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, device: torc
             seconds[name].append(time.perf_counter() - start)
             if device.type == "cuda":
                 peak[name] = max(peak[name], torch.cuda.max_memory_allocated())
-    return {name: (statistics.median(seconds[name]), peak[name]) for name in fns}
+    return {name: Timing(statistics.median(seconds[name]), min(seconds[name]), peak[name]) for name in fns}
+
+
+def count_call_flops(fn: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
 
 
 def bench_layers(latent: int, device: torch.device, dtype: torch.dtype, repeats: int) -> list[tuple]:
+    """Per width: (C, T, naive Timing, PISA Timing, naive/PISA FLOP ratio, max abs difference)."""
     rows = []
     for level, width in enumerate(WIDTHS):
         tokens = (latent // 2**level) ** 2
@@ -80,8 +100,9 @@ def bench_layers(latent: int, device: torch.device, dtype: torch.dtype, repeats:
         pisa = PISAAttnProcessor(FRAMES)
         with torch.inference_mode():
             max_diff = (pisa(attn, x) - naive_pisa(attn, x)).abs().max().item()
+            flop_ratio = count_call_flops(lambda: naive_pisa(attn, x)) / count_call_flops(lambda: pisa(attn, x))
             times = interleaved({"naive": lambda: naive_pisa(attn, x), "pisa": lambda: pisa(attn, x)}, repeats, device)
-        rows.append((width, tokens, times["naive"][0], times["pisa"][0], max_diff))
+        rows.append((width, tokens, times["naive"], times["pisa"], flop_ratio, max_diff))
     return rows
 
 
@@ -111,7 +132,8 @@ def train_step(unet: torch.nn.Module, inputs: dict) -> None:
     unet.zero_grad(set_to_none=True)
 
 
-def bench_unet(unet, latent, configs, device, dtype, repeats) -> dict[tuple[str, bool], tuple[float, int]]:
+def bench_unet(unet, latent, configs, device, dtype, repeats) -> dict[tuple[str, bool], Timing]:
+    """Training-step `Timing` per (variant, gradient checkpointing) configuration, interleaved."""
     inputs = unet_inputs(latent, device, dtype)
 
     def run(config):
@@ -151,7 +173,9 @@ def count_flops(latent: int) -> dict[str, tuple[float, float, float]]:
             sdpa = sum(n for op, n in counts["Global"].items() if "scaled_dot_product" in str(op))
             # The 16 layers PISA replaces, projections included; the only place the variants differ.
             attn1 = sum(
-                sum(ops.values()) for name, ops in counts.items() if name.endswith(".attn1") and is_pisa_layer(name + ".")
+                sum(ops.values())
+                for name, ops in counts.items()
+                if name.endswith(".attn1") and is_pisa_layer(name + ".")
             )
             result[variant] = (total, sdpa / total, attn1 / total)
     return result
@@ -162,9 +186,10 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--layer-latent", type=int, help="latent side for the layer bench (default: 32 cpu, 64 cuda)")
     parser.add_argument("--unet-latent", type=int, help="latent side for the UNet bench (default: 8 cpu, 64 cuda)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per implementation after one warm-up")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per implementation after one warm-up")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -172,14 +197,17 @@ def main() -> None:
     dtype = torch.bfloat16 if cuda else torch.float32  # CPUs gain nothing from bf16
     layer_latent = args.layer_latent or (PAPER_LATENT if cuda else 32)
     unet_latent = args.unet_latent or (PAPER_LATENT if cuda else 8)
-    where = f"{str(dtype).removeprefix('torch.')} on {torch.cuda.get_device_name() if cuda else f'cpu ({args.threads} threads)'}"
+    machine = torch.cuda.get_device_name() if cuda else f"cpu ({args.threads} threads)"
+    where = f"{str(dtype).removeprefix('torch.')} on {machine}"
 
     print(f"[1/3] PISA layer vs naive definition, latent {layer_latent}x{layer_latent}, {where}", flush=True)
     layers = bench_layers(layer_latent, device, dtype, args.repeats)
 
     print(f"[2/3] paper UNet forward+backward, latent {unet_latent}x{unet_latent}, {where}", flush=True)
     print("  building the paper-size UNet with random weights ...", flush=True)
-    unet = build_unet_skeleton("paper", device=device).to(dtype).train()
+    unet = build_unet_skeleton("paper", device=device).train()
+    if dtype != torch.float32:  # a no-op cast would still trigger diffusers' keep-in-fp32 warning
+        unet.to(dtype)
     select_trainable(unet, update_motion=True)
     configs = [(variant, ckpt) for ckpt in ((False, True) if cuda else (False,)) for variant in ("stock", "pisa")]
     steps = bench_unet(unet, unet_latent, configs, device, dtype, args.repeats)
@@ -188,22 +216,27 @@ def main() -> None:
     print("[3/3] FLOPs (FlopCounterMode, forward+backward)", flush=True)
     flops = {latent: count_flops(latent) for latent in sorted({unet_latent, PAPER_LATENT})}
 
-    print(f"\n== PISA layer forward, {FRAMES} frames, 8 heads, latent {layer_latent}x{layer_latent}, {where}, "
-          f"median of {args.repeats} ==")
-    print(f"{'C':>5} {'T':>5} {'naive ms':>9} {'PISA ms':>9} {'naive/PISA':>10} {'max|diff|':>10}")
-    for width, tokens, naive_s, pisa_s, max_diff in layers:
-        print(f"{width:>5} {tokens:>5} {naive_s * 1e3:>9.1f} {pisa_s * 1e3:>9.1f} {naive_s / pisa_s:>10.2f} {max_diff:>10.1e}")
+    print(f"\n== PISA layer forward, {FRAMES} frames, 8 heads, latent {layer_latent}x{layer_latent}, {where}; "
+          f"median (min) of {args.repeats} ==")
+    print(f"{'C':>5} {'T':>5} {'naive ms':>15} {'PISA ms':>15} {'naive/PISA':>13} {'FLOP n/P':>9} {'max|diff|':>9}")
+    for width, tokens, naive, pisa, flop_ratio, max_diff in layers:
+        naive_ms = f"{naive.median_s * 1e3:.1f} ({naive.min_s * 1e3:.1f})"
+        pisa_ms = f"{pisa.median_s * 1e3:.1f} ({pisa.min_s * 1e3:.1f})"
+        speedup = f"{naive.median_s / pisa.median_s:.2f} ({naive.min_s / pisa.min_s:.2f})"
+        print(f"{width:>5} {tokens:>5} {naive_ms:>15} {pisa_ms:>15} {speedup:>13} {flop_ratio:>9.2f} {max_diff:>9.1e}")
 
-    print(f"\n== paper UNet forward+backward, {FRAMES} frames, latent {unet_latent}x{unet_latent}, {where}, "
-          f"median of {args.repeats} ==")
-    print(f"{'attention':<9} {'ckpt':<4} {'s/step':>7} {'peak GiB':>8}")
-    for (variant, ckpt), (seconds, peak) in steps.items():
-        memory = f"{peak / 2**30:.1f}" if cuda else "-"  # CPU peak memory is not tracked by torch
-        print(f"{variant:<9} {'on' if ckpt else 'off':<4} {seconds:>7.2f} {memory:>8}")
+    print(f"\n== paper UNet forward+backward, {FRAMES} frames, latent {unet_latent}x{unet_latent}, {where}; "
+          f"median (min) of {args.repeats} ==")
+    print(f"{'attention':<9} {'ckpt':<4} {'s/step':>13} {'peak GiB':>8}")
+    for (variant, ckpt), timing in steps.items():
+        memory = f"{timing.peak_bytes / 2**30:.1f}" if cuda else "-"  # CPU peak memory is not tracked by torch
+        seconds = f"{timing.median_s:.2f} ({timing.min_s:.2f})"
+        print(f"{variant:<9} {'on' if ckpt else 'off':<4} {seconds:>13} {memory:>8}")
     if ("stock", False) in steps and ("pisa", False) in steps:
-        time_ratio = steps[("pisa", False)][0] / steps[("stock", False)][0]
+        pisa, stock = steps[("pisa", False)], steps[("stock", False)]
+        time_ratio = f"{pisa.median_s / stock.median_s:.3f} ({pisa.min_s / stock.min_s:.3f})"
         flop_ratio = flops[unet_latent]["pisa"][0] / flops[unet_latent]["stock"][0]
-        print(f"PISA/stock: time {time_ratio:.3f}, FLOPs {flop_ratio:.3f}")
+        print(f"PISA/stock: time {time_ratio}, FLOPs {flop_ratio:.3f}")
 
     print("\n== FLOPs, forward+backward, paper UNet, 17 frames ==")
     print(f"{'latent':>6} {'attention':<9} {'TFLOP':>7} {'SDPA %':>7} {'attn1 %':>7} {'vs stock':>8}")
@@ -211,7 +244,11 @@ def main() -> None:
         for variant, (total, sdpa_share, attn1_share) in variants.items():
             ratio = total / variants["stock"][0]
             print(f"{latent:>6} {variant:<9} {total / 1e12:>7.2f} {sdpa_share:>7.1%} {attn1_share:>7.1%} {ratio:>8.3f}")
-    print("attn1 % = the 16 spatial self-attention layers PISA replaces (projections + SDPA); SDPA % = all attention kernels")
+    print("attn1 % = the 16 spatial self-attention layers PISA replaces (projections + SDPA)")
+    print("SDPA % = all attention kernels (spatial self, text cross, temporal)")
+    if not cuda:  # other jobs on a shared CPU inflate medians; say how busy it was
+        load = f"{load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+        print(f"1-min load average: {load} ({args.threads} threads used here)")
 
 
 if __name__ == "__main__":
