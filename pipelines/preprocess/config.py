@@ -17,7 +17,8 @@ class ActorPoolConfig:
         max_size: Most actors the pool scales up to.
         initial_size: Actors started up front (default: min_size).
         num_gpus: GPUs per actor (0 on CPU machines).
-        num_cpus: CPUs per actor; keep fractional on small machines so read tasks are not starved.
+        num_cpus: CPUs per actor, a logical reservation held even while the actor waits; keep it
+            small on small machines so decode tasks are not starved.
         batch_size: Rows per `__call__`.
     """
 
@@ -25,7 +26,7 @@ class ActorPoolConfig:
     max_size: int = 1
     initial_size: int | None = None
     num_gpus: float = 0.0
-    num_cpus: float = 0.5
+    num_cpus: float = 0.25
     batch_size: int = 4
 
     def __post_init__(self):
@@ -73,8 +74,8 @@ class PreprocessConfig:
         min_face_fraction: A face narrower than this share of the frame's short side is too small.
         face_detector, object_detector, segmenter: Backends by registry name and options.
         detect, segment, latents: Actor pools of the model stages.
-        decode_num_cpus: CPUs per probe/decode task; a whole CPU, since several decoders sharing
-            one core thrash it (measured 4x slower at 0.25, bench/RESULTS.md).
+        decode_num_cpus: CPUs per probe/decode task. Too small a share starts many decoders on
+            few cores; 0.5 with 0.25-CPU actors was fastest on 2 cores (bench/RESULTS.md).
         cpu_stage_num_cpus: CPUs per task of the light CPU stages (highlight, write).
         encode_latents: Also store VAE latents and text embeddings (training skips the encoders).
         latent_preset: Preset whose VAE and text encoder make those latents.
@@ -103,7 +104,7 @@ class PreprocessConfig:
     detect: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     segment: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     latents: ActorPoolConfig = field(default_factory=ActorPoolConfig)
-    decode_num_cpus: float = 1.0
+    decode_num_cpus: float = 0.5
     cpu_stage_num_cpus: float = 0.25
     encode_latents: bool = False
     latent_preset: str = "tiny"

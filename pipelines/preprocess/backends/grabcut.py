@@ -15,8 +15,9 @@ from scipy import ndimage
 from pipelines.preprocess.backends._common import check_box, check_class_name, clip_box
 from pipelines.preprocess.backends.base import Box, check_image
 
-# Frames are shrunk to at most this size before the detector's GrabCut: it only needs a box.
-_DETECT_SIDE_PX = 320
+# GrabCut's cost grows with pixels x iterations. The detector only needs a box, so it works on a
+# small copy; the segmenter works on the box plus some context, shrunk to a bounded size.
+_DETECT_SIDE_PX = 128
 
 
 def _check_grabcut_options(iterations: int, seed: int) -> None:
@@ -64,6 +65,10 @@ class GrabCutSegmenter:
     Args:
         iterations (int, default 5): GrabCut refinement rounds (each ~0.4 s on a 1024x1024 frame).
         seed (int, default 0): OpenCV RNG seed for the colour-model initialisation.
+        context (float, default 0.25): Share of the box's size kept around it on each side as the
+            background sample; pixels farther away barely change the colour model.
+        max_side (int, default 192): The box plus context is shrunk to at most this many pixels
+            before GrabCut and the mask scaled back, which bounds the cost at any frame size.
 
     Example:
         >>> mask = GrabCutSegmenter().segment(frame, Box(80, 40, 240, 260))  # bool (H, W)
@@ -71,19 +76,37 @@ class GrabCutSegmenter:
 
     name = "grabcut"
 
-    def __init__(self, *, iterations: int = 5, seed: int = 0):
+    def __init__(self, *, iterations: int = 5, seed: int = 0, context: float = 0.25, max_side: int = 192):
         _check_grabcut_options(iterations, seed)
+        if context < 0 or max_side < 16:
+            raise ValueError(f"`context` must be >= 0 and `max_side` >= 16, got {context} and {max_side}.")
         self.iterations = iterations
         self.seed = seed
+        self.context = context
+        self.max_side = max_side
         self.version = f"opencv=={cv2.__version__}"
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
         """Bool mask (H, W) of the largest foreground region in `box`, holes filled."""
         check_image(image)
         check_box(box, image)
-        x0, y0 = math.floor(box.x0), math.floor(box.y0)
-        rect = (x0, y0, math.ceil(box.x1) - x0, math.ceil(box.y1) - y0)
-        return largest_foreground(image, rect, self.iterations, self.seed)
+        height, width = image.shape[:2]
+        pad_x, pad_y = self.context * box.width, self.context * box.height
+        wx0, wy0 = max(0, math.floor(box.x0 - pad_x)), max(0, math.floor(box.y0 - pad_y))
+        wx1, wy1 = min(width, math.ceil(box.x1 + pad_x)), min(height, math.ceil(box.y1 + pad_y))
+        window = image[wy0:wy1, wx0:wx1]
+        scale = min(1.0, self.max_side / max(window.shape[:2]))
+        if scale < 1.0:
+            window = cv2.resize(window, (round(window.shape[1] * scale), round(window.shape[0] * scale)),
+                                interpolation=cv2.INTER_AREA)
+        x0, y0 = math.floor((box.x0 - wx0) * scale), math.floor((box.y0 - wy0) * scale)
+        rect = (x0, y0, math.ceil((box.x1 - wx0) * scale) - x0, math.ceil((box.y1 - wy0) * scale) - y0)
+        small = largest_foreground(window, rect, self.iterations, self.seed)
+        if scale < 1.0:
+            small = cv2.resize(small.astype(np.uint8), (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_LINEAR) > 0
+        mask = np.zeros((height, width), bool)
+        mask[wy0:wy1, wx0:wx1] = small
+        return mask
 
 
 class CenterGrabCutObjectDetector:
