@@ -170,7 +170,7 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, first_run, tmp_
     assert quarantined.num_rows == len(set(quarantined.column("source_id").to_pylist()))
 
 
-def test_latent_stage_over_a_file_uri_directory(corpus, ray_cluster, tmp_path):
+def test_latent_stage_with_file_uri_input_and_output(corpus, ray_cluster, tmp_path):
     import shutil
 
     from pipelines.preprocess.dataflow import run_preprocess
@@ -182,10 +182,11 @@ def test_latent_stage_over_a_file_uri_directory(corpus, ray_cluster, tmp_path):
     videos.mkdir()
     for name in ("face_000.mp4", "face_001.mp4"):
         shutil.copy(corpus.output_dir / name, videos / name)
-    config = PreprocessConfig(input=f"file://{videos}", output_dir=str(tmp_path / "out"), size=64,
+    config = PreprocessConfig(input=f"file://{videos}", output_dir=f"file://{tmp_path}/out", size=64,
                               encode_latents=True, latent_preset="tiny")
     result = run_preprocess(config, progress=False)
     assert result.statuses == {"ok": 2}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["samples"] == 2
     rows = read_dir(tmp_path / "out" / "data").to_pylist()
     assert {r["source_uri"] for r in rows} == {f"file://{videos}/face_000.mp4", f"file://{videos}/face_001.mp4"}
 

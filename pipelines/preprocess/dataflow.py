@@ -17,7 +17,6 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import ray
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
 from pipelines.preprocess.schema import WORKING_SCHEMA
-from pipelines.preprocess.sources import read_sources
+from pipelines.preprocess.sources import read_sources, resolve
 from pipelines.preprocess.stages.clip_sampling import ClipSamplingStage
 from pipelines.preprocess.stages.decode import DecodeStage
 from pipelines.preprocess.stages.detect import DetectStage
@@ -147,6 +146,8 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> Prepro
             "segmenter": config.segmenter.name,
         },
     }
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(config.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    fs, root = resolve(config.output_dir)
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(f"{root}/summary.json") as stream:
+        stream.write(json.dumps(summary, indent=2).encode())
     return PreprocessResult(config.output_dir, len(rows), len(sources) - len(todo), statuses, summary)

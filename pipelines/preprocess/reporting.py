@@ -10,19 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as pa_ds
+import pyarrow.fs as pa_fs
 from PIL import Image
 
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.images import decode_image
+from pipelines.preprocess.sources import resolve
 from pipelines.preprocess.stages.write import DATA_DIR
 
 
 def contact_sheet(output_dir: str, path: Path, *, tile: int = 128, limit: int = 64) -> Path | None:
     """A grid of the dataset's reference images (at most `limit`), so a curator sees them at a glance."""
-    data = Path(output_dir) / DATA_DIR
-    if not data.is_dir():
+    fs, root = resolve(output_dir)
+    if fs.get_file_info(f"{root}/{DATA_DIR}").type != pa_fs.FileType.Directory:
         return None
-    table = pa_ds.dataset(str(data), format="parquet").to_table(columns=["sample_id", "reference_png"])
+    dataset = pa_ds.dataset(f"{root}/{DATA_DIR}", format="parquet", filesystem=fs)
+    table = dataset.to_table(columns=["sample_id", "reference_png"])
     table = table.sort_by("sample_id").slice(0, limit)
     if table.num_rows == 0:
         return None
@@ -53,7 +56,9 @@ def log_curation_run(config: PreprocessConfig, summary: dict, *, artifact_locati
     mlflow.set_tracking_uri(config.mlflow_tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.mlflow_experiment)
     if experiment is None:
-        location = artifact_location or (Path(config.output_dir).resolve() / "mlflow-artifacts").as_uri()
+        output = config.output_dir
+        default = f"{output}/mlflow-artifacts" if "://" in output else (Path(output).resolve() / "mlflow-artifacts").as_uri()
+        location = artifact_location or default
         experiment_id = mlflow.create_experiment(config.mlflow_experiment, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
