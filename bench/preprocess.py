@@ -100,7 +100,7 @@ def decode_only(config: PreprocessConfig) -> float:
 
 def cpu_stages(config: PreprocessConfig):
     return [
-        ProbeStage(),
+        ProbeStage(supported_codecs=config.supported_codecs),
         ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side),
         ClipSamplingStage(num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates,
                           seed=config.seed),

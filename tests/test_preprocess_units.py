@@ -126,3 +126,21 @@ def test_shipped_configs_are_valid():
     for path in configs:
         config = load_config(PreprocessConfig, path)
         assert config.face_detector.name and config.segmenter.name
+
+
+def test_probe_stage_records_the_video_or_the_reason(tmp_path):
+    from pipelines.preprocess.schema import WORKING_SCHEMA
+    from pipelines.preprocess.stages.probe import ProbeStage
+    from videomaker.export import write_mp4
+
+    path = write_mp4(np.full((20, 32, 48, 3), 128, np.uint8), tmp_path / "v.mp4", fps=10)
+    batch = pa.Table.from_pylist([{"source_uri": str(path), "sample_id": "s"}], schema=WORKING_SCHEMA)
+    row = ProbeStage()(batch).to_pylist()[0]
+    assert row["reason_code"] is None
+    assert (row["codec"], row["source_num_frames"], row["source_width"], row["source_height"]) == ("h264", 20, 48, 32)
+    assert row["source_fps"] == 10 and row["source_duration_s"] == pytest.approx(2.0, abs=0.15)
+    assert len(row["content_sha256"]) == 64
+
+    rejected = ProbeStage(supported_codecs=("vp9", "av1"))(batch).to_pylist()[0]
+    assert rejected["reason_code"] == "unsupported_codec" and rejected["stage"] == "probe"
+    assert "h264" in rejected["message"] and rejected["retryable"] is False

@@ -68,6 +68,8 @@ class PreprocessConfig:
         seed: Mixed with each sample id for clip starts and reference candidates.
         reference_candidates: Candidate reference frames per clip.
         min_source_side: Videos whose short side is smaller are quarantined as too_small.
+        supported_codecs: FFmpeg codec names accepted (e.g. [h264, hevc, vp9]); others are
+            quarantined as unsupported_codec. None accepts whatever FFmpeg decodes.
         default_subject_class: For manifest rows without `subject_class`.
         human_classes: Classes handled as humans (face detection); the rest are objects.
         head_scale: Face box enlarged by this factor (and shifted up) to cover the head.
@@ -94,6 +96,7 @@ class PreprocessConfig:
     seed: int = 42
     reference_candidates: int = 4
     min_source_side: int = 64
+    supported_codecs: tuple[str, ...] | None = None
     default_subject_class: str = "person"
     human_classes: tuple[str, ...] = ("person", "human", "man", "woman", "face")
     head_scale: float = 1.8
@@ -123,6 +126,8 @@ class PreprocessConfig:
         if self.size < 8 or self.size % 8:
             raise ValueError(f"Invalid PreprocessConfig(size={self.size}): must be a positive multiple of 8.")
         self.human_classes = tuple(self.human_classes)
+        if self.supported_codecs is not None:
+            self.supported_codecs = tuple(self.supported_codecs)
         if self.run_id is None:
             self.run_id = self.config_hash()
 

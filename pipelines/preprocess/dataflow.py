@@ -66,7 +66,7 @@ def build_dataset(rows: list[dict], config: PreprocessConfig):
     # One small block per source lets the CPU stages spread over all cores from the start.
     ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
     decode = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
-    ds = ds.map_batches(ProbeStage(), **decode)
+    ds = ds.map_batches(ProbeStage(supported_codecs=config.supported_codecs), **decode)
     ds = ds.map_batches(ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side), **decode)
     ds = ds.map_batches(
         ClipSamplingStage(

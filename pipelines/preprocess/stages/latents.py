@@ -20,9 +20,10 @@ def to_fp16_bytes(tensor: torch.Tensor) -> tuple[bytes, list[int]]:
 class EncodeLatentsStage(RowStage):
     name = "encode_latents"
 
-    def __init__(self, *, preset: str, device: str = "cpu"):
+    def __init__(self, *, preset: str, device: str | None = None):
         self.preset = preset
-        self.components = load_components(preset, device="cuda" if torch.cuda.is_available() else device)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # the actor's GPU when it has one
+        self.components = load_components(preset, device=device)
 
     def process(self, row: dict) -> None:
         c = self.components

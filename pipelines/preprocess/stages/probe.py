@@ -7,8 +7,11 @@ from pipelines.preprocess.video import probe, read_bytes
 class ProbeStage(RowStage):
     name = "probe"
 
+    def __init__(self, *, supported_codecs: tuple[str, ...] | None = None):
+        self.supported_codecs = frozenset(supported_codecs) if supported_codecs else None
+
     def process(self, row: dict) -> None:
-        info = probe(read_bytes(row["source_uri"]), row["source_uri"])
+        info = probe(read_bytes(row["source_uri"]), row["source_uri"], supported_codecs=self.supported_codecs)
         row.update(
             content_sha256=info.content_sha256,
             codec=info.codec,
