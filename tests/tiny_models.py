@@ -129,3 +129,96 @@ def save_tiny_sam(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     torch.save(build_tiny_sam().state_dict(), path)
     return path
+
+
+# --- metric backends -------------------------------------------------------------------------
+
+# ArcFace's 112x112 alignment template, as fractions of the face box: eyes, nose, mouth corners.
+ARCFACE_TEMPLATE = torch.tensor(
+    [[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]]
+) / 112.0
+
+
+class _BrightCellSCRFDWithKeypoints(_BrightCellSCRFD):
+    """`_BrightCellSCRFD` whose five keypoints sit on ArcFace's template inside each cell."""
+
+    def forward(self, x):
+        outputs = list(super().forward(x))
+        for i, stride in enumerate(SCRFD_STRIDES):
+            cell = torch.nn.functional.avg_pool2d(x, stride, stride).mean(1, keepdim=True)
+            template = ARCFACE_TEMPLATE.reshape(1, 10, 1, 1)
+            outputs[6 + i] = _per_anchor(cell * 0 + template)
+        return tuple(outputs)
+
+
+class _TinyArcFace(torch.nn.Module):
+    """112x112 aligned face -> 32-dim embedding, a seeded random conv net."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 8, stride=8)
+        self.fc = torch.nn.Linear(8 * 14 * 14, 32)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, outputs: list[str], dynamic: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input.1"],
+                          output_names=outputs, dynamic_axes=dynamic)
+
+
+def save_tiny_face_pack(model_dir: Path, seed: int = 0) -> Path:
+    """A `buffalo_l`-shaped pack: det_10g.onnx (bright cells are faces) and w600k_r50.onnx."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    outputs = [f"{kind}_{s}" for kind in ("score", "bbox", "kps") for s in SCRFD_STRIDES]
+    _export(_BrightCellSCRFDWithKeypoints(), torch.zeros(1, 3, 64, 64), model_dir / "det_10g.onnx", outputs,
+            {"input.1": {2: "height", 3: "width"}, **{name: {0: "anchors"} for name in outputs}})
+    torch.manual_seed(seed)
+    _export(_TinyArcFace().eval(), torch.zeros(1, 3, 112, 112), model_dir / "w600k_r50.onnx", ["fc1"],
+            {"input.1": {0: "batch"}, "fc1": {0: "batch"}})
+    return model_dir
+
+
+def save_tiny_open_clip(model_dir: Path, seed: int = 0) -> str:
+    """An open_clip `local-dir:` model (ViT, 1 layer, width 32, CLIP's real BPE tokenizer)."""
+    import json
+
+    import open_clip
+
+    model_cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    preprocess_cfg = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD),
+                      "interpolation": "bicubic", "resize_mode": "shortest"}
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}))
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(**model_cfg)
+    torch.save(model.state_dict(), model_dir / "open_clip_pytorch_model.bin")
+    return f"local-dir:{model_dir}"
+
+
+def save_tiny_dino(model_dir: Path, seed: int = 0) -> Path:
+    """A transformers ViT shaped like dino-vits16 (patch 16, 224 px) but 1 layer of width 32."""
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       image_size=224, patch_size=16)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(model_dir)
+    return model_dir
+
+
+def save_tiny_raft(path: Path, seed: int = 0) -> Path:
+    """A random `raft_large` state dict, the format a staged C_T_V1 checkpoint has."""
+    from torchvision.models.optical_flow import raft_large
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(raft_large(weights=None).state_dict(), path)
+    return path

@@ -1,0 +1,118 @@
+"""What the metric suite needs from each model, whatever loads it.
+
+A backend says who it is (`describe()`: name, library version, weights and their digest) so every
+score can be traced to the exact weights that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+DIGEST_CHARS = 16
+
+
+@runtime_checkable
+class ImageTextEmbedder(Protocol):
+    """CLIP: images and prompts into one embedding space."""
+
+    def embed_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """uint8 RGB (H, W, 3) images -> (N, D) embeddings."""
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Prompts -> (N, D) embeddings."""
+
+    def describe(self) -> dict: ...
+
+
+@runtime_checkable
+class ImageEmbedder(Protocol):
+    """DINO: images into a self-supervised feature space."""
+
+    def embed_images(self, images: list[np.ndarray]) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """A face box in pixels (x1/y1 exclusive) and whatever the backend needs to embed it later."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+    landmarks: np.ndarray | None = None
+
+    @property
+    def area(self) -> float:
+        return max(self.x1 - self.x0, 0.0) * max(self.y1 - self.y0, 0.0)
+
+
+@runtime_checkable
+class FaceEmbedder(Protocol):
+    """Face detection plus recognition, split so only the face that counts is embedded."""
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """Every face in a uint8 RGB image."""
+
+    def embed(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
+        """The identity embedding of one detected face of `image`."""
+
+    def describe(self) -> dict: ...
+
+
+@runtime_checkable
+class FlowEstimator(Protocol):
+    """Optical flow between consecutive frames."""
+
+    def consecutive_flows(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB (F, H, W, 3) -> (F - 1, H, W, 2) flow in pixels, (u, v) per pixel."""
+
+    def describe(self) -> dict: ...
+
+
+def check_images(images, argument: str = "images") -> list[np.ndarray]:
+    """Refuse anything but a non-empty list of uint8 RGB (H, W, 3) arrays."""
+    images = list(images)
+    if not images:
+        raise ValueError(f"`{argument}` is empty.")
+    for index, image in enumerate(images):
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+            shape = getattr(image, "shape", None)
+            raise ValueError(f"`{argument}[{index}]` must be a uint8 RGB (H, W, 3) array, got {type(image).__name__} {shape}.")
+    return images
+
+
+def file_digest(*paths: str | Path) -> str:
+    """`sha256:` and a prefix of the digest of the files' bytes, read in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    return f"sha256:{digest.hexdigest()[:DIGEST_CHARS]}"
+
+
+def state_dict_digest(module) -> str:
+    """`sha256:` and a prefix of the digest of a torch module's weights (names, shapes, values).
+
+    Works the same whether the weights came from a hub, a cache or a local file.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
+    return f"sha256:{digest.hexdigest()[:DIGEST_CHARS]}"
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8

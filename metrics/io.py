@@ -1,0 +1,55 @@
+"""Reading the videos and reference images to score, with errors that say what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class MediaError(Exception):
+    """A video or image that cannot be scored; `code` is the record's error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Every frame of a video file (mp4, GIF, ...) as uint8 RGB (F, H, W, 3), decoded with PyAV."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError("video_missing", f"Video {str(path)!r} does not exist.")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError("video_unreadable", f"Video {str(path)!r} has no video stream.")
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    except MediaError:
+        raise
+    except (av.FFmpegError, ValueError, OSError) as error:
+        raise MediaError("video_unreadable", f"Video {str(path)!r} could not be decoded: {error}") from error
+    if not frames:
+        raise MediaError("video_unreadable", f"Video {str(path)!r} has no decodable frame.")
+    return np.stack(frames)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A reference image as uint8 RGB (H, W, 3); transparency is composited onto white."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError("reference_missing", f"Reference image {str(path)!r} does not exist.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "P"):
+                image = image.convert("RGBA")
+                white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(white, image)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise MediaError("reference_unreadable", f"Reference image {str(path)!r} could not be read: {error}") from error

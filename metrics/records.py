@@ -1,0 +1,192 @@
+"""Per-video score records: what was scored, every metric, what it rested on, or why it failed.
+
+A record is a flat dict following `RECORD_SCHEMA`; errors are records too (status "error" with a
+code and message) so one bad video never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+
+from metrics.io import MediaError, read_image, read_video
+from metrics.suite import MetricSuite, VideoScores, VideoToScore
+
+logger = logging.getLogger(__name__)
+
+HUMAN_CLASSES = ("person", "human", "man", "woman", "face")
+
+ERROR_CODES = (
+    "video_missing",
+    "video_unreadable",
+    "reference_missing",
+    "reference_unreadable",
+    "frame_count_mismatch",
+    "scoring_failed",
+)
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("video", pa.string()),
+        ("subject_id", pa.string()),
+        ("prompt", pa.string()),
+        ("reference", pa.string()),
+        ("set", pa.string()),
+        ("subject_class", pa.string()),
+        ("method", pa.string()),
+        ("seed", pa.int64()),
+        ("status", pa.string()),  # "ok" or "error"
+        ("error", pa.string()),  # one of ERROR_CODES
+        ("message", pa.string()),
+        ("frames", pa.int32()),  # frames scored, all of the file's
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("clip_t", pa.float64()),
+        ("clip_i", pa.float64()),
+        ("dino_i", pa.float64()),
+        ("t_cons", pa.float64()),
+        ("face_sim", pa.float64()),  # null unless face_status == "scored"
+        ("face_status", pa.string()),  # scored, no_face_in_video, reference_has_no_face, not_scored
+        ("face_frames", pa.int32()),  # frames with a detected face
+        ("face_detection_rate", pa.float64()),
+        ("dd_dynamic", pa.bool_()),
+        ("dd_pairs_above", pa.int32()),
+        ("dd_pairs_required", pa.int32()),
+        ("dd_threshold", pa.float64()),
+        ("dd_pair_scores", pa.list_(pa.float64())),
+        ("backends", pa.string()),  # JSON: name, version, weights, digest per role
+    ]
+)
+
+
+@dataclass
+class ScoreRequest:
+    """One video to score, as a manifest row names it.
+
+    Args:
+        video: Path of the video file whose frames are scored (mp4, GIF, ...).
+        subject_id: Identity or object the video shows; metrics average per subject first.
+        prompt: The generation prompt.
+        reference: Path of the reference image.
+        set: Benchmark set (celebrity, non_celebrity, object, or any name).
+        subject_class: "person" (Face Sim is scored) or an object class (it is not).
+        method: Which method made the video (ours, a baseline, an imported one).
+        seed: Generation seed, when known.
+    """
+
+    video: str
+    subject_id: str
+    prompt: str
+    reference: str
+    set: str = "custom"
+    subject_class: str = "person"
+    method: str = ""
+    seed: int | None = None
+
+    @property
+    def is_human(self) -> bool:
+        return self.subject_class.strip().lower() in HUMAN_CLASSES
+
+
+def _empty_record(request: ScoreRequest, backends: str) -> dict:
+    record = dict.fromkeys(RECORD_SCHEMA.names)
+    record.update(asdict(request))
+    record["backends"] = backends
+    return record
+
+
+def _error_record(request: ScoreRequest, backends: str, code: str, message: str) -> dict:
+    record = _empty_record(request, backends)
+    record.update(status="error", error=code, message=message)
+    return record
+
+
+def _score_record(request: ScoreRequest, backends: str, scores: VideoScores) -> dict:
+    record = _empty_record(request, backends)
+    dynamics = scores.dynamics
+    record.update(
+        status="ok",
+        frames=scores.num_frames,
+        height=scores.height,
+        width=scores.width,
+        clip_t=scores.clip_t,
+        clip_i=scores.clip_i,
+        dino_i=scores.dino_i,
+        t_cons=scores.t_cons,
+        face_status="not_scored",
+        dd_dynamic=dynamics.dynamic,
+        dd_pairs_above=dynamics.pairs_above,
+        dd_pairs_required=dynamics.pairs_required,
+        dd_threshold=dynamics.threshold,
+        dd_pair_scores=list(dynamics.pair_scores),
+    )
+    if scores.face is not None:
+        record.update(
+            face_sim=scores.face.score,
+            face_status=scores.face.status,
+            face_frames=scores.face.frames_with_face,
+            face_detection_rate=scores.face.detection_rate,
+        )
+        if scores.face.status == "reference_has_no_face":
+            record["message"] = f"Reference image {request.reference!r} has no detectable face; Face Sim not scored."
+    return record
+
+
+def score_requests(suite: MetricSuite, requests: list[ScoreRequest], *, expected_frames: int | None = 16) -> list[dict]:
+    """Read, check and score `requests` in one batch; a failure becomes that video's error record.
+
+    Args:
+        expected_frames: Frames every video must have (16 for the benchmarks); None accepts any.
+    """
+    backends = json.dumps(suite.backends.describe(), sort_keys=True)
+    records: list[dict | None] = [None] * len(requests)
+    ready: list[tuple[int, VideoToScore]] = []
+    for index, request in enumerate(requests):
+        try:
+            frames = read_video(request.video)
+            if expected_frames is not None and len(frames) != expected_frames:
+                raise MediaError(
+                    "frame_count_mismatch",
+                    f"Video {request.video!r} has {len(frames)} frames, expected {expected_frames}; "
+                    f"score it with expected_frames={len(frames)} (or None) if that is intended.",
+                )
+            reference = read_image(request.reference)
+        except MediaError as error:
+            records[index] = _error_record(request, backends, error.code, str(error))
+            continue
+        ready.append((index, VideoToScore(frames, request.prompt, reference, score_faces=request.is_human)))
+
+    try:
+        scored = suite.score([video for _, video in ready])
+    except Exception:  # one video broke a backend: score one by one so the rest still count
+        logger.warning("Scoring a batch of %d videos failed; retrying them one by one.", len(ready), exc_info=True)
+        scored = []
+        for index, video in ready:
+            try:
+                scored.extend(suite.score([video]))
+            except Exception as error:
+                scored.append(error)
+    for (index, _), result in zip(ready, scored):
+        request = requests[index]
+        if isinstance(result, Exception):
+            message = f"Scoring {request.video!r} failed: {type(result).__name__}: {result}"
+            records[index] = _error_record(request, backends, "scoring_failed", message)
+        else:
+            records[index] = _score_record(request, backends, result)
+    return records
+
+
+def records_table(records: list[dict]) -> pa.Table:
+    """The records as a table with exactly `RECORD_SCHEMA`."""
+    return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+
+
+def records_for_csv(table: pa.Table) -> pa.Table:
+    """The same table with list columns as JSON text, which CSV can hold."""
+    scores = [json.dumps(v) if v is not None else None for v in table.column("dd_pair_scores").to_pylist()]
+    index = table.schema.get_field_index("dd_pair_scores")
+    return table.set_column(index, "dd_pair_scores", pa.array(scores, pa.string()))
+
