@@ -6,13 +6,14 @@ import argparse
 import logging
 import sys
 
-from jobs import generate, preprocess, presets, synth_corpus
+from jobs import generate, preprocess, presets, score, synth_corpus
 
 SUBCOMMANDS = {
     "generate": generate,
     "presets": presets,
     "synth-corpus": synth_corpus,
     "preprocess": preprocess,
+    "score": score,
 }
 
 

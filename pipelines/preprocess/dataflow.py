@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import ray
-from ray.data import ActorPoolStrategy
 from tqdm.auto import tqdm
 
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
@@ -53,10 +52,7 @@ def _actor_stage(ds, stage, kwargs: dict, pool: ActorPoolConfig):
         stage,
         fn_constructor_kwargs=kwargs,
         batch_format="pyarrow",
-        batch_size=pool.batch_size,
-        compute=ActorPoolStrategy(min_size=pool.min_size, max_size=pool.max_size, initial_size=pool.initial_size),
-        num_cpus=pool.num_cpus,
-        num_gpus=pool.num_gpus,
+        **pool.map_batches_options(),
     )
 
 

@@ -1,0 +1,82 @@
+"""The scoring manifest: which video shows which subject, from which prompt and reference.
+
+Videos from any method score the same way, so results of ID-Animator, PhotoMaker or VideoBooth
+enter through a manifest of their files exactly like ours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from metrics.records import ScoreRequest
+
+REQUIRED_COLUMNS = ("video", "subject_id", "prompt", "reference")
+OPTIONAL_COLUMNS = ("set", "subject_class", "method", "seed")
+
+
+def _read_table(path: Path) -> pa.Table:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        # Every column as text: subject ids like "007" must not become numbers.
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False,
+                                                                          column_types={c: pa.string() for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS[:3])}))
+    if suffix in (".jsonl", ".json"):
+        import pyarrow.json as pajson
+
+        return pajson.read_json(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    raise ValueError(f"`manifest` {str(path)!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
+
+
+def _resolve(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = None) -> list[ScoreRequest]:
+    """Every row as a `ScoreRequest`; refuses missing columns and empty required fields, listing each row.
+
+    Relative `video` paths are resolved against `videos_dir` (default: the manifest's folder) and
+    relative `reference` paths against the manifest's folder. Files that are missing or broken are
+    not refused here: they become error records so the rest still scores.
+    """
+    path = Path(manifest).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"`manifest` {str(path)!r} does not exist.")
+    table = _read_table(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"`manifest` {str(path)!r} lacks the column(s) {missing}; it has {table.column_names}.")
+    base = path.parent
+    video_base = Path(videos_dir).expanduser() if videos_dir is not None else base
+    requests, problems = [], []
+    for number, row in enumerate(table.to_pylist(), start=1):
+        empty = [c for c in REQUIRED_COLUMNS if row.get(c) is None or not str(row[c]).strip()]
+        if empty:
+            problems.append(f"row {number}: empty {empty}")
+            continue
+        seed = row.get("seed")
+        requests.append(
+            ScoreRequest(
+                video=_resolve(str(row["video"]), video_base),
+                subject_id=str(row["subject_id"]),
+                prompt=str(row["prompt"]),
+                reference=_resolve(str(row["reference"]), base),
+                set=str(row.get("set") or "custom"),
+                subject_class=str(row.get("subject_class") or "person"),
+                method=str(row.get("method") or ""),
+                seed=int(seed) if seed not in (None, "") else None,
+            )
+        )
+    if problems:
+        raise ValueError(f"`manifest` {str(path)!r} has {len(problems)} bad row(s): " + "; ".join(problems))
+    if not requests:
+        raise ValueError(f"`manifest` {str(path)!r} has no rows.")
+    return requests

@@ -1,0 +1,105 @@
+"""The scoring command end to end on a local Ray cluster, and its manifest checks."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+
+from metrics.records import RECORD_SCHEMA
+from pipelines.scoring.manifest import read_score_manifest
+from test_metric_backends import panning_video, two_faces, write_mp4
+
+
+def write_manifest(path, rows):
+    header = list(rows[0])
+    path.write_text("\n".join([",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]) + "\n")
+    return path
+
+
+def test_manifest_resolves_paths_and_keeps_ids_as_text(tmp_path):
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"video": "a.mp4", "subject_id": "007", "prompt": "A person.", "reference": "refs/a.png", "seed": 3},
+        {"video": "/abs/b.mp4", "subject_id": "008", "prompt": "A cat.", "reference": "/r/b.png", "seed": ""},
+    ])
+    first, second = read_score_manifest(manifest, tmp_path / "videos")
+    assert first.video == str(tmp_path / "videos" / "a.mp4") and first.reference == str(tmp_path / "refs" / "a.png")
+    assert first.subject_id == "007" and first.seed == 3 and first.set == "custom" and first.subject_class == "person"
+    assert second.video == "/abs/b.mp4" and second.seed is None
+
+
+def test_manifest_errors_name_the_columns_and_every_bad_row(tmp_path):
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['reference'\]"):
+        read_score_manifest(write_manifest(tmp_path / "a.csv", [{"video": "a", "subject_id": "s", "prompt": "p"}]))
+    rows = [{"video": "a", "subject_id": "s", "prompt": "p", "reference": "r"},
+            {"video": "", "subject_id": "s", "prompt": "p", "reference": "r"},
+            {"video": "b", "subject_id": "s", "prompt": "", "reference": ""}]
+    with pytest.raises(ValueError, match=r"2 bad row\(s\): row 2: empty \['video'\]; row 3: empty \['prompt', 'reference'\]"):
+        read_score_manifest(write_manifest(tmp_path / "b.csv", rows))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_score_manifest(tmp_path / "none.csv")
+
+
+@pytest.mark.slow
+def test_score_command_writes_records_and_aggregates_matching_an_in_process_suite(tmp_path, tiny_metric_models):
+    from dataclasses import asdict
+
+    from metrics.backends import load_backends
+    from metrics.records import score_requests
+    from metrics.suite import MetricSuite
+
+    videos, refs = tmp_path / "videos", tmp_path / "refs"
+    videos.mkdir(), refs.mkdir()
+    rows = []
+    for subject in ("alice", "bob"):
+        face = two_faces(128)
+        Image.fromarray(face).save(refs / f"{subject}.png")
+        for p, prompt in enumerate(["A person wearing sunglasses.", "A person playing an acoustic guitar."]):
+            frames = np.stack([np.roll(face, 3 * i * (p + 1), axis=1) for i in range(16)])
+            write_mp4(videos / f"{subject}_{p}.mp4", frames)
+            rows.append({"video": f"{subject}_{p}.mp4", "subject_id": subject, "prompt": prompt,
+                         "reference": f"refs/{subject}.png", "set": "celebrity", "subject_class": "person", "seed": 0})
+    Image.fromarray(panning_video(0, size=128)[0]).save(refs / "cat.png")
+    write_mp4(videos / "cat.mp4", panning_video(6, size=128))
+    rows.append({"video": "cat.mp4", "subject_id": "cat1", "prompt": "A cat is running on the grass.",
+                 "reference": "refs/cat.png", "set": "object", "subject_class": "cat", "seed": 0})
+    (videos / "broken.mp4").write_bytes(b"\x00" * 100)
+    rows.append({**rows[0], "video": "broken.mp4"})
+    manifest = write_manifest(tmp_path / "manifest.csv", rows)
+
+    config = tmp_path / "score.yaml"
+    backends = asdict(tiny_metric_models)
+    config.write_text(yaml.safe_dump({"backends": backends, "scorers": {"num_cpus": 0.5, "batch_size": 2}}))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "jobs.cli", "score", "--config", str(config), "--manifest", str(manifest),
+               "--videos", str(videos), "--output-dir", str(out), "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "video_unreadable" in result.stderr and "celebrity" in result.stdout and "object" in result.stdout
+
+    table = pq.read_table(out / "records.parquet")
+    assert table.schema == RECORD_SCHEMA
+    records = table.to_pylist()
+    assert [r["video"] for r in records] == [str(videos / r["video"]) for r in rows]  # manifest order
+    assert [r["status"] for r in records] == ["ok"] * 5 + ["error"]
+    assert pacsv.read_csv(out / "records.csv").num_rows == 6
+
+    suite = MetricSuite(load_backends(tiny_metric_models))
+    requests = read_score_manifest(manifest, videos)
+    expected = score_requests(suite, requests[:5])
+    for got, want in zip(records, expected):
+        for metric in ("clip_t", "clip_i", "dino_i", "t_cons", "face_sim"):
+            assert got[metric] == pytest.approx(want[metric], abs=1e-5), metric
+        assert got["dd_dynamic"] == want["dd_dynamic"] and got["face_status"] == want["face_status"]
+
+    aggregates = {(a["method"], a["set"]): a for a in json.loads((out / "aggregates.json").read_text())}
+    celebrity = aggregates[("", "celebrity")]
+    assert celebrity["videos"] == 4 and celebrity["errors"] == 1 and celebrity["subjects"] == 2
+    per_subject = [np.mean([r["clip_t"] for r in records[:4] if r["subject_id"] == s]) for s in ("alice", "bob")]
+    assert celebrity["clip_t"] == pytest.approx(np.mean(per_subject))
+    assert aggregates[("", "object")]["face_sim"] is None
