@@ -230,6 +230,11 @@ def test_unknown_backend_names_list_the_choices():
         load_backends(MetricBackendsConfig(flow=BackendSpec("flownet")))
 
 
+def test_options_a_backend_does_not_take_are_named():
+    with pytest.raises(ValueError, match=r"flow.options\): opencv takes no \['weights'\]. Valid options: \['method'\]"):
+        load_backends(MetricBackendsConfig(face=None, flow=BackendSpec("opencv", {"weights": "C_T_V1"})))
+
+
 def test_missing_weights_say_how_to_stage_them(tmp_path):
     from metrics.backends.faces import InsightFaceEmbedder
 

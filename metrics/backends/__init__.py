@@ -90,15 +90,23 @@ class MetricBackends:
 def load_backends(config: MetricBackendsConfig) -> MetricBackends:
     """Build every backend the config names, on `config.device` where it is a torch model."""
     registry = _registry()
-    loaded = {}
-    for role in ROLES:
+    planned = {}
+    for role in ROLES:  # check every role's options before loading any weights
         spec = getattr(config, role)
         if spec is None:
-            loaded[role] = None
             continue
         cls = registry[role][spec.name]
         options = dict(spec.options)
-        if "device" in inspect.signature(cls).parameters:
+        accepted = inspect.signature(cls).parameters
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"Invalid MetricBackendsConfig({role}.options): {spec.name} takes no {unknown}. Valid options: {sorted(accepted)}"
+            )
+        if "device" in accepted:
             options.setdefault("device", config.device)
+        planned[role] = (cls, options)
+    loaded = dict.fromkeys(ROLES)
+    for role, (cls, options) in planned.items():
         loaded[role] = cls(**options)
     return MetricBackends(**loaded)
