@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +51,16 @@ def build(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         return cls(**values)
     except TypeError as err:
         raise ValueError(f"{where}: {err}") from err
+
+
+def overrides_from_flags(args, flags: dict[str, str]) -> list[str]:
+    """`--set` overrides plus each given shortcut flag (attribute -> config key), flags last so they win."""
+    overrides = list(args.set)
+    for attribute, key in flags.items():
+        value = getattr(args, attribute)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    return overrides
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:

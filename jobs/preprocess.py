@@ -29,16 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config
+    from jobs.config import load_config, overrides_from_flags
     from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.dataflow import run_preprocess
     from pipelines.preprocess.reporting import log_curation_run
 
-    overrides = list(args.set)
-    for key, value in (("input", args.input), ("output_dir", args.output_dir), ("mlflow_tracking_uri", args.mlflow_tracking_uri)):
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    config = load_config(PreprocessConfig, args.config, overrides)
+    flags = {"input": "input", "output_dir": "output_dir", "mlflow_tracking_uri": "mlflow_tracking_uri"}
+    config = load_config(PreprocessConfig, args.config, overrides_from_flags(args, flags))
     result = run_preprocess(config, progress=not args.no_progress)
     summary = result.summary
     if config.mlflow_tracking_uri:

@@ -10,7 +10,6 @@ Submit to a cluster:  ray job submit --working-dir . -- python -m jobs.score --c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from metrics.aggregate import METRIC_LABELS
@@ -45,15 +44,12 @@ def format_table(aggregates: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config
+    from jobs.config import load_config, overrides_from_flags
     from pipelines.scoring.config import ScoringConfig
     from pipelines.scoring.dataflow import run_scoring
 
-    overrides = list(args.set)
-    for key, value in (("manifest", args.manifest), ("videos_dir", args.videos), ("output_dir", args.output_dir)):
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    config = load_config(ScoringConfig, args.config, overrides)
+    flags = {"manifest": "manifest", "videos": "videos_dir", "output_dir": "output_dir"}
+    config = load_config(ScoringConfig, args.config, overrides_from_flags(args, flags))
     result = run_scoring(config, progress=not args.no_progress)
     errors = [r for r in result.records if r["status"] == "error"]
     print(format_table(result.aggregates))

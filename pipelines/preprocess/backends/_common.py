@@ -1,8 +1,7 @@
-"""Argument checks, weight digests and lazy imports shared by the SHP backends."""
+"""Argument checks and lazy imports shared by the SHP backends."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import math
 from pathlib import Path
@@ -11,9 +10,6 @@ from types import ModuleType
 import numpy as np
 
 from pipelines.preprocess.backends.base import Box
-
-DIGEST_CHARS = 16
-
 
 def check_box(box: Box, image: np.ndarray, argument: str = "box") -> Box:
     """Refuse a box that is not a non-empty `Box` inside `image` (x1/y1 exclusive)."""
@@ -41,16 +37,6 @@ def clip_box(x0: float, y0: float, x1: float, y1: float, score: float, width: in
     x0, x1 = min(max(float(x0), 0.0), width), min(max(float(x1), 0.0), width)
     y0, y1 = min(max(float(y0), 0.0), height), min(max(float(y1), 0.0), height)
     return Box(x0, y0, x1, y1, float(score)) if x1 > x0 and y1 > y0 else None
-
-
-def weights_digest(*paths: Path) -> str:
-    """`sha256:` plus a prefix of the digest of the weight files, read in the given order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
-    return f"sha256:{digest.hexdigest()[:DIGEST_CHARS]}"
 
 
 def require(module: str, install: str, backend: str) -> ModuleType:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.preprocess.backends._common import check_class_name, clip_box, require, weights_digest
+from metrics.backends.base import file_digest
+from pipelines.preprocess.backends._common import check_class_name, clip_box, require
 from pipelines.preprocess.backends.base import Box, check_image
 
 # What a detector snapshot needs; other weight formats in the hub repository are skipped.
@@ -76,7 +77,7 @@ class GroundingDinoDetector:
         self.box_threshold = box_threshold
         self.text_threshold = text_threshold
         self.device = device
-        self.version = weights_digest(*weights)
+        self.version = file_digest(*weights)
         self._processor = transformers.AutoProcessor.from_pretrained(directory)
         self._model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(directory).to(device).eval()
 

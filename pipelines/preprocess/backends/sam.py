@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.preprocess.backends._common import check_box, require, weights_digest
+from metrics.backends.base import file_digest
+from pipelines.preprocess.backends._common import check_box, require
 from pipelines.preprocess.backends.base import Box, check_image
 
 
@@ -54,7 +55,7 @@ class SAMSegmenter:
         self.checkpoint_path = path
         self.model_type = model_type
         self.device = device
-        self.version = weights_digest(path)
+        self.version = file_digest(path)
         self._predictor = segment_anything.SamPredictor(model.to(device).eval())
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.preprocess.backends._common import clip_box, require, weights_digest
+from metrics.backends.base import file_digest
+from pipelines.preprocess.backends._common import clip_box, require
 from pipelines.preprocess.backends.base import Box, check_image
 
 _STAGE_HINT = (
@@ -72,7 +73,7 @@ class InsightFaceDetector:
         self.model_file = model_file
         self.det_size = det_size
         self.det_thresh = det_thresh
-        self.version = weights_digest(model_file)
+        self.version = file_digest(model_file)
         self._model = model
 
     def detect(self, image: np.ndarray) -> list[Box]:
