@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from jobs import generate, preprocess, presets, score, synth_corpus
+from jobs import generate, preprocess, presets, score, synth_corpus, train
 
 SUBCOMMANDS = {
     "generate": generate,
@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "synth-corpus": synth_corpus,
     "preprocess": preprocess,
     "score": score,
+    "train": train,
 }
 
 

@@ -7,10 +7,9 @@ import json
 import logging
 from pathlib import Path
 
+from videomaker.references import EXAMPLE_PREFIX, load_reference
+
 logger = logging.getLogger(__name__)
-
-EXAMPLE_PREFIX = "skimage:"
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -37,23 +36,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", default="outputs/generate", help="Where the mp4, GIF and JSON files go.")
     parser.set_defaults(run=run)
-
-
-def load_reference(spec: str):
-    """A PIL image from a path or from scikit-image's bundled examples."""
-    from PIL import Image
-
-    if spec.startswith(EXAMPLE_PREFIX):
-        from skimage import data
-
-        name = spec[len(EXAMPLE_PREFIX):]
-        if not hasattr(data, name):
-            raise ValueError(f"--reference {spec!r}: scikit-image has no example image {name!r} (try skimage:astronaut).")
-        return Image.fromarray(getattr(data, name)()).convert("RGB")
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"--reference {spec!r}: no such file.")
-    return Image.open(path).convert("RGB")
 
 
 def run(args: argparse.Namespace) -> int:

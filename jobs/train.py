@@ -1,0 +1,55 @@
+"""`videomaker train`: fine-tune AnimateDiff with PISA and GIRL on Ray Train.
+
+Re-running the same command (same run_name and storage_path) resumes from the latest checkpoint.
+Submit to a cluster:  ray job submit --working-dir . -- python -m jobs.train --config jobs/configs/train_paper.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="Fine-tune on a preprocessed dataset with Ray Train.", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with TrainConfig fields (see pipelines/training/config.py).")
+    parser.add_argument("--dataset", help="Preprocess output directory; overrides the config.")
+    parser.add_argument("--storage-path", help="Checkpoint storage (local path or URI); overrides the config.")
+    parser.add_argument("--run-name", help="Run name; the same name and storage path resume; overrides the config.")
+    parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db; overrides the config.")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override any config field, dotted: --set max_steps=100 --set switches.update_motion=false.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.config import load_config, overrides_from_flags
+    from pipelines.training.config import TrainConfig
+    from pipelines.training.trainer import run_training
+
+    flags = {"dataset": "dataset", "storage_path": "storage_path", "run_name": "run_name",
+             "mlflow_tracking_uri": "mlflow_tracking_uri"}
+    config = load_config(TrainConfig, args.config, overrides_from_flags(args, flags))
+    result = run_training(config)
+    if result.error is not None:
+        print(f"videomaker train: failed: {result.error}", file=sys.stderr)
+        return 1
+    print(f"metrics: {result.metrics}")
+    print(f"checkpoint: {result.checkpoint.path if result.checkpoint else None}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: PISA + GIRL fine-tuning on Ray Train from the preprocess job's Parquet dataset."""

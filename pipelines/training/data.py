@@ -1,0 +1,130 @@
+"""Streaming ingest of the preprocess Parquet for training: decode on CPU tasks, augment on workers.
+
+Rows that fail to decode are written to `<run>/decode_failures/` and dropped, never replaced, so
+every batch holds only real samples and the failures are counted from that folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # decode tasks import this module; keep them free of torch and diffusers
+    import torch
+
+    from pipelines.training.config import ReferenceAugmentation
+
+PIXEL_COLUMNS = ["sample_id", "caption", "frames", "reference_png"]
+LATENT_COLUMNS = ["sample_id", "caption", "reference_png", "video_latents", "latent_shape", "text_embeddings",
+                  "text_embedding_shape", "latent_preset"]
+
+
+def dataset_path(dataset: str) -> str:
+    """The Parquet folder: `<dataset>/data` for a preprocess output directory, else `dataset` itself."""
+    data = Path(dataset).expanduser() / "data"
+    return str(data) if data.is_dir() else dataset
+
+
+def has_latents(path: str, preset: str) -> bool:
+    """Whether the dataset carries pre-encoded latents made with `preset`'s encoders."""
+    dataset = pq.ParquetDataset(path)
+    if "video_latents" not in dataset.schema.names:
+        return False
+    first = dataset.fragments[0].head(1, columns=["video_latents", "latent_preset"]).to_pylist()
+    return bool(first) and first[0]["video_latents"] is not None and first[0]["latent_preset"] == preset
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str) -> dict[str, np.ndarray]:
+    """Parquet rows -> arrays: frames in [-1, 1] (or latents), the reference as uint8 RGB, captions."""
+    out: dict[str, list] = {"sample_id": [], "caption": [], "reference": []}
+    out.update({"video_latents": [], "text_embeddings": []} if use_latents else {"frames": []})
+    for row in batch.to_pylist():
+        try:
+            reference = _decode_image(row["reference_png"])
+            if use_latents:
+                latents = np.frombuffer(row["video_latents"], dtype="<f2").reshape(row["latent_shape"]).astype(np.float32)
+                text = np.frombuffer(row["text_embeddings"], dtype="<f2").reshape(row["text_embedding_shape"]).astype(np.float32)
+            else:
+                frames = np.stack([_decode_image(f) for f in row["frames"]])
+                if frames.shape[0] != 16:
+                    raise ValueError(f"{frames.shape[0]} frames, expected 16")
+        except Exception as error:  # a bad sample is recorded and dropped, the stream goes on
+            fs, root = _filesystem(failures_dir)
+            fs.create_dir(root, recursive=True)
+            record = {"sample_id": row["sample_id"], "error": f"{type(error).__name__}: {error}"}
+            with fs.open_output_stream(f"{root}/{row['sample_id']}.json") as stream:
+                stream.write(json.dumps(record).encode())
+            continue
+        out["sample_id"].append(row["sample_id"])
+        out["caption"].append(row["caption"])
+        out["reference"].append(reference)
+        if use_latents:
+            out["video_latents"].append(latents)
+            out["text_embeddings"].append(text)
+        else:
+            out["frames"].append(frames.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+    return {key: np.array(values, dtype=object) if key in ("sample_id", "caption") else _stack(values)
+            for key, values in out.items()}
+
+
+def _stack(values: list[np.ndarray]) -> np.ndarray:
+    return np.stack(values) if values else np.zeros((0,), np.float32)
+
+
+def training_dataset(dataset: str, *, use_latents: bool, failures_dir: str, num_cpus: float = 0.5):
+    """The lazy Ray dataset of decoded samples, in the Parquet's order."""
+    import ray
+
+    columns = LATENT_COLUMNS if use_latents else PIXEL_COLUMNS
+    ds = ray.data.read_parquet(dataset_path(dataset), columns=columns)
+    return ds.map_batches(decode_samples, fn_kwargs={"use_latents": use_latents, "failures_dir": failures_dir},
+                          batch_format="pyarrow", batch_size=4, num_cpus=num_cpus)
+
+
+def _filesystem(uri: str):
+    """A pyarrow filesystem and path for a local path or any URI (s3://, gs://, file://)."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+def count_decode_failures(failures_dir: str) -> int:
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem(failures_dir)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return 0
+    return sum(info.path.endswith(".json") for info in fs.get_file_info(pafs.FileSelector(root)))
+
+
+def augment_reference(image: np.ndarray, config: ReferenceAugmentation, generator: torch.Generator) -> torch.Tensor:
+    """Flip (p) then a random affine with white fill; uint8 (H, W, 3) -> (3, H, W) in [-1, 1]."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    if config.enabled:
+        draws = torch.rand(5, generator=generator).tolist()
+        if draws[0] < config.flip_p:
+            tensor = F.horizontal_flip(tensor)
+        height, width = tensor.shape[1:]
+        angle = (2 * draws[1] - 1) * config.rotation_deg
+        translate = [round((2 * draws[2] - 1) * config.translate * width), round((2 * draws[3] - 1) * config.translate * height)]
+        low, high = config.scale
+        scale = math.exp(math.log(low) + draws[4] * (math.log(high) - math.log(low)))
+        tensor = F.affine(tensor, angle=angle, translate=translate, scale=scale, shear=[0.0, 0.0], fill=[255, 255, 255])
+    return tensor.float() / 127.5 - 1.0

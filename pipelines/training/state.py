@@ -1,0 +1,98 @@
+"""Full training state in a checkpoint directory, and the EMA of the trainable weights.
+
+A checkpoint is a loadable VideoMaker checkpoint (`trainable.safetensors`, `videomaker.json`,
+`ema/` when EMA is on) plus `training_state.pt`: optimizer, LR scheduler, grad scaler, EMA, RNG
+states, global step and data position, everything a resumed run needs to continue exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from videomaker.checkpoint import save_checkpoint
+
+STATE_FILE = "training_state.pt"
+
+
+@dataclass
+class Progress:
+    """Where the run is: optimizer steps done and the data position (epoch, micro-batches into it)."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    skipped_batches: int = 0
+    mlflow_run_id: str | None = None
+
+
+class EMA:
+    """Exponential moving average of the trainable parameters, kept in float32."""
+
+    def __init__(self, named_parameters: dict[str, torch.nn.Parameter], decay: float):
+        self.decay = decay
+        self.shadow = {name: p.detach().float().clone() for name, p in named_parameters.items()}
+
+    @torch.no_grad()
+    def update(self, named_parameters: dict[str, torch.nn.Parameter]) -> None:
+        for name, parameter in named_parameters.items():
+            self.shadow[name].lerp_(parameter.detach().float(), 1.0 - self.decay)
+
+
+def save_training_state(directory: Path, *, unet, preset: str, switches, progress: Progress, optimizer, scheduler,
+                        scaler, ema: EMA | None, named_parameters: dict[str, torch.nn.Parameter]) -> None:
+    extra = {"progress": asdict(progress)}
+    save_checkpoint(directory, unet, preset=preset, switches=switches, global_step=progress.global_step, extra=extra)
+    if ema is not None:
+        with _swapped_in(named_parameters, ema.shadow):
+            save_checkpoint(directory / "ema", unet, preset=preset, switches=switches, global_step=progress.global_step,
+                            extra={"ema_decay": ema.decay})
+    state = {
+        "progress": asdict(progress),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "ema": ema.shadow if ema is not None else None,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    torch.save(state, directory / STATE_FILE)
+
+
+def load_training_state(directory: Path, *, unet, preset: str, optimizer, scheduler, scaler, ema: EMA | None) -> Progress:
+    """Restore everything `save_training_state` wrote; returns the progress to continue from."""
+    from videomaker.checkpoint import load_checkpoint
+
+    load_checkpoint(directory).apply_to(unet, preset=preset)
+    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    if ema is not None and state["ema"] is not None:
+        ema.shadow = {name: tensor.to(next(iter(ema.shadow.values())).device) for name, tensor in state["ema"].items()}
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return Progress(**state["progress"])
+
+
+class _swapped_in:
+    """Temporarily copy `values` into the parameters (to save the EMA weights as a checkpoint)."""
+
+    def __init__(self, named_parameters: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]):
+        self.parameters, self.values = named_parameters, values
+
+    def __enter__(self):
+        self.saved = {name: p.detach().clone() for name, p in self.parameters.items()}
+        with torch.no_grad():
+            for name, parameter in self.parameters.items():
+                parameter.copy_(self.values[name])
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for name, parameter in self.parameters.items():
+                parameter.copy_(self.saved[name])

@@ -1,0 +1,47 @@
+"""Build and run the Ray Train `TorchTrainer` of a `TrainConfig`.
+
+Re-running with the same `run_name` and `storage_path` resumes from the latest checkpoint (Ray
+Train V2 restores it into `ray.train.get_checkpoint()`); a failed worker group is restarted from
+it up to `max_failures` times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.training.config import TrainConfig
+from pipelines.training.data import dataset_path, has_latents, training_dataset
+from pipelines.training.loop import train_loop_per_worker
+
+
+def run_training(config: TrainConfig):
+    """Train; returns Ray Train's `Result` (metrics of the last report, latest checkpoint)."""
+    import ray
+    from ray.data import ExecutionOptions
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    path = dataset_path(config.dataset)
+    if not Path(path).exists() and "://" not in path:
+        raise FileNotFoundError(f"`dataset` {config.dataset!r} has no Parquet at {path!r}; run `videomaker preprocess` first.")
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    use_latents = config.use_latents and has_latents(path, config.preset)
+    storage = config.storage_path if "://" in config.storage_path else str(Path(config.storage_path).expanduser().resolve())
+    failures_dir = f"{storage}/{config.run_name}/decode_failures"
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": config, "use_latents": use_latents, "failures_dir": failures_dir},
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                                     resources_per_worker={"CPU": config.cpus_per_worker}),
+        run_config=RunConfig(
+            name=config.run_name,
+            storage_path=storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+        ),
+        datasets={"train": training_dataset(config.dataset, use_latents=use_latents, failures_dir=failures_dir)},
+        # Batches in Parquet order: the data position in a checkpoint then means the same samples.
+        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+    )
+    return trainer.fit()

@@ -1,0 +1,218 @@
+"""The training job on a local Ray cluster: a real preprocess dataset, real kills, real MLflow."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipelines.training.config import ReferenceAugmentation, TrainConfig
+from pipelines.training.data import augment_reference
+from pipelines.training.loop import step_seed
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_config_defaults_are_the_papers_recipe():
+    config = TrainConfig(dataset="d", storage_path="s")
+    assert (config.lr, config.weight_decay, config.max_grad_norm, config.batch_size_per_worker) == (1e-5, 1e-2, 1.0, 1)
+    assert (config.max_steps, config.seed, config.checkpoint_every_steps, config.num_workers) == (150_000, 42, 10_000, 4)
+    assert config.mixed_precision == "bf16" and config.gradient_checkpointing
+    assert config.augmentation == ReferenceAugmentation(True, 0.5, 30.0, 0.1, (0.6, 1.2))
+    assert config.as_params()["switches.update_motion"] == "True"
+
+
+@pytest.mark.parametrize("field, value", [("max_steps", 0), ("mixed_precision", "fp8"), ("on_nonfinite_loss", "ignore"), ("ema_decay", 1.5)])
+def test_bad_config_values_are_named(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(dataset="d", storage_path="s", **{field: value})
+
+
+def test_reference_augmentation_is_seeded_and_fills_with_white():
+    image = np.zeros((64, 64, 3), np.uint8)
+    config = ReferenceAugmentation(flip_p=0.0, rotation_deg=30, translate=0.1, scale=(0.6, 0.6))
+    first = augment_reference(image, config, torch.Generator().manual_seed(1))
+    again = augment_reference(image, config, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again) and first.shape == (3, 64, 64)
+    assert first.max() == 1.0 and first.min() == -1.0  # shrunk black image on a white fill
+    off = augment_reference(image, ReferenceAugmentation(enabled=False), torch.Generator().manual_seed(1))
+    assert torch.equal(off, torch.full((3, 64, 64), -1.0))
+    assert step_seed(42, 3, 0, 0) != step_seed(42, 3, 1, 0) != step_seed(42, 4, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A real preprocess output (5 clips at 64 px, with latents) made by the preprocess job."""
+    root = tmp_path_factory.mktemp("train_data")
+    script = (
+        "from pipelines.preprocess.synthetic import make_corpus\n"
+        "from pipelines.preprocess.config import PreprocessConfig\n"
+        "from pipelines.preprocess.dataflow import run_preprocess\n"
+        f"c = make_corpus('{root}/corpus', num_faces=3, num_objects=2, broken=False, frames=60, size=(128, 96), seed=0)\n"
+        f"r = run_preprocess(PreprocessConfig(input=str(c.manifest_path), output_dir='{root}/ds', size=64, encode_latents=True), progress=False)\n"
+        "assert r.statuses['ok'] == 5, r.statuses\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=600, capture_output=True)
+    return root / "ds"
+
+
+def train_command(dataset, storage, run_name, *sets):
+    return [sys.executable, "-m", "jobs.cli", "train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", str(dataset),
+            "--storage-path", str(storage), "--run-name", run_name, "--mlflow-tracking-uri", f"sqlite:///{storage}/mlflow.db",
+            *[arg for s in sets for arg in ("--set", s)]]
+
+
+def start(command):
+    return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())
+
+
+def registered_step(run_dir: Path) -> int | None:
+    """Step of the latest checkpoint Ray Train has registered (what a re-run resumes from)."""
+    import json
+
+    try:
+        latest = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())["latest_checkpoint_result"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return int(latest["checkpoint_dir_name"].split("_")[1]) if latest else None
+
+
+def wait_for_registered_checkpoint(job, run_dir: Path, timeout_s: float = 500) -> None:
+    deadline = time.time() + timeout_s
+    while registered_step(run_dir) is None and time.time() < deadline and job.poll() is None:
+        time.sleep(0.05)
+
+
+def losses_by_step(storage: Path, run_name: str) -> dict[int, float]:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{storage}/mlflow.db")
+    (run,) = client.search_runs(client.get_experiment_by_name("videomaker-train").experiment_id,
+                                filter_string=f"tags.`videomaker.run_name` = '{run_name}'")
+    history = sorted(client.get_metric_history(run.info.run_id, "last_loss"), key=lambda m: m.timestamp)
+    return {m.step: m.value for m in history}  # a step logged again after a resume keeps its latest value
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_path):
+    sets = ("num_workers=1", "max_steps=12", "checkpoint_every_steps=2", "keep_checkpoints=2")
+    reference = subprocess.run(train_command(dataset, tmp_path, "uninterrupted", *sets), capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
+
+    job = start(train_command(dataset, tmp_path, "killed", *sets))
+    wait_for_registered_checkpoint(job, tmp_path / "killed")
+    os.killpg(job.pid, signal.SIGKILL)  # the driver, its Ray cluster and the training workers
+    job.wait()
+    killed_at = registered_step(tmp_path / "killed")
+    assert killed_at is not None and killed_at < 12, "the job finished before it could be killed"
+
+    resumed = subprocess.run(train_command(dataset, tmp_path, "killed", *sets), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    expected, got = losses_by_step(tmp_path, "uninterrupted"), losses_by_step(tmp_path, "killed")
+    assert sorted(expected) == list(range(1, 13))
+    for step in range(killed_at + 1, 13):
+        assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
+    final_a = load_file(tmp_path / "uninterrupted" / "checkpoint_00000012" / "trainable.safetensors")
+    final_b = load_file(tmp_path / "killed" / "checkpoint_00000012" / "trainable.safetensors")
+    assert final_a.keys() == final_b.keys()
+    for name in final_a:
+        torch.testing.assert_close(final_b[name], final_a[name], rtol=1e-6, atol=1e-7)
+    assert len(checkpoints(tmp_path / "killed")) == 2  # keep_checkpoints
+
+
+def ray_train_worker_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_two_worker_run_survives_a_killed_worker_logs_to_mlflow_and_loads_for_inference(dataset, tmp_path):
+    import mlflow
+
+    from videomaker.pipeline import VideoMakerPipeline
+    from videomaker.trainable import select_trainable
+
+    job = start(train_command(dataset, tmp_path, "two", "max_steps=10", "checkpoint_every_steps=2", "ema_decay=0.9",
+                              "validation_every_steps=10", "validation_inference_steps=2"))
+    wait_for_registered_checkpoint(job, tmp_path / "two")
+    workers = ray_train_worker_pids()
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGKILL)
+    output, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, output[-4000:]
+    final = tmp_path / "two" / "checkpoint_00000010"
+    assert final.is_dir(), output[-3000:]
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs(client.get_experiment_by_name("videomaker-train").experiment_id)
+    assert run.data.params["num_workers"] == "2" and run.data.params["lr"] == "1e-05"
+    for metric in ("loss", "loss_video", "loss_reg", "lr", "grad_norm", "samples_per_s", "step_time_s"):
+        assert metric in run.data.metrics, metric
+    assert run.data.tags["checkpoint.latest"].endswith("checkpoint_00000010")
+    videos = [a.path for a in client.list_artifacts(run.info.run_id, "validation/step_00000010")]
+    assert sorted(Path(v).name for v in videos) == ["00.gif", "00.mp4"]
+
+    weights = load_file(final / "trainable.safetensors")
+    pipe = VideoMakerPipeline.from_preset("tiny", checkpoint=final)
+    assert set(weights) == set(select_trainable(pipe.components.unet, update_motion=True))
+    assert (final / "ema" / "trainable.safetensors").is_file()
+    video = pipe([np.full((64, 64, 3), 200, np.uint8)], ["A person."], seeds=[0], num_inference_steps=2, progress=False)
+    assert video.frames.shape == (1, 16, 64, 64, 3)
+
+
+def encoded(image: np.ndarray, fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_a_sample_that_fails_to_decode_is_recorded_and_dropped_not_replaced(tmp_path):
+    import json
+
+    import pyarrow as pa
+
+    from pipelines.training.data import count_decode_failures, decode_samples
+
+    frame = np.full((8, 8, 3), 128, np.uint8)
+    good = {"sample_id": "good", "caption": "A person.", "frames": [encoded(frame, "JPEG")] * 16,
+            "reference_png": encoded(frame, "PNG")}
+    rows = [good, {**good, "sample_id": "corrupt", "frames": [b"not a jpeg"] * 16},
+            {**good, "sample_id": "short", "frames": [encoded(frame, "JPEG")] * 9}]
+    out = decode_samples(pa.Table.from_pylist(rows), use_latents=False, failures_dir=str(tmp_path / "failures"))
+    assert list(out["sample_id"]) == ["good"] and out["frames"].shape == (1, 16, 3, 8, 8)
+    assert out["frames"].min() >= -1 and out["frames"].max() <= 1
+    assert count_decode_failures(str(tmp_path / "failures")) == 2
+    reasons = {json.loads(p.read_text())["sample_id"]: json.loads(p.read_text())["error"] for p in (tmp_path / "failures").iterdir()}
+    assert "9 frames, expected 16" in reasons["short"] and "corrupt" in reasons
+
+
+def test_non_finite_loss_stops_naming_the_step_or_is_skipped_a_bounded_number_of_times():
+    from pipelines.training.loop import MAX_CONSECUTIVE_SKIPS, should_skip_batch
+
+    finite, nan, inf = torch.tensor(0.5), torch.tensor(float("nan")), torch.tensor(float("inf"))
+    assert not should_skip_batch(finite, step=7, rank=0, world_size=1, policy="stop", skipped_in_a_row=0)
+    with pytest.raises(FloatingPointError, match=r"Non-finite loss \(nan\) at step 7.*on_nonfinite_loss='skip'"):
+        should_skip_batch(nan, step=7, rank=0, world_size=1, policy="stop", skipped_in_a_row=0)
+    assert should_skip_batch(inf, step=7, rank=0, world_size=1, policy="skip", skipped_in_a_row=0)
+    with pytest.raises(FloatingPointError, match="in a row"):
+        should_skip_batch(nan, step=9, rank=0, world_size=1, policy="skip", skipped_in_a_row=MAX_CONSECUTIVE_SKIPS)
