@@ -105,7 +105,7 @@ def losses_by_step(storage: Path, run_name: str) -> dict[int, float]:
 
 @pytest.mark.slow
 def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_path):
-    sets = ("num_workers=1", "max_steps=12", "checkpoint_every_steps=2", "keep_checkpoints=2")
+    sets = ("num_workers=1", "max_steps=12", "checkpoint_every_steps=2", "keep_checkpoints=2", "switches.update_motion=false")
     reference = subprocess.run(train_command(dataset, tmp_path, "uninterrupted", *sets), capture_output=True, text=True, timeout=600)
     assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
 
@@ -128,6 +128,15 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
     for name in final_a:
         torch.testing.assert_close(final_b[name], final_a[name], rtol=1e-6, atol=1e-7)
     assert len(checkpoints(tmp_path / "killed")) == 2  # keep_checkpoints
+
+    # update_motion=false: only the PISA attention layers were trained, and they did change.
+    from videomaker.loading import load_components
+    from videomaker.trainable import select_trainable
+
+    initial = dict(load_components("tiny").unet.named_parameters())
+    assert set(final_a) == set(select_trainable(load_components("tiny").unet, update_motion=False))
+    assert not any("motion_modules" in name for name in final_a)
+    assert all(not torch.equal(final_a[name], initial[name].detach()) for name in final_a)
 
 
 def ray_train_worker_pids() -> list[int]:

@@ -1,5 +1,7 @@
 """Streaming ingest of the preprocess Parquet for training: decode on CPU tasks, augment on workers.
 
+All epochs are one Ray Data stream (`range(epochs * files)`, each item reading one Parquet part
+file), so an epoch boundary costs nothing and a data position is simply the batches consumed.
 Rows that fail to decode are written to `<run>/decode_failures/` and dropped, never replaced, so
 every batch holds only real samples and the failures are counted from that folder.
 """
@@ -30,6 +32,15 @@ def dataset_path(dataset: str) -> str:
     """The Parquet folder: `<dataset>/data` for a preprocess output directory, else `dataset` itself."""
     data = Path(dataset).expanduser() / "data"
     return str(data) if data.is_dir() else dataset
+
+
+def parquet_parts(path: str):
+    """(part files in order, their pyarrow filesystem, total rows) of a Parquet dataset path or URI."""
+    dataset = pq.ParquetDataset(path)
+    if not dataset.files:
+        raise FileNotFoundError(f"`dataset` {path!r} holds no Parquet files; run `videomaker preprocess` first.")
+    rows = sum(fragment.metadata.num_rows for fragment in dataset.fragments)
+    return list(dataset.files), dataset.filesystem, rows
 
 
 def has_latents(path: str, preset: str) -> bool:
@@ -85,14 +96,21 @@ def _stack(values: list[np.ndarray]) -> np.ndarray:
     return np.stack(values) if values else np.zeros((0,), np.float32)
 
 
-def training_dataset(dataset: str, *, use_latents: bool, failures_dir: str, num_cpus: float = 0.5):
-    """The lazy Ray dataset of decoded samples, in the Parquet's order."""
+def read_and_decode_parts(batch: dict, *, files: list[str], filesystem, use_latents: bool, failures_dir: str) -> dict:
+    """Stream items (epoch * len(files) + part) -> decoded rows of those part files."""
+    columns = LATENT_COLUMNS if use_latents else PIXEL_COLUMNS
+    tables = [pq.read_table(files[int(item) % len(files)], filesystem=filesystem, columns=columns) for item in batch["id"]]
+    return decode_samples(pa.concat_tables(tables), use_latents=use_latents, failures_dir=failures_dir)
+
+
+def training_dataset(dataset: str, *, epochs: int, use_latents: bool, failures_dir: str, num_cpus: float = 0.5):
+    """The lazy Ray dataset of `epochs` passes over the decoded samples, in Parquet order."""
     import ray
 
-    columns = LATENT_COLUMNS if use_latents else PIXEL_COLUMNS
-    ds = ray.data.read_parquet(dataset_path(dataset), columns=columns)
-    return ds.map_batches(decode_samples, fn_kwargs={"use_latents": use_latents, "failures_dir": failures_dir},
-                          batch_format="pyarrow", batch_size=4, num_cpus=num_cpus)
+    files, filesystem, _ = parquet_parts(dataset_path(dataset))
+    options = {"files": files, "filesystem": filesystem, "use_latents": use_latents, "failures_dir": failures_dir}
+    return ray.data.range(epochs * len(files)).map_batches(
+        read_and_decode_parts, fn_kwargs=options, batch_size=1, batch_format="numpy", num_cpus=num_cpus)
 
 
 def _filesystem(uri: str):

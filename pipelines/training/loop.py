@@ -158,8 +158,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         with checkpoint.as_directory() as directory:
             progress = load_training_state(Path(directory), unet=components.unet, preset=config.preset, optimizer=optimizer,
                                            scheduler=scheduler, scaler=scaler, ema=ema)
-        logger.info("rank %d resumed at step %d (epoch %d, batch %d)", rank, progress.global_step, progress.epoch,
-                    progress.batches_in_epoch)
+        logger.info("rank %d resumed at step %d, batch %d", rank, progress.global_step, progress.batches_consumed)
     tracker = _MLflowLogger(config, progress) if rank == 0 and config.mlflow_tracking_uri else None
     girl = GIRLConfig()
     shard = ray.train.get_dataset_shard("train")
@@ -181,91 +180,93 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if tracker is not None:
             tracker.checkpoint(f"{run_dir}/{name}", progress.global_step)
 
+    totals = {"wait_s": 0.0, "started": time.perf_counter()}  # this attempt, from its first batch request
     micro, skipped_in_a_row, window = 0, 0, {"loss": [], "loss_video": [], "loss_reg": [], "wait_s": 0.0, "started": time.perf_counter()}
     try:
-        while progress.global_step < config.max_steps:
-            batches = shard.iter_batches(batch_size=config.batch_size_per_worker, batch_format="numpy", drop_last=True)
-            seen, fetch_started = 0, time.perf_counter()
-            for batch in batches:
-                seen += 1
-                if seen <= progress.batches_in_epoch:  # resume: these were consumed before the checkpoint
-                    fetch_started = time.perf_counter()
-                    continue
-                window["wait_s"] += time.perf_counter() - fetch_started
-                progress.batches_in_epoch = seen
-                generator = torch.Generator(device=device).manual_seed(step_seed(config.seed, progress.global_step, rank, micro))
-                training_batch = _to_training_batch(batch, config, generator, use_latents)
-                video, reference, text = encode_batch(components, training_batch)
-                last_micro = micro == config.grad_accumulation - 1
-                sync = contextlib.nullcontext() if last_micro or world == 1 else model.no_sync()
-                with sync:
-                    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                        out = girl_loss(model, components.scheduler, video, reference, text, generator=generator, config=girl)
-                    if should_skip_batch(out.loss, step=progress.global_step + 1, rank=rank, world_size=world,
-                                         policy=config.on_nonfinite_loss, skipped_in_a_row=skipped_in_a_row):
-                        optimizer.zero_grad(set_to_none=True)
-                        progress.skipped_batches += 1
-                        skipped_in_a_row += 1
-                        micro = 0
-                        fetch_started = time.perf_counter()
-                        continue
-                    skipped_in_a_row = 0
-                    scaler.scale(out.loss / config.grad_accumulation).backward()
-                for key in ("loss", "loss_video", "loss_reg"):
-                    window[key].append(getattr(out, key).item())
-                micro += 1
-                if not last_micro:
-                    fetch_started = time.perf_counter()
-                    continue
-                micro = 0
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm).item()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                if ema is not None:
-                    ema.update(named)
-                progress.global_step += 1
-
-                step = progress.global_step
-                should_log = step % config.log_every_steps == 0 or step == config.max_steps
-                should_save = step % config.checkpoint_every_steps == 0 or step == config.max_steps
-                if should_log or should_save:
-                    elapsed = time.perf_counter() - window["started"]
-                    steps_in_window = len(window["loss"]) / config.grad_accumulation
-                    metrics = {
-                        "step": step,
-                        "loss": float(np.mean(window["loss"])),
-                        "loss_video": float(np.mean(window["loss_video"])),
-                        "loss_reg": float(np.mean(window["loss_reg"])),
-                        "last_loss": window["loss"][-1],
-                        "lr": scheduler.get_last_lr()[0],
-                        "grad_norm": grad_norm,
-                        "samples_per_s": steps_in_window * config.batch_size_per_worker * config.grad_accumulation * world / elapsed,
-                        "step_time_s": elapsed / steps_in_window,
-                        "data_wait_share": window["wait_s"] / elapsed,
-                        "skipped_batches": progress.skipped_batches,
-                        "decode_failures": count_decode_failures(loop_config["failures_dir"]),
-                    }
-                    if tracker is not None:
-                        tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
-                    report(metrics, with_checkpoint=should_save)
-                    window = {"loss": [], "loss_video": [], "loss_reg": [], "wait_s": 0.0, "started": time.perf_counter()}
-                if tracker is not None and config.validation_every_steps and step % config.validation_every_steps == 0:
-                    tracker.validation_videos(components, config, step)
-                    window["started"] = time.perf_counter()  # generation time is not training throughput
-                if step >= config.max_steps:
-                    break
+        batches = shard.iter_batches(batch_size=config.batch_size_per_worker, batch_format="numpy", drop_last=True,
+                                     prefetch_batches=4)
+        seen, fetch_started = 0, time.perf_counter()
+        for batch in batches:
+            seen += 1
+            if seen <= progress.batches_consumed:  # resume: these were consumed before the checkpoint
                 fetch_started = time.perf_counter()
-            else:
-                if seen == 0:
-                    raise ValueError(
-                        f"`dataset` {config.dataset!r} gave rank {rank} no complete batch of {config.batch_size_per_worker}; "
-                        f"check the preprocess output or lower batch_size_per_worker."
-                    )
-                progress.epoch += 1
-                progress.batches_in_epoch = 0
+                continue
+            waited = time.perf_counter() - fetch_started
+            window["wait_s"] += waited
+            totals["wait_s"] += waited
+            progress.batches_consumed = seen
+            generator = torch.Generator(device=device).manual_seed(step_seed(config.seed, progress.global_step, rank, micro))
+            training_batch = _to_training_batch(batch, config, generator, use_latents)
+            video, reference, text = encode_batch(components, training_batch)
+            last_micro = micro == config.grad_accumulation - 1
+            sync = contextlib.nullcontext() if last_micro or world == 1 else model.no_sync()
+            with sync:
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    out = girl_loss(model, components.scheduler, video, reference, text, generator=generator, config=girl)
+                if should_skip_batch(out.loss, step=progress.global_step + 1, rank=rank, world_size=world,
+                                     policy=config.on_nonfinite_loss, skipped_in_a_row=skipped_in_a_row):
+                    optimizer.zero_grad(set_to_none=True)
+                    progress.skipped_batches += 1
+                    skipped_in_a_row += 1
+                    micro = 0
+                    fetch_started = time.perf_counter()
+                    continue
+                skipped_in_a_row = 0
+                scaler.scale(out.loss / config.grad_accumulation).backward()
+            for key in ("loss", "loss_video", "loss_reg"):
+                window[key].append(getattr(out, key).item())
+            micro += 1
+            if not last_micro:
+                fetch_started = time.perf_counter()
+                continue
+            micro = 0
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm).item()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(named)
+            progress.global_step += 1
+
+            step = progress.global_step
+            should_log = step % config.log_every_steps == 0 or step == config.max_steps
+            should_save = step % config.checkpoint_every_steps == 0 or step == config.max_steps
+            if should_log or should_save:
+                elapsed = time.perf_counter() - window["started"]
+                steps_in_window = len(window["loss"]) / config.grad_accumulation
+                metrics = {
+                    "step": step,
+                    "loss": float(np.mean(window["loss"])),
+                    "loss_video": float(np.mean(window["loss_video"])),
+                    "loss_reg": float(np.mean(window["loss_reg"])),
+                    "last_loss": window["loss"][-1],
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": grad_norm,
+                    "samples_per_s": steps_in_window * config.batch_size_per_worker * config.grad_accumulation * world / elapsed,
+                    "step_time_s": elapsed / steps_in_window,
+                    "data_wait_share": window["wait_s"] / elapsed,
+                    "data_wait_share_total": totals["wait_s"] / (time.perf_counter() - totals["started"]),
+                    "skipped_batches": progress.skipped_batches,
+                    "decode_failures": count_decode_failures(loop_config["failures_dir"]),
+                }
+                if tracker is not None:
+                    tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
+                report(metrics, with_checkpoint=should_save)
+                window = {"loss": [], "loss_video": [], "loss_reg": [], "wait_s": 0.0, "started": time.perf_counter()}
+            if tracker is not None and config.validation_every_steps and step % config.validation_every_steps == 0:
+                tracker.validation_videos(components, config, step)
+                window["started"] = time.perf_counter()  # generation time is not training throughput
+            if step >= config.max_steps:
+                break
+            fetch_started = time.perf_counter()
+        if progress.global_step < config.max_steps:
+            raise ValueError(
+                f"`dataset` {config.dataset!r} ran out on rank {rank} at step {progress.global_step} of {config.max_steps} "
+                f"after {seen} batches ({count_decode_failures(loop_config['failures_dir'])} samples failed to decode, "
+                f"{progress.skipped_batches} batches skipped); check the preprocess output and decode_failures/."
+            )
     except BaseException:
         if tracker is not None:
             tracker.close("FAILED")

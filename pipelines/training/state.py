@@ -20,11 +20,10 @@ STATE_FILE = "training_state.pt"
 
 @dataclass
 class Progress:
-    """Where the run is: optimizer steps done and the data position (epoch, micro-batches into it)."""
+    """Where the run is: optimizer steps done and the data position (micro-batches consumed)."""
 
     global_step: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0
+    batches_consumed: int = 0
     skipped_batches: int = 0
     mlflow_run_id: str | None = None
 

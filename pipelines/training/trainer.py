@@ -7,10 +7,11 @@ it up to `max_failures` times.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pipelines.training.config import TrainConfig
-from pipelines.training.data import dataset_path, has_latents, training_dataset
+from pipelines.training.data import dataset_path, has_latents, parquet_parts, training_dataset
 from pipelines.training.loop import train_loop_per_worker
 
 
@@ -27,6 +28,9 @@ def run_training(config: TrainConfig):
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
     use_latents = config.use_latents and has_latents(path, config.preset)
+    _, _, rows = parquet_parts(path)
+    samples = config.max_steps * config.batch_size_per_worker * config.grad_accumulation * config.num_workers
+    epochs = math.ceil(samples / max(rows, 1)) + 1  # one spare epoch covers dropped samples and skipped batches
     storage = config.storage_path if "://" in config.storage_path else str(Path(config.storage_path).expanduser().resolve())
     failures_dir = f"{storage}/{config.run_name}/decode_failures"
     trainer = TorchTrainer(
@@ -40,7 +44,7 @@ def run_training(config: TrainConfig):
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
             failure_config=FailureConfig(max_failures=config.max_failures),
         ),
-        datasets={"train": training_dataset(config.dataset, use_latents=use_latents, failures_dir=failures_dir)},
+        datasets={"train": training_dataset(config.dataset, epochs=epochs, use_latents=use_latents, failures_dir=failures_dir)},
         # Batches in Parquet order: the data position in a checkpoint then means the same samples.
         dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )
