@@ -151,14 +151,15 @@ def ray_train_worker_pids() -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_worker_run_survives_a_killed_worker_logs_to_mlflow_and_loads_for_inference(dataset, tmp_path):
+def test_two_worker_bf16_run_survives_a_killed_worker_logs_to_mlflow_and_loads_for_inference(dataset, tmp_path):
     import mlflow
 
     from videomaker.pipeline import VideoMakerPipeline
     from videomaker.trainable import select_trainable
 
     job = start(train_command(dataset, tmp_path, "two", "max_steps=10", "checkpoint_every_steps=2", "ema_decay=0.9",
-                              "validation_every_steps=10", "validation_inference_steps=2"))
+                              "validation_every_steps=10", "validation_inference_steps=2", "mixed_precision=bf16",
+                              "gradient_checkpointing=true", "grad_accumulation=2"))
     wait_for_registered_checkpoint(job, tmp_path / "two")
     workers = ray_train_worker_pids()
     assert len(workers) == 2, workers
