@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 MAKE_DATASET = """
 from pipelines.preprocess.synthetic import make_corpus
