@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from jobs import generate, preprocess, presets, score, synth_corpus, train
+from jobs import compare, evaluate, generate, nightly, preprocess, presets, score, synth_corpus, train
 
 SUBCOMMANDS = {
     "generate": generate,
@@ -15,6 +15,9 @@ SUBCOMMANDS = {
     "preprocess": preprocess,
     "score": score,
     "train": train,
+    "evaluate": evaluate,
+    "compare": compare,
+    "nightly": nightly,
 }
 
 

@@ -152,12 +152,12 @@ class _BrightCellSCRFDWithKeypoints(_BrightCellSCRFD):
 
 
 class _TinyArcFace(torch.nn.Module):
-    """112x112 aligned face -> 32-dim embedding, a seeded random conv net."""
+    """112x112 aligned face -> 512-dim embedding (as buffalo_l's ArcFace), a seeded random conv net."""
 
     def __init__(self):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 8, 8, stride=8)
-        self.fc = torch.nn.Linear(8 * 14 * 14, 32)
+        self.fc = torch.nn.Linear(8 * 14 * 14, 512)
 
     def forward(self, x):
         return self.fc(torch.relu(self.conv(x)).flatten(1))
@@ -222,3 +222,120 @@ def save_tiny_raft(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(raft_large(weights=None).state_dict(), path)
     return path
+
+
+# --- IP-Adapter baselines --------------------------------------------------------------------
+
+# Laid out like the hub repositories (h94/IP-Adapter: models/, h94/IP-Adapter-FaceID: root), so the
+# baselines' default `subfolder` and `image_encoder_folder` are exercised; only the file names differ.
+TINY_IP_ADAPTER_WEIGHT_NAMES = {
+    "ip-adapter": "ip-adapter_tiny.safetensors",
+    "ip-adapter-plus": "ip-adapter-plus_tiny.safetensors",
+    "ip-adapter-faceid": "ip-adapter-faceid_tiny.bin",
+}
+TINY_IP_ADAPTER_TOKENS = 4  # image tokens of plain IP-Adapter and FaceID (fixed by diffusers' converter)
+TINY_IP_ADAPTER_PLUS_QUERIES = 16  # the Resampler's latents, as in ip-adapter-plus_sd15
+
+
+def _tiny_clip_vision(directory: Path, seed: int):
+    """A random 2-layer, 32-px CLIP vision tower with projection, saved where `load_ip_adapter` reads it."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=16)
+    torch.manual_seed(seed)
+    model = CLIPVisionModelWithProjection(config)
+    model.save_pretrained(directory)
+    return config
+
+
+def _cross_attention_shapes(preset) -> list[tuple[int, int]]:
+    """(hidden, cross_attention_dim) of each spatial cross-attention, numbered like IP-Adapter's keys.
+
+    diffusers walks `unet.attn_processors` and gives the n-th spatial attn2 (motion modules skipped)
+    the original checkpoint's keys `2n+1.to_k_ip` / `2n+1.to_v_ip`.
+    """
+    from videomaker.loading import build_unet_skeleton
+
+    unet = build_unet_skeleton(preset)
+    return [
+        tuple(unet.get_submodule(name.removesuffix(".processor")).to_k.weight.shape)
+        for name in unet.attn_processors
+        if name.endswith("attn2.processor") and "motion_modules" not in name
+    ]
+
+
+def _resampler_state(embed_dims: int, hidden_dims: int, output_dims: int, rand) -> dict:
+    """IP-Adapter-Plus's original Resampler keys (4 layers, 1 head of 64, FF ratio 4)."""
+    inner, ff = 64, 4 * hidden_dims
+    state = {
+        "latents": rand(1, TINY_IP_ADAPTER_PLUS_QUERIES, hidden_dims),
+        "proj_in.weight": rand(hidden_dims, embed_dims), "proj_in.bias": rand(hidden_dims),
+        "proj_out.weight": rand(output_dims, hidden_dims), "proj_out.bias": rand(output_dims),
+        "norm_out.weight": 1 + rand(output_dims), "norm_out.bias": rand(output_dims),
+    }
+    for i in range(4):
+        state |= {
+            f"layers.{i}.0.norm1.weight": 1 + rand(hidden_dims), f"layers.{i}.0.norm1.bias": rand(hidden_dims),
+            f"layers.{i}.0.norm2.weight": 1 + rand(hidden_dims), f"layers.{i}.0.norm2.bias": rand(hidden_dims),
+            f"layers.{i}.0.to_q.weight": rand(inner, hidden_dims),
+            f"layers.{i}.0.to_kv.weight": rand(2 * inner, hidden_dims),
+            f"layers.{i}.0.to_out.weight": rand(hidden_dims, inner),
+            f"layers.{i}.1.0.weight": 1 + rand(hidden_dims), f"layers.{i}.1.0.bias": rand(hidden_dims),
+            f"layers.{i}.1.1.weight": rand(ff, hidden_dims),
+            f"layers.{i}.1.3.weight": rand(hidden_dims, ff),
+        }
+    return state
+
+
+def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", seed: int = 0) -> Path:
+    """Random IP-Adapter weights for `preset`'s UNet in the original checkpoint format, laid out like the hub.
+
+    Image variants: `models/<weight name>` (safetensors, `image_proj.*` + `ip_adapter.*`) and a tiny
+    CLIP vision tower in `models/image_encoder`. FaceID: `<weight name>` at the root, a torch file
+    `{"image_proj": ..., "ip_adapter": ...}` projecting 512-d face embeddings; the real checkpoint's
+    LoRA is left out (diffusers only applies it with peft, which is not installed).
+    Weight names: `TINY_IP_ADAPTER_WEIGHT_NAMES[variant]`.
+    """
+    from safetensors.torch import save_file
+
+    if variant not in TINY_IP_ADAPTER_WEIGHT_NAMES:
+        raise ValueError(f"`variant` must be one of {list(TINY_IP_ADAPTER_WEIGHT_NAMES)}, got {variant!r}.")
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * shape[-1] ** -0.5
+
+    layers = _cross_attention_shapes(preset)
+    cross_dim = layers[0][1]
+    ip_adapter = {}
+    for n, (hidden, cross) in enumerate(layers):
+        ip_adapter[f"{2 * n + 1}.to_k_ip.weight"] = rand(hidden, cross)
+        ip_adapter[f"{2 * n + 1}.to_v_ip.weight"] = rand(hidden, cross)
+
+    if variant == "ip-adapter-faceid":
+        id_dim = 512
+        image_proj = {
+            "proj.0.weight": rand(id_dim, id_dim), "proj.0.bias": rand(id_dim),
+            "proj.2.weight": rand(cross_dim * TINY_IP_ADAPTER_TOKENS, id_dim),
+            "proj.2.bias": rand(cross_dim * TINY_IP_ADAPTER_TOKENS),
+            "norm.weight": 1 + rand(cross_dim), "norm.bias": rand(cross_dim),
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / TINY_IP_ADAPTER_WEIGHT_NAMES[variant]
+        torch.save({"image_proj": image_proj, "ip_adapter": ip_adapter}, path)
+        return directory
+
+    vision = _tiny_clip_vision(directory / "models" / "image_encoder", seed)
+    if variant == "ip-adapter":
+        image_proj = {
+            "proj.weight": rand(cross_dim * TINY_IP_ADAPTER_TOKENS, vision.projection_dim),
+            "proj.bias": rand(cross_dim * TINY_IP_ADAPTER_TOKENS),
+            "norm.weight": 1 + rand(cross_dim), "norm.bias": rand(cross_dim),
+        }
+    else:  # Plus reads the penultimate hidden states, so its input is the tower's width
+        image_proj = _resampler_state(vision.hidden_size, cross_dim, cross_dim, rand)
+    tensors = {f"image_proj.{k}": v.contiguous() for k, v in image_proj.items()}
+    tensors |= {f"ip_adapter.{k}": v.contiguous() for k, v in ip_adapter.items()}
+    save_file(tensors, directory / "models" / TINY_IP_ADAPTER_WEIGHT_NAMES[variant])
+    return directory

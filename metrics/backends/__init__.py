@@ -87,25 +87,35 @@ class MetricBackends:
         }
 
 
+def _constructor(role: str, spec: BackendSpec, device: str) -> tuple[type, dict]:
+    """The backend class and its options, checked against its signature before any weights load."""
+    cls = _registry()[role][spec.name]
+    options = dict(spec.options)
+    accepted = inspect.signature(cls).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Invalid MetricBackendsConfig({role}.options): {spec.name} takes no {unknown}. Valid options: {sorted(accepted)}"
+        )
+    if "device" in accepted:
+        options.setdefault("device", device)
+    return cls, options
+
+
+def load_backend(role: str, spec: BackendSpec, *, device: str = "cpu"):
+    """One backend by role, e.g. the face embedder that IP-Adapter-FaceID is conditioned on."""
+    if role not in ROLES:
+        raise ValueError(f"Unknown backend role {role!r}; choose from {list(ROLES)}.")
+    if spec.name not in _registry()[role]:
+        raise ValueError(f"Unknown {role} backend {spec.name!r}. Available: {sorted(_registry()[role])}")
+    cls, options = _constructor(role, spec, device)
+    return cls(**options)
+
+
 def load_backends(config: MetricBackendsConfig) -> MetricBackends:
     """Build every backend the config names, on `config.device` where it is a torch model."""
-    registry = _registry()
-    planned = {}
-    for role in ROLES:  # check every role's options before loading any weights
-        spec = getattr(config, role)
-        if spec is None:
-            continue
-        cls = registry[role][spec.name]
-        options = dict(spec.options)
-        accepted = inspect.signature(cls).parameters
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise ValueError(
-                f"Invalid MetricBackendsConfig({role}.options): {spec.name} takes no {unknown}. Valid options: {sorted(accepted)}"
-            )
-        if "device" in accepted:
-            options.setdefault("device", config.device)
-        planned[role] = (cls, options)
+    planned = {role: _constructor(role, getattr(config, role), config.device)  # check all before loading any
+               for role in ROLES if getattr(config, role) is not None}
     loaded = dict.fromkeys(ROLES)
     for role, (cls, options) in planned.items():
         loaded[role] = cls(**options)

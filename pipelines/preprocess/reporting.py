@@ -53,15 +53,10 @@ def log_curation_run(config: PreprocessConfig, summary: dict, *, artifact_locati
     """Log the config as params, counts and throughput as metrics, summary and contact sheet as artifacts."""
     import mlflow
 
-    mlflow.set_tracking_uri(config.mlflow_tracking_uri)
-    experiment = mlflow.get_experiment_by_name(config.mlflow_experiment)
-    if experiment is None:
-        output = config.output_dir
-        default = f"{output}/mlflow-artifacts" if "://" in output else (Path(output).resolve() / "mlflow-artifacts").as_uri()
-        location = artifact_location or default
-        experiment_id = mlflow.create_experiment(config.mlflow_experiment, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+    from pipelines.tracking import ensure_experiment
+
+    experiment_id = ensure_experiment(config.mlflow_tracking_uri, config.mlflow_experiment, output_dir=config.output_dir,
+                                      artifact_location=artifact_location)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"curation-{config.run_id}") as run:
         mlflow.set_tags({"videomaker.job": "preprocess", "videomaker.run_id": config.run_id})
         mlflow.log_params(_flatten("", dataclasses.asdict(config), {}))

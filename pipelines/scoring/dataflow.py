@@ -19,7 +19,9 @@ import ray
 from tqdm.auto import tqdm
 
 from metrics.aggregate import aggregate
+from metrics.backends import MetricBackendsConfig
 from metrics.records import ScoreRequest, records_for_csv, records_table
+from pipelines.actor_pool import ActorPoolConfig
 from pipelines.scoring.config import ScoringConfig
 from pipelines.scoring.manifest import read_score_manifest
 
@@ -57,7 +59,14 @@ class ScoringResult:
     wall_s: float
 
 
-def score_videos(requests: list[ScoreRequest], config: ScoringConfig, *, progress: bool = True) -> list[dict]:
+def score_videos(
+    requests: list[ScoreRequest],
+    *,
+    backends: MetricBackendsConfig,
+    scorers: ActorPoolConfig,
+    expected_frames: int | None = 16,
+    progress: bool = True,
+) -> list[dict]:
     """The records of `requests`, in their order, scored on the running (or a local) Ray cluster."""
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
@@ -65,9 +74,9 @@ def score_videos(requests: list[ScoreRequest], config: ScoringConfig, *, progres
     rows = [{"row": i, **asdict(requests[i])} for i in order]
     ds = ray.data.from_items(rows).map_batches(
         ScoreBatch,
-        fn_constructor_kwargs={"backends": config.backends, "expected_frames": config.expected_frames},
+        fn_constructor_kwargs={"backends": backends, "expected_frames": expected_frames},
         batch_format="pyarrow",
-        **config.scorers.map_batches_options(),
+        **scorers.map_batches_options(),
     )
     records: list[dict | None] = [None] * len(requests)
     with tqdm(total=len(requests), desc="score", unit="video", disable=not progress) as bar:
@@ -78,13 +87,12 @@ def score_videos(requests: list[ScoreRequest], config: ScoringConfig, *, progres
     return records
 
 
-def write_results(records: list[dict], aggregates: list[dict], output_dir: str | Path) -> None:
-    """records.parquet / records.csv (one row per video) and aggregates.json / aggregates.csv."""
+def write_results(table: pa.Table, aggregates: list[dict], output_dir: str | Path, *, name: str = "records") -> None:
+    """`<name>.parquet` / `<name>.csv` (one row per video) and aggregates.json / aggregates.csv."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = records_table(records)
-    pq.write_table(table, out / "records.parquet")
-    pacsv.write_csv(records_for_csv(table), out / "records.csv")
+    pq.write_table(table, out / f"{name}.parquet")
+    pacsv.write_csv(records_for_csv(table), out / f"{name}.csv")
     (out / "aggregates.json").write_text(json.dumps(aggregates, indent=2))
     pacsv.write_csv(pa.Table.from_pylist(aggregates), out / "aggregates.csv")
 
@@ -94,7 +102,8 @@ def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResul
     started = time.perf_counter()
     requests = read_score_manifest(config.manifest, config.videos_dir)
     logger.info("Scoring %d videos from %s", len(requests), config.manifest)
-    records = score_videos(requests, config, progress=progress)
+    records = score_videos(requests, backends=config.backends, scorers=config.scorers,
+                           expected_frames=config.expected_frames, progress=progress)
     aggregates = aggregate(records)
-    write_results(records, aggregates, config.output_dir)
+    write_results(records_table(records), aggregates, config.output_dir)
     return ScoringResult(records, aggregates, config.output_dir, time.perf_counter() - started)

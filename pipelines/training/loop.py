@@ -74,14 +74,9 @@ class _MLflowLogger:
         import mlflow
 
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(config.mlflow_tracking_uri)
-        experiment = mlflow.get_experiment_by_name(config.mlflow_experiment)
-        if experiment is None:
-            location = (Path(config.storage_path).resolve() / "mlflow-artifacts").as_uri() if "://" not in config.storage_path \
-                else f"{config.storage_path}/mlflow-artifacts"
-            experiment_id = mlflow.create_experiment(config.mlflow_experiment, artifact_location=location)
-        else:
-            experiment_id = experiment.experiment_id
+        from pipelines.tracking import ensure_experiment
+
+        experiment_id = ensure_experiment(config.mlflow_tracking_uri, config.mlflow_experiment, output_dir=config.storage_path)
         if progress.mlflow_run_id:  # a resumed run continues its MLflow run
             self.run = mlflow.start_run(run_id=progress.mlflow_run_id)
         else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import math
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np

@@ -1,0 +1,66 @@
+"""`videomaker nightly`: evaluate a training run's newest checkpoint and gate it against a pinned baseline.
+
+Exits 1 when a metric falls by more than its tolerance beyond its 95 % confidence interval (the
+verdict names every such metric), 0 otherwise; the verdict is also written to the MLflow run.
+
+    videomaker nightly --config jobs/configs/eval_paper.yaml --train-run /ckpt/videomaker-paper \\
+        --baseline videomaker-paper-v1 --tolerance clip_t=0.005
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("nightly", help="Evaluate the newest checkpoint and gate it on a baseline run.",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _tolerance(text: str) -> tuple[str, float]:
+    from metrics.aggregate import METRIC_LABELS
+
+    metric, _, value = text.partition("=")
+    if metric not in METRIC_LABELS or not value:
+        raise argparse.ArgumentTypeError(f"--tolerance {text!r}: expected METRIC=VALUE with METRIC in {list(METRIC_LABELS)}.")
+    return metric, float(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from jobs.evaluate import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(parser, with_checkpoint=False)
+    parser.add_argument("--train-run", required=True, help="Training run folder (TrainConfig storage_path/run_name).")
+    parser.add_argument("--baseline", required=True, help="Pinned baseline evaluation run (id or name).")
+    parser.add_argument("--tolerance", type=_tolerance, action="append", default=[], metavar="METRIC=VALUE",
+                        help="Allowed fall of a metric beyond its CI (defaults in pipelines/evaluation/nightly.py).")
+    parser.add_argument("--ema", action="store_true", help="Evaluate the checkpoint's EMA weights.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.config import load_config, overrides_from_flags
+    from jobs.evaluate import flags_of, report
+    from pipelines.evaluation.config import EvaluationConfig
+    from pipelines.evaluation.nightly import run_nightly
+
+    config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)))
+    verdict, result = run_nightly(config, train_run=args.train_run, baseline=args.baseline,
+                                  tolerances=dict(args.tolerance), ema=args.ema, progress=not args.no_progress)
+    report(result)
+    print(verdict.report)
+    print(verdict.summary())
+    return 0 if verdict.passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.nightly", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

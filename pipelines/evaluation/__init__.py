@@ -1,0 +1,1 @@
+"""Evaluation: benchmark generation, scoring, MLflow runs, comparison and the nightly gate."""

@@ -1,0 +1,65 @@
+"""Compare evaluation runs from MLflow: the paper-style table, paired deltas against the first run, a chart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from metrics.compare import MetricDelta, compare_table, format_deltas, paired_deltas, plot_comparison
+from pipelines.evaluation.tracking import find_evaluation_run, load_samples
+
+
+@dataclass
+class Comparison:
+    """Labels of the runs (baseline first), the table, the deltas of each later run and the files written."""
+
+    labels: list[str]
+    table: str
+    deltas: dict[str, list[MetricDelta]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        parts = [self.table]
+        for label, deltas in self.deltas.items():
+            parts.append(f"\n{label} - {self.labels[0]} (paired by subject, prompt, seed; 95 % CI, subject bootstrap)\n"
+                         + format_deltas(deltas))
+        return "\n".join(parts)
+
+
+def _labels(runs) -> list[str]:
+    """Run names, with a short id where two runs share a name."""
+    names = [run.info.run_name for run in runs]
+    return [name if names.count(name) == 1 else f"{name}@{run.info.run_id[:8]}" for name, run in zip(names, runs)]
+
+
+def compare_records(labelled: list[tuple[str, list[dict]]], *, include_published: bool = True, n_boot: int = 2000,
+                    seed: int = 0) -> Comparison:
+    """Table of every run; deltas of each later run against the first, per set both ran."""
+    comparison = Comparison([label for label, _ in labelled], compare_table(labelled, include_published=include_published))
+    baseline_label, baseline = labelled[0]
+    for label, records in labelled[1:]:
+        shared = sorted({r["set"] for r in baseline} & {r["set"] for r in records})
+        comparison.deltas[label] = [delta for set_name in shared
+                                    for delta in paired_deltas(baseline, records, set_name=set_name, n_boot=n_boot, seed=seed)]
+    return comparison
+
+
+def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | None = None,
+                 output_dir: str | Path | None = None, include_published: bool = True, n_boot: int = 2000) -> Comparison:
+    """Fetch evaluation runs by id or name and compare them; with `output_dir`, write text, JSON and PNG."""
+    if len(references) < 1:
+        raise ValueError("`runs`: give at least one evaluation run id or name.")
+    runs = [find_evaluation_run(ref, tracking_uri=tracking_uri, experiment=experiment) for ref in references]
+    labelled = [(label, load_samples(run, tracking_uri=tracking_uri)) for label, run in zip(_labels(runs), runs)]
+    comparison = compare_records(labelled, include_published=include_published, n_boot=n_boot)
+    if output_dir is not None:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.txt").write_text(comparison.text() + "\n")
+        deltas = {label: [asdict(d) for d in ds] for label, ds in comparison.deltas.items()}
+        runs_info = [{"label": label, "run_id": run.info.run_id} for label, run in zip(comparison.labels, runs)]
+        (out / "comparison.json").write_text(json.dumps({"runs": runs_info, "deltas": deltas}, indent=2))
+        plot_comparison(labelled, out / "comparison.png", include_published=include_published)
+        comparison.files = [str(out / name) for name in ("comparison.txt", "comparison.json", "comparison.png")]
+    return comparison

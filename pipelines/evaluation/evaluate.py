@@ -1,0 +1,143 @@
+"""One evaluation: check the benchmark, generate (or import) the videos, score them, report, log.
+
+Layout of `output_dir`:
+    evaluation.json                 the method and settings the videos belong to (guards resume)
+    videos/<set>/<subject>/pNN_sSEED.{mp4,gif,json}
+    videos/<set>/grid.html          side-by-side page of the set
+    scores/samples.parquet|.csv     one row per video, keyed by (set, subject_id, prompt, seed)
+    scores/aggregates.json|.csv     per set
+    summary.json                    counts, timings, MLflow run id
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from metrics.aggregate import aggregate
+from metrics.records import ScoreRequest
+from pipelines.evaluation.benchmarks import BenchmarkItem, benchmark_items, read_benchmark_manifest
+from pipelines.evaluation.config import EvaluationConfig
+from pipelines.evaluation.generation import GenerationSummary, generate_items, item_stem
+from pipelines.scoring.dataflow import score_videos, write_results
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_FILE = "evaluation.json"
+
+
+@dataclass
+class EvaluationResult:
+    output_dir: str
+    records: list[dict]
+    aggregates: list[dict]
+    generation: GenerationSummary
+    run_id: str | None
+    wall_s: float
+
+
+def _identity(config: EvaluationConfig) -> dict:
+    """What makes two runs' videos interchangeable: the method and the sampler settings."""
+    generation = asdict(config.generation)
+    generation.pop("device")  # the same model on another device makes the same videos
+    return {"method": asdict(config.method), "generation": generation}
+
+
+def check_output_dir(config: EvaluationConfig) -> None:
+    """Refuse to resume into a directory whose videos another method or setting made."""
+    path = Path(config.output_dir) / IDENTITY_FILE
+    identity = _identity(config)
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != identity:
+            raise ValueError(
+                f"`output_dir` {config.output_dir!r} holds videos of another method or sampler settings "
+                f"({path}); use a new output_dir, or delete it to start over.\n  there: {previous}\n  now:   {identity}"
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(identity, indent=2))
+
+
+def scored_file(stem: Path, preferred: str) -> Path:
+    """The file of an item the metrics read: the preferred kind if the item has it, else what it has."""
+    try:
+        files = json.loads(stem.with_suffix(".json").read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        return stem.with_suffix(f".{preferred}")  # missing: scoring records it as video_missing
+    names = sorted(files, key=lambda name: not name.endswith(f".{preferred}"))
+    return stem.parent / names[0]
+
+
+def score_requests_of(items: list[BenchmarkItem], config: EvaluationConfig, videos_dir: Path) -> list[ScoreRequest]:
+    return [
+        ScoreRequest(
+            video=str(scored_file(item_stem(videos_dir, item), config.score_file)),
+            subject_id=item.subject.subject_id,
+            prompt=item.prompt,
+            reference=item.subject.reference,
+            set=item.subject.set,
+            subject_class="person" if item.subject.is_human else item.subject.subject_class,
+            method=config.method.name,
+            seed=item.seed,
+        )
+        for item in items
+    ]
+
+
+def sample_table(items: list[BenchmarkItem], records: list[dict]) -> pa.Table:
+    """Records with the item id and prompt index in front: the per-sample table of the run."""
+    from metrics.records import records_table
+
+    table = records_table(records)
+    table = table.add_column(0, "prompt_index", pa.array([item.prompt_index for item in items], pa.int32()))
+    return table.add_column(0, "item_id", pa.array([item.item_id for item in items], pa.string()))
+
+
+def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> EvaluationResult:
+    """Evaluate `config.method` on the benchmark; re-running the same config resumes."""
+    started = time.perf_counter()
+    subjects = read_benchmark_manifest(config.benchmark)  # every bad row is reported before any work
+    items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)
+    if not items:
+        raise ValueError(f"`benchmark` {config.benchmark!r} has no subjects in the sets {config.sets}.")
+    check_output_dir(config)
+    output = Path(config.output_dir)
+    videos_dir = output / "videos"
+
+    if config.method.kind == "imported":
+        from pipelines.evaluation.imports import import_videos
+
+        generation = import_videos(items, config.method.videos, videos_dir)
+    else:
+        generation = generate_items(items, config, videos_dir, progress=progress)
+    for item_id, error in generation.failed.items():
+        logger.warning("No video for %s: %s", item_id, error)
+
+    records = score_videos(score_requests_of(items, config, videos_dir), backends=config.backends,
+                           scorers=config.scorers, expected_frames=config.expected_frames, progress=progress)
+    aggregates = aggregate(records)
+    write_results(sample_table(items, records), aggregates, output / "scores", name="samples")
+
+    from pipelines.evaluation.report import write_set_page
+
+    for set_name in config.sets:
+        set_records = [r for r in records if r["set"] == set_name]
+        if set_records:
+            write_set_page(set_records, videos_dir / set_name / "grid.html", title=f"{config.run_name}: {set_name}")
+
+    result = EvaluationResult(str(output), records, aggregates, generation, None, 0.0)
+    if config.mlflow_tracking_uri:
+        from pipelines.evaluation.tracking import log_evaluation
+
+        result.run_id = log_evaluation(config, items, records, aggregates, generation)
+    result.wall_s = time.perf_counter() - started
+    summary = {"items": len(items), "generation": asdict(generation), "errors": sum(r["status"] != "ok" for r in records),
+               "mlflow_run_id": result.run_id, "wall_s": round(result.wall_s, 2)}
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    return result

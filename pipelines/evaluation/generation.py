@@ -1,0 +1,160 @@
+"""Benchmark generation on a Ray Data actor pool: one pipeline per actor, resumable item by item.
+
+Each item writes `<stem>.mp4`, `<stem>.gif` and, last, `<stem>.json` (the sidecar). Files are
+written under temporary names and renamed into place, and the sidecar records their sizes, so an
+item counts as done only when all three are complete: a run killed mid-write leaves nothing that a
+re-run mistakes for a finished video.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import ray
+from tqdm.auto import tqdm
+
+from pipelines.evaluation.benchmarks import BenchmarkItem, BenchmarkSubject
+from pipelines.evaluation.config import EvaluationConfig, GenerationSettings, MethodConfig
+
+logger = logging.getLogger(__name__)
+
+MEDIA_SUFFIXES = (".mp4", ".gif")
+
+
+def item_stem(videos_dir: str | Path, item: BenchmarkItem) -> Path:
+    """Where an item's files go, without suffix: `videos_dir/set/subject/pNN_sSEED`."""
+    return Path(videos_dir) / item.item_id
+
+
+def is_complete(stem: Path) -> bool:
+    """True when the sidecar exists and every file it lists has the recorded size."""
+    try:
+        sidecar = json.loads(stem.with_suffix(".json").read_text())
+        return all((stem.parent / name).stat().st_size == size for name, size in sidecar["files"].items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def write_atomically(path: Path, write) -> int:
+    """Write through `write(tmp_path)` and rename into place; returns the final size."""
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def write_item(stem: Path, frames: np.ndarray, sidecar: dict, *, fps: int) -> None:
+    """mp4 and GIF, then the sidecar naming both with their sizes (the completion marker)."""
+    from videomaker.export import write_gif, write_mp4
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    sizes = {
+        stem.with_suffix(".mp4").name: write_atomically(stem.with_suffix(".mp4"), lambda p: write_mp4(frames, p, fps=fps)),
+        stem.with_suffix(".gif").name: write_atomically(stem.with_suffix(".gif"), lambda p: write_gif(frames, p, fps=fps)),
+    }
+    record = {**sidecar, "files": sizes}
+    write_atomically(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(record, indent=2)))
+
+
+def item_row(item: BenchmarkItem) -> dict:
+    subject = item.subject
+    return {"item_id": item.item_id, "set": subject.set, "subject_id": subject.subject_id,
+            "subject_class": subject.subject_class, "reference": subject.reference,
+            "prompt_index": item.prompt_index, "prompt": item.prompt, "seed": item.seed}
+
+
+def row_item(row: dict) -> BenchmarkItem:
+    subject = BenchmarkSubject(row["subject_id"], row["set"], row["subject_class"], row["reference"])
+    return BenchmarkItem(subject, int(row["prompt_index"]), row["prompt"], int(row["seed"]))
+
+
+class GenerateBatch:
+    """Ray Data callable class: loads the method once per actor, writes each item's files.
+
+    A failed batch is retried one item at a time so one failure (say, a reference without a face for
+    IP-Adapter-FaceID) costs only that item; failed items have no sidecar and are retried on re-run.
+    """
+
+    def __init__(self, method: MethodConfig, settings: GenerationSettings, videos_dir: str):
+        from pipelines.evaluation.methods import VideoGenerator
+
+        self.generator = VideoGenerator(method, settings)
+        self.settings = settings
+        self.videos_dir = videos_dir
+
+    def _generate(self, items: list[BenchmarkItem]) -> None:
+        from videomaker.pipeline import NEGATIVE_PROMPT_HUMAN, NEGATIVE_PROMPT_OBJECT
+        from videomaker.references import load_reference
+
+        for is_human in (True, False):  # one negative prompt per call
+            group = [item for item in items if item.subject.is_human == is_human]
+            if not group:
+                continue
+            references = [np.asarray(load_reference(item.subject.reference, argument="reference")) for item in group]
+            started = time.perf_counter()
+            batch = self.generator(references, [i.prompt for i in group], [i.seed for i in group],
+                                   NEGATIVE_PROMPT_HUMAN if is_human else NEGATIVE_PROMPT_OBJECT)
+            seconds = (time.perf_counter() - started) / len(group)
+            for item, frames in zip(group, batch.frames):
+                sidecar = {**item_row(item), **batch.provenance, "fps": self.settings.fps, "seconds": round(seconds, 3)}
+                write_item(item_stem(self.videos_dir, item), frames, sidecar, fps=self.settings.fps)
+
+    def __call__(self, batch: dict) -> dict:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        items = [row_item(row) for row in rows]
+        errors = [""] * len(items)
+        try:
+            self._generate(items)
+        except Exception:
+            logger.warning("Generating a batch of %d items failed; retrying one by one.", len(items), exc_info=True)
+            for index, item in enumerate(items):
+                try:
+                    self._generate([item])
+                except Exception as error:
+                    errors[index] = f"{type(error).__name__}: {error}"
+        return {"item_id": [item.item_id for item in items], "error": errors}
+
+
+@dataclass
+class GenerationSummary:
+    """What a generation run did; `failed` maps item id to the error."""
+
+    total: int
+    skipped: int
+    generated: int
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def generate_items(items: list[BenchmarkItem], config: EvaluationConfig, videos_dir: str | Path, *,
+                   progress: bool = True) -> GenerationSummary:
+    """Generate every item that is not complete yet, on the running (or a local) Ray cluster."""
+    started = time.perf_counter()
+    pending = [item for item in items if not is_complete(item_stem(videos_dir, item))]
+    summary = GenerationSummary(total=len(items), skipped=len(items) - len(pending), generated=0)
+    logger.info("Generation: %d items, %d already complete, %d to generate", len(items), summary.skipped, len(pending))
+    if not pending:
+        return summary
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    ds = ray.data.from_items([item_row(item) for item in pending]).map_batches(
+        GenerateBatch,
+        fn_constructor_kwargs={"method": config.method, "settings": config.generation, "videos_dir": str(videos_dir)},
+        **config.generators.map_batches_options(),
+    )
+    with tqdm(total=len(pending), desc=f"generate {config.method.name}", unit="video", disable=not progress) as bar:
+        for batch in ds.iter_batches(batch_size=None):
+            for item_id, error in zip(batch["item_id"], batch["error"]):
+                if error:
+                    summary.failed[item_id] = error
+                else:
+                    summary.generated += 1
+                bar.update(1)
+    summary.wall_s = time.perf_counter() - started
+    return summary

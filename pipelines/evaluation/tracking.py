@@ -1,0 +1,129 @@
+"""Evaluations in MLflow: a parent run per evaluation, a nested run per set; finding them again.
+
+Parent: params (method, checkpoint, preset, seeds, N, metric backends and their digests),
+`<set>.<metric>` metrics, the per-sample table and aggregates. Nested run per set: that set's
+metrics, its per-sample table, its videos and the side-by-side `videos/grid.html` page.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from metrics.aggregate import METRIC_LABELS
+from pipelines.evaluation.benchmarks import BenchmarkItem
+from pipelines.evaluation.config import EvaluationConfig
+from pipelines.evaluation.generation import GenerationSummary
+
+JOB_TAG = "videomaker.job"
+SAMPLES_ARTIFACT = "scores/samples.parquet"
+TABLE_COLUMNS = ("item_id", "set", "subject_id", "prompt_index", "prompt", "seed", "status", "error", "clip_t",
+                 "face_sim", "clip_i", "dino_i", "t_cons", "dd_dynamic", "face_detection_rate", "video")
+
+
+def _backend_params(records: list[dict]) -> dict[str, str]:
+    described = next((json.loads(r["backends"]) for r in records if r.get("backends")), {})
+    params = {}
+    for role, backend in described.items():
+        for key, value in (backend or {"name": None}).items():
+            params[f"backend.{role}.{key}"] = str(value)
+    return params
+
+
+def _set_metrics(aggregate_row: dict) -> dict[str, float]:
+    keys = (*METRIC_LABELS, "videos", "errors", "subjects", "face_detection_rate", "videos_without_face")
+    return {key: float(aggregate_row[key]) for key in keys if aggregate_row.get(key) is not None}
+
+
+def _log_table(mlflow, samples, artifact_file: str) -> None:
+    frame = samples.select(list(TABLE_COLUMNS)).to_pandas()
+    mlflow.log_table(data=frame, artifact_file=artifact_file)
+
+
+def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records: list[dict], aggregates: list[dict],
+                   generation: GenerationSummary) -> str:
+    """Log the evaluation in `config.output_dir` to MLflow; returns the parent run id."""
+    import mlflow
+
+    from pipelines.tracking import ensure_experiment
+
+    experiment_id = ensure_experiment(config.mlflow_tracking_uri, config.mlflow_experiment, output_dir=config.output_dir)
+    output = Path(config.output_dir)
+    samples = pq.read_table(output / SAMPLES_ARTIFACT)
+    method = config.method
+    with mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name) as parent:
+        mlflow.set_tags({JOB_TAG: "evaluate", "videomaker.method": method.name, "videomaker.kind": method.kind,
+                         "videomaker.checkpoint": str(method.checkpoint), "videomaker.preset": method.preset})
+        params = {"method": method.name, "kind": method.kind, "checkpoint": str(method.checkpoint), "preset": method.preset,
+                  "seeds": json.dumps(config.seeds), "N": len(items), "sets": json.dumps(config.sets),
+                  "prompts_per_subject": str(config.prompts_per_subject), "score_file": config.score_file}
+        params |= {f"generation.{k}": v for k, v in config.as_params().items() if k.startswith("generation.")}
+        params |= _backend_params(records)
+        mlflow.log_params(params)
+        metrics = {"generated": generation.generated, "skipped": generation.skipped, "failed": len(generation.failed)}
+        for row in aggregates:
+            metrics |= {f"{row['set']}.{key}": value for key, value in _set_metrics(row).items()}
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifacts(str(output / "scores"), artifact_path="scores")
+        mlflow.log_artifact(str(output / "evaluation.json"))
+        _log_table(mlflow, samples, "samples.json")
+
+        for row in aggregates:
+            set_name = row["set"]
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.run_name}/{set_name}", nested=True):
+                mlflow.set_tags({JOB_TAG: "evaluate-set", "videomaker.set": set_name, "videomaker.method": method.name})
+                mlflow.log_params({"set": set_name, "N": row["videos"] + row["errors"], "subjects": row["subjects"]})
+                mlflow.log_metrics(_set_metrics(row))
+                set_samples = samples.filter(pc.equal(samples["set"], set_name))
+                _log_table(mlflow, set_samples, "samples.json")
+                with tempfile.TemporaryDirectory() as tmp:
+                    pq.write_table(set_samples, Path(tmp) / "samples.parquet")
+                    mlflow.log_artifact(str(Path(tmp) / "samples.parquet"))
+                mlflow.log_artifacts(str(output / "videos" / set_name), artifact_path="videos")
+        return parent.info.run_id
+
+
+def find_evaluation_run(reference: str, *, tracking_uri: str, experiment: str | None = None):
+    """An evaluation's parent run by run id, or by run name (the newest of that name).
+
+    Names are looked up in `experiment` when given, else in every experiment.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(reference)
+        if run.data.tags.get(JOB_TAG) != "evaluate":
+            raise ValueError(f"Run {reference!r} is not an evaluation run (tag {JOB_TAG}={run.data.tags.get(JOB_TAG)!r}).")
+        return run
+    except MlflowException:
+        pass
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise ValueError(f"`experiment` {experiment!r} does not exist at {tracking_uri}.")
+        experiment_ids = [found.experiment_id]
+    else:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    escaped = reference.replace("'", "\\'")
+    runs = client.search_runs(experiment_ids, f"tags.{JOB_TAG} = 'evaluate' and attributes.run_name = '{escaped}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise ValueError(f"No evaluation run with id or name {reference!r} at {tracking_uri}"
+                         + (f" in experiment {experiment!r}" if experiment else "") + ".")
+    return runs[0]
+
+
+def load_samples(run, *, tracking_uri: str) -> list[dict]:
+    """The per-sample records an evaluation run logged."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=SAMPLES_ARTIFACT,
+                                                   dst_path=tmp, tracking_uri=tracking_uri)
+        return pq.read_table(path).to_pylist()
