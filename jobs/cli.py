@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from jobs import compare, evaluate, generate, nightly, preprocess, presets, score, synth_corpus, train
+from jobs import compare, evaluate, generate, models, nightly, preprocess, presets, score, synth_corpus, train
 
 SUBCOMMANDS = {
     "generate": generate,
@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "evaluate": evaluate,
     "compare": compare,
     "nightly": nightly,
+    "models": models,
 }
 
 

@@ -13,7 +13,8 @@ def videomaker(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["generate"], ["presets"], ["preprocess"], ["synth-corpus"], ["score"]])
+@pytest.mark.parametrize("command", [[], ["generate"], ["presets"], ["preprocess"], ["synth-corpus"], ["score"], ["train"],
+                                     ["evaluate"], ["compare"], ["nightly"], ["models"], ["models", "verify"]])
 def test_every_command_has_help(command):
     result = videomaker(*command, "--help")
     assert result.returncode == 0 and "usage: videomaker" in result.stdout
