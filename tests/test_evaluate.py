@@ -230,7 +230,17 @@ def degraded_checkpoint(train_run: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_evaluation_resumes_logs_to_mlflow_compares_and_gates(tmp_path, tiny_metric_models):
+def test_evaluation_resumes_logs_to_mlflow_compares_and_gates(tmp_path, tiny_metric_models, capsys):
+    """After the killed first run, the commands run in this process, sharing one local Ray cluster."""
+    import ray
+
+    try:
+        _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys)
+    finally:
+        ray.shutdown()
+
+
+def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     import mlflow
 
     from jobs.cli import main
@@ -254,9 +264,9 @@ def test_evaluation_resumes_logs_to_mlflow_compares_and_gates(tmp_path, tiny_met
     victim.with_suffix(".gif").write_bytes(victim.with_suffix(".gif").read_bytes()[:100])
     expected_new = 24 - len(done) + 1
 
-    result = subprocess.run(evaluate_command(config, benchmark, base, "base"), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"videos: {expected_new} new, {len(done) - 1} already done, 0 failed" in result.stdout
+    capsys.readouterr()
+    assert main(evaluate_command(config, benchmark, base, "base")[3:]) == 0
+    assert f"videos: {expected_new} new, {len(done) - 1} already done, 0 failed" in capsys.readouterr().out
     assert len(sidecars(base)) == 24 and all(is_complete(p.with_suffix("")) for p in sidecars(base))
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in done.items() if p != victim)  # finished items untouched
     assert victim.stat().st_mtime_ns != done[victim]  # the cut-short one was made again
@@ -297,17 +307,13 @@ def test_evaluation_resumes_logs_to_mlflow_compares_and_gates(tmp_path, tiny_met
                  "--run-name", "imported", "--no-progress", "--set", "method.kind=imported",
                  "--set", f"method.videos={tmp_path / 'imported.jsonl'}", "--set", "method.name=other-method",
                  "--set", "sets=[object]"])
-    import ray
-
-    ray.shutdown()  # the in-process job started a local cluster
     assert code == 0
 
     # 4. Compare: the table with N and the paper's rows, zero deltas for identical videos, a chart.
-    compared = subprocess.run([sys.executable, "-m", "jobs.cli", "compare", "base", "imported", "--mlflow-tracking-uri",
-                               f"sqlite:///{tmp_path}/mlflow.db", "--output-dir", str(tmp_path / "cmp")],
-                              capture_output=True, text=True, timeout=300)
-    assert compared.returncode == 0, compared.stderr[-3000:]
-    out = compared.stdout
+    capsys.readouterr()
+    assert main(["compare", "base", "imported", "--mlflow-tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                 "--output-dir", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
     assert "base" in out and "imported" in out and "VideoMaker (paper)" in out and "0.2586" in out
     report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     deltas = report["deltas"]["imported"]
@@ -322,11 +328,11 @@ def test_evaluation_resumes_logs_to_mlflow_compares_and_gates(tmp_path, tiny_met
     train_run = tmp_path / "train" / "tiny-run"
     degraded_checkpoint(train_run)
     tolerances = [a for m in ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons", "dd") for a in ("--tolerance", f"{m}=0")]
-    nightly = subprocess.run([sys.executable, "-m", "jobs.cli", "nightly", "--config", str(config), "--benchmark", str(benchmark),
-                              "--output-dir", str(tmp_path / "nightly"), "--train-run", str(train_run), "--baseline", "base",
-                              "--no-progress", "--set", "sets=[celebrity]", *tolerances], capture_output=True, text=True, timeout=600)
-    assert nightly.returncode == 1, nightly.stdout[-3000:] + nightly.stderr[-3000:]
-    assert "NIGHTLY FAIL" in nightly.stdout and " fell by " in nightly.stdout
+    code = main(["nightly", "--config", str(config), "--benchmark", str(benchmark), "--output-dir", str(tmp_path / "nightly"),
+                 "--train-run", str(train_run), "--baseline", "base", "--no-progress", "--set", "sets=[celebrity]", *tolerances])
+    nightly = capsys.readouterr().out
+    assert code == 1, nightly[-3000:]
+    assert "NIGHTLY FAIL" in nightly and " fell by " in nightly
     (candidate,) = client.search_runs([experiment], "tags.`nightly.verdict` = 'fail'")
     assert candidate.info.run_name == "nightly-tiny-run-checkpoint_00000002"
     assert candidate.data.tags["nightly.baseline_run_id"] == parent.info.run_id
@@ -344,7 +350,7 @@ def test_evaluation_resumes_logs_to_mlflow_compares_and_gates(tmp_path, tiny_met
             by_subject.setdefault(b["subject_id"], []).append(float(a[field]) - float(b[field]))
         fall = np.mean([np.mean(v) for v in by_subject.values()]) if metric != "dd" else np.mean([d for v in by_subject.values() for d in v])
         assert fall < 0, f"{name} was named but changed by {fall}"
-        assert f"{set_name} " in nightly.stdout and METRIC_LABELS[metric] in nightly.stdout
+        assert f"{set_name} " in nightly and METRIC_LABELS[metric] in nightly
 
 
 def test_ip_adapter_faceid_method_takes_its_face_from_the_metrics_face_backend(tmp_path, tiny_metric_models, reference_image):
