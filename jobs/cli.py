@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from jobs import compare, evaluate, generate, models, nightly, preprocess, presets, score, synth_corpus, train
+from jobs import compare, demo, evaluate, generate, models, nightly, preprocess, presets, score, synth_corpus, train
 
 SUBCOMMANDS = {
     "generate": generate,
@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "compare": compare,
     "nightly": nightly,
     "models": models,
+    "demo": demo,
 }
 
 

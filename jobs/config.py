@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,12 +64,28 @@ def overrides_from_flags(args, flags: dict[str, str]) -> list[str]:
     return overrides
 
 
-def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
-    """Read YAML at `path` (optional), apply `overrides`, validate through the dataclass."""
+MODELS_DIR_ENV = "VIDEOMAKER_MODELS_DIR"
+
+
+def add_models_dir_argument(parser) -> None:
+    parser.add_argument("--models-dir", default=os.environ.get(MODELS_DIR_ENV),
+                        help="Directory staged by `videomaker models stage`: every weight the config names that is "
+                             f"staged there is read from it (offline clusters). Default: ${MODELS_DIR_ENV}.")
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None, *,
+                models_dir: str | Path | None = None) -> T:
+    """Read YAML at `path` (optional), apply `overrides`, validate through the dataclass, and read
+    the weights it names from `models_dir` where they are staged."""
     data = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"--config {str(path)!r}: no such file.")
         data = yaml.safe_load(path.read_text()) or {}
-    return build(cls, apply_overrides(data, overrides or []))
+    config = build(cls, apply_overrides(data, overrides or []))
+    if models_dir is None:
+        return config
+    from jobs.staging import use_staged_weights
+
+    return use_staged_weights(config, models_dir)

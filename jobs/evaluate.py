@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.config import add_models_dir_argument
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="Generate, score and log a benchmark evaluation.", description=__doc__,
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = Tr
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted: --set seeds=[0,1] --set method.kind=ip-adapter.")
+    add_models_dir_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
 
 
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.evaluation.config import EvaluationConfig
     from pipelines.evaluation.evaluate import run_evaluation
 
-    config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)))
+    config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)), models_dir=args.models_dir)
     result = run_evaluation(config, progress=not args.no_progress)
     report(result)
     return 0

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.evaluation.config import EvaluationConfig
     from pipelines.evaluation.nightly import run_nightly
 
-    config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)))
+    config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)), models_dir=args.models_dir)
     verdict, result = run_nightly(config, train_run=args.train_run, baseline=args.baseline,
                                   tolerances=dict(args.tolerance), ema=args.ema, progress=not args.no_progress)
     report(result)

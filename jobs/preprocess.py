@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from jobs.config import add_models_dir_argument
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("preprocess", help="Curate a video corpus into a training dataset.", description=__doc__,
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted for groups: --set size=256 --set detect.max_size=4.")
+    add_models_dir_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.preprocess.reporting import log_curation_run
 
     flags = {"input": "input", "output_dir": "output_dir", "mlflow_tracking_uri": "mlflow_tracking_uri"}
-    config = load_config(PreprocessConfig, args.config, overrides_from_flags(args, flags))
+    config = load_config(PreprocessConfig, args.config, overrides_from_flags(args, flags), models_dir=args.models_dir)
     result = run_preprocess(config, progress=not args.no_progress)
     summary = result.summary
     if config.mlflow_tracking_uri:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.config import add_models_dir_argument
 from metrics.aggregate import METRIC_LABELS
 
 
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", help="Where the tables go; overrides the config.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted: --set backends.flow.name=opencv --set backends.face=null.")
+    add_models_dir_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.scoring.dataflow import run_scoring
 
     flags = {"manifest": "manifest", "videos": "videos_dir", "output_dir": "output_dir"}
-    config = load_config(ScoringConfig, args.config, overrides_from_flags(args, flags))
+    config = load_config(ScoringConfig, args.config, overrides_from_flags(args, flags), models_dir=args.models_dir)
     result = run_scoring(config, progress=not args.no_progress)
     errors = [r for r in result.records if r["status"] == "error"]
     print(format_table(result.aggregates))

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import posixpath
@@ -25,15 +26,18 @@ import shutil
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 from jobs.weight_sources import IGNORED_HUB_FILES, WeightSource
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MANIFEST_FILE = "MANIFEST.json"
 FORMAT_VERSION = 1
@@ -336,3 +340,59 @@ def resolve_weight(source: str, models_dir: str | Path | None) -> str:
         f"`source` {source!r} is not staged in {str(models_dir)!r} (staged: {[w.source for w in manifest.weights]}); "
         f"stage it with `videomaker models stage {models_dir} --config CONFIG` or `--source NAME={source}`."
     )
+
+
+def use_staged_weights(config: T, models_dir: str | Path | None) -> T:
+    """`config` with every weight it names that is staged in `models_dir` read from the staged copy.
+
+    Hub ids, URLs, torchvision tags and paths anywhere in the config (defaults included) that a
+    manifest entry stands for are replaced by its path; an open_clip `model` + `pretrained` pair
+    becomes `local-dir:` (or the staged weight file). Other values are left as they are.
+
+    Example:
+        >>> config = use_staged_weights(load_config(EvaluationConfig, "jobs/configs/eval_paper.yaml"), "/shared/models")
+        >>> config.backends.dino.options["model"]
+        '/shared/models/dino'
+    """
+    if models_dir is None:
+        return config
+    directory = Path(models_dir).expanduser()
+    staged = {}
+    for weight in read_manifest(directory).weights:
+        for name in (weight.source, *weight.aliases):
+            staged[name] = str(directory / weight.path)
+    return _replace_staged(config, staged)
+
+
+def _replace_staged(value, staged: dict[str, str]):
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _replace_staged(getattr(value, f.name), staged) for f in fields(value) if f.init}
+        if getattr(value, "name", None) == "open_clip" and isinstance(changes.get("options"), dict):
+            changes["options"] = _staged_open_clip(changes["options"], staged)
+        return replace(value, **changes)
+    if isinstance(value, dict):
+        return {key: _replace_staged(item, staged) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_staged(item, staged) for item in value]
+    if isinstance(value, str):
+        return staged.get(value, value)
+    return value
+
+
+def _staged_open_clip(options: dict, staged: dict[str, str]) -> dict:
+    """The staged copy of an open_clip MODEL:TAG: a hub layout loads as `local-dir:`, a single file as `pretrained`."""
+    from metrics.backends.clip import OpenCLIPEmbedder
+
+    signature = inspect.signature(OpenCLIPEmbedder).parameters
+    model = options.get("model", signature["model"].default)
+    pretrained = options.get("pretrained", signature["pretrained"].default)
+    path = staged.get(f"{model}:{pretrained}")
+    if path is None:
+        return options
+    options = dict(options)
+    if Path(path).is_dir():
+        options["model"] = f"local-dir:{path}"
+        options.pop("pretrained", None)
+    else:
+        options["pretrained"] = path
+    return options

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.config import add_models_dir_argument
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="Fine-tune on a preprocessed dataset with Ray Train.", description=__doc__,
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db; overrides the config.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted: --set max_steps=100 --set switches.update_motion=false.")
+    add_models_dir_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {"dataset": "dataset", "storage_path": "storage_path", "run_name": "run_name",
              "mlflow_tracking_uri": "mlflow_tracking_uri"}
-    config = load_config(TrainConfig, args.config, overrides_from_flags(args, flags))
+    config = load_config(TrainConfig, args.config, overrides_from_flags(args, flags), models_dir=args.models_dir)
     result = run_training(config)
     if result.error is not None:
         print(f"videomaker train: failed: {result.error}", file=sys.stderr)

@@ -16,7 +16,8 @@ def ensure_experiment(tracking_uri: str, name: str, *, output_dir: str, artifact
     """Point MLflow at `tracking_uri` and return the id of experiment `name`, creating it if needed.
 
     A new experiment stores artifacts under `artifact_location` or, by default, beside `output_dir`;
-    an existing one keeps its own location.
+    behind a tracking server, by default where the server keeps them (its `--artifacts-destination`,
+    so workers on other nodes need no shared disk). An existing experiment keeps its own location.
     """
     import mlflow
 
@@ -24,4 +25,6 @@ def ensure_experiment(tracking_uri: str, name: str, *, output_dir: str, artifact
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_location or artifact_root(output_dir))
+    if artifact_location is None and not tracking_uri.startswith(("http://", "https://")):
+        artifact_location = artifact_root(output_dir)
+    return mlflow.create_experiment(name, artifact_location=artifact_location)

@@ -32,13 +32,15 @@ def reference_image():
 @pytest.fixture(scope="session")
 def tiny_metric_models(tmp_path_factory):
     """Tiny seeded metric models saved where the real loaders read them, as a backends config."""
+    from tiny_models import save_tiny_face_pack, save_tiny_raft
+
     from metrics.backends import BackendSpec, MetricBackendsConfig
-    from tiny_models import save_tiny_dino, save_tiny_face_pack, save_tiny_open_clip, save_tiny_raft
+    from metrics.backends.random_init import save_random_dino, save_random_open_clip
 
     root = tmp_path_factory.mktemp("metric_models")
     return MetricBackendsConfig(
-        clip=BackendSpec("open_clip", {"model": save_tiny_open_clip(root / "clip")}),
-        dino=BackendSpec("transformers-dino", {"model": str(save_tiny_dino(root / "dino"))}),
+        clip=BackendSpec("open_clip", {"model": save_random_open_clip(root / "clip")}),
+        dino=BackendSpec("transformers-dino", {"model": str(save_random_dino(root / "dino"))}),
         face=BackendSpec("insightface", {"model_dir": str(save_tiny_face_pack(root / "buffalo_l")), "det_size": 256}),
         flow=BackendSpec("raft", {"weights": str(save_tiny_raft(root / "raft_large.pth")), "num_flow_updates": 2}),
     )

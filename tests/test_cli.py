@@ -14,7 +14,7 @@ def videomaker(*args, cwd=None):
 
 
 @pytest.mark.parametrize("command", [[], ["generate"], ["presets"], ["preprocess"], ["synth-corpus"], ["score"], ["train"],
-                                     ["evaluate"], ["compare"], ["nightly"], ["models"], ["models", "verify"]])
+                                     ["evaluate"], ["compare"], ["nightly"], ["models"], ["models", "verify"], ["demo"]])
 def test_every_command_has_help(command):
     result = videomaker(*command, "--help")
     assert result.returncode == 0 and "usage: videomaker" in result.stdout
@@ -41,7 +41,9 @@ def test_generate_writes_mp4_gif_and_sidecar(tmp_path):
         assert sidecar["seed"] == seed and sidecar["preset"] == "tiny" and sidecar["num_inference_steps"] == 4
 
 
-def test_bad_reference_is_a_clear_error(tmp_path):
-    result = videomaker("generate", "--reference", str(tmp_path / "nope.png"), "--prompt", "x")
-    assert result.returncode == 2
-    assert "--reference" in result.stderr and "no such file" in result.stderr
+def test_bad_reference_is_a_clear_error(tmp_path, capsys):
+    from jobs.cli import main
+
+    assert main(["generate", "--reference", str(tmp_path / "nope.png"), "--prompt", "x"]) == 2
+    stderr = capsys.readouterr().err
+    assert "--reference" in stderr and "no such file" in stderr

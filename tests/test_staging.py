@@ -263,3 +263,43 @@ def test_models_is_a_videomaker_subcommand_with_help(capsys):
             models.main(argv)
         assert exited.value.code == 0
     assert "videomaker models stage /shared/models" in capsys.readouterr().out
+
+
+def test_jobs_read_the_weights_their_config_names_from_the_staged_copies(tmp_path, monkeypatch):
+    """eval_paper.yaml names hub ids, a torchvision tag and an open_clip tag; staged copies stand for them."""
+    from jobs.config import load_config
+    from pipelines.evaluation.config import EvaluationConfig
+
+    src = tmp_path / "src"
+    for folder in ("clip", "dino", "buffalo_l"):
+        (src / folder).mkdir(parents=True)
+        (src / folder / "weights.bin").write_bytes(folder.encode() * 100)
+    (src / "raft.pth").write_bytes(b"raft" * 100)
+    stage([
+        WeightSource("clip", "local", str(src / "clip"), aliases=("ViT-B-32:openai",)),
+        WeightSource("dino", "local", str(src / "dino"), aliases=("facebook/dino-vits16",)),
+        WeightSource("insightface", "local", str(src / "buffalo_l"), aliases=("~/.insightface/models/buffalo_l",)),
+        WeightSource("raft", "local", str(src / "raft.pth"), aliases=("C_T_V1",)),
+    ], tmp_path / "models", progress=False)
+    models_dir = tmp_path / "models"
+
+    plain = load_config(EvaluationConfig, ROOT / "jobs/configs/eval_paper.yaml", ["benchmark=b.csv", "output_dir=o"])
+    config = load_config(EvaluationConfig, ROOT / "jobs/configs/eval_paper.yaml", ["benchmark=b.csv", "output_dir=o"],
+                         models_dir=models_dir)
+    backends = config.backends
+    assert backends.clip.options == {"model": f"local-dir:{models_dir / 'clip'}"}  # a folder loads as open_clip's local-dir
+    assert backends.dino.options["model"] == str(models_dir / "dino")
+    assert backends.face.options == {**plain.backends.face.options, "model_dir": str(models_dir / "insightface")}
+    assert backends.flow.options["weights"] == str(models_dir / "raft" / "raft.pth")
+    assert backends.flow.options["num_flow_updates"] == 20 and config.method.preset == "paper"  # the rest unchanged
+    assert plain.backends.dino.options["model"] == "facebook/dino-vits16"  # without models_dir nothing moves
+
+    # A job finds the staged directory through $VIDEOMAKER_MODELS_DIR when --models-dir is not given.
+    import argparse
+
+    from jobs.config import add_models_dir_argument
+
+    monkeypatch.setenv("VIDEOMAKER_MODELS_DIR", str(models_dir))
+    parser = argparse.ArgumentParser()
+    add_models_dir_argument(parser)
+    assert parser.parse_args([]).models_dir == str(models_dir)

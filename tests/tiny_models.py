@@ -182,38 +182,6 @@ def save_tiny_face_pack(model_dir: Path, seed: int = 0) -> Path:
     return model_dir
 
 
-def save_tiny_open_clip(model_dir: Path, seed: int = 0) -> str:
-    """An open_clip `local-dir:` model (ViT, 1 layer, width 32, CLIP's real BPE tokenizer)."""
-    import json
-
-    import open_clip
-
-    model_cfg = {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    preprocess_cfg = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD),
-                      "interpolation": "bicubic", "resize_mode": "shortest"}
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}))
-    torch.manual_seed(seed)
-    model = open_clip.model.CLIP(**model_cfg)
-    torch.save(model.state_dict(), model_dir / "open_clip_pytorch_model.bin")
-    return f"local-dir:{model_dir}"
-
-
-def save_tiny_dino(model_dir: Path, seed: int = 0) -> Path:
-    """A transformers ViT shaped like dino-vits16 (patch 16, 224 px) but 1 layer of width 32."""
-    from transformers import ViTConfig, ViTModel
-
-    torch.manual_seed(seed)
-    config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       image_size=224, patch_size=16)
-    ViTModel(config, add_pooling_layer=False).save_pretrained(model_dir)
-    return model_dir
-
-
 def save_tiny_raft(path: Path, seed: int = 0) -> Path:
     """A random `raft_large` state dict, the format a staged C_T_V1 checkpoint has."""
     from torchvision.models.optical_flow import raft_large

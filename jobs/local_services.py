@@ -1,0 +1,234 @@
+"""A Ray head and an MLflow server on loopback, started for one command and stopped after it.
+
+Each service runs in its own process group, so stopping it ends every process it started (the
+raylet, workers and job drivers of the head; the web workers of MLflow) and nothing else: a Ray
+cluster or MLflow server the user already runs is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def _venv_tool(name: str) -> str:
+    """The console script installed beside this interpreter (ray, mlflow), so the same venv serves jobs."""
+    tool = Path(sys.executable).parent / name
+    if not tool.exists():
+        raise FileNotFoundError(f"{tool} not found: install the project (`uv sync --locked`) and run from its environment.")
+    return str(tool)
+
+
+class LocalService:
+    """A process group started by `start()`, ended by `stop()`; a context manager."""
+
+    name = "service"
+
+    def __init__(self, log_dir: str | Path):
+        self.log_path = Path(log_dir) / f"{self.name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        """Variables the service is started with, beside this process's own."""
+        return {}
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout_s: float = 120.0) -> LocalService:
+        """Launch and wait until it answers; stopped again if it does not come up."""
+        self.launch()
+        try:
+            self.wait_until_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> None:
+        """Start the process group without waiting (several services then come up side by side)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Jobs find `python` (and the project's packages) in this environment first.
+        env = {**os.environ, **self.environment(),
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_until_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with code {self.process.returncode} while starting; see {self.log_path}.")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not come up within {timeout_s:.0f} s; see {self.log_path}.")
+            time.sleep(0.5)
+        logger.info("%s up at %s (log: %s)", self.name, self.address, self.log_path)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM the group (Ray and MLflow shut down cleanly on it), SIGKILL what is left after `timeout_s`."""
+        if self.process is None:
+            return
+        group = self.process.pid
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and _group_alive(group):
+                self.process.poll()
+                time.sleep(0.2)
+            if not _group_alive(group):
+                break
+        self.process.wait()
+        self.process = None
+        self.after_stop()
+
+    def after_stop(self) -> None:
+        """Clean-up beyond the process group."""
+
+    def __enter__(self) -> LocalService:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class LocalRayHead(LocalService):
+    """`ray start --head --block` with the dashboard, which serves the Jobs API, on 127.0.0.1.
+
+    Every port is chosen free, so it runs beside any other Ray cluster on the machine. (Ray's own
+    services advertise the machine's address: Ray maps 127.0.0.1 to it so other nodes could join.)
+    """
+
+    name = "ray-head"
+
+    def __init__(self, log_dir: str | Path, *, num_cpus: int | None = None):
+        super().__init__(log_dir)
+        self.num_cpus = num_cpus
+        # Its own temp dir: Ray's address file there, not in /tmp/ray, so a later `ray.init()` elsewhere
+        # never finds this head once it is gone; short, because Ray's socket paths must fit 107 bytes.
+        self.temp_dir = tempfile.mkdtemp(prefix="vmray-")
+        self.gcs_port, self.dashboard_port, self.client_port, self.agent_port = (free_port() for _ in range(4))
+
+    @property
+    def address(self) -> str:
+        """The Jobs API address (`ray job submit --address ...`)."""
+        return f"http://{HOST}:{self.dashboard_port}"
+
+    def command(self) -> list[str]:
+        command = [
+            _venv_tool("ray"), "start", "--head", "--block", "--disable-usage-stats",
+            f"--port={self.gcs_port}", "--include-dashboard=true",
+            f"--dashboard-host={HOST}", f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={self.client_port}", f"--dashboard-agent-listen-port={self.agent_port}",
+            f"--temp-dir={self.temp_dir}",
+        ]
+        if self.num_cpus is not None:
+            command.append(f"--num-cpus={self.num_cpus}")
+        return command
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        # Short grace: a head of its own temp dir has nothing to flush that outlives it.
+        super().stop(timeout_s)
+
+    def after_stop(self) -> None:
+        """Kill any process of this head that left the group (they all name its temp dir)."""
+        marker = self.temp_dir.encode()
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
+        logger.info("ray-head stopped; its session logs stay in %s", self.temp_dir)
+
+    def environment(self) -> dict[str, str]:
+        # Token auth, as Ray defaults to for a head when a token exists; the head creates one if not.
+        return {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+
+    def ready(self) -> bool:
+        return _http_ok(f"{self.address}/api/version", self.headers())
+
+    def headers(self) -> dict[str, str]:
+        """The Authorization header the dashboard asks for under token auth (Ray's own token file)."""
+        token = os.environ.get("RAY_AUTH_TOKEN")
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        if token is None and path.is_file():
+            token = path.read_text().strip()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def client(self):
+        """A Jobs API client of this head."""
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.address, headers=self.headers())
+
+
+class LocalMlflowServer(LocalService):
+    """`mlflow server` with a sqlite backend and artifacts served from a local folder."""
+
+    name = "mlflow-server"
+
+    def __init__(self, directory: str | Path):
+        directory = Path(directory).resolve()
+        super().__init__(directory)
+        self.database = directory / "mlflow.db"
+        self.artifacts = directory / "artifacts"
+        self.port = free_port()
+
+    @property
+    def address(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            _venv_tool("mlflow"), "server", "--host", HOST, "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.database}", "--artifacts-destination", str(self.artifacts),
+        ]
+
+    def ready(self) -> bool:
+        return _http_ok(f"{self.address}/health")
+
+    def reopen_command(self) -> str:
+        """How to browse the runs again after this server is stopped."""
+        return (f"mlflow server --backend-store-uri sqlite:///{self.database} --artifacts-destination {self.artifacts} "
+                f"--host {HOST} --port 5000")
