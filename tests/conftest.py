@@ -12,6 +12,17 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
+# The longest end-to-end files first, so the two xdist workers (pyproject addopts) finish together.
+LONGEST_FIRST = ("test_train.py", "test_demo.py", "test_evaluate.py", "test_preprocess_e2e.py", "test_scoring.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
 
 @pytest.fixture
 def tiny():

@@ -142,13 +142,22 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
     assert all(not torch.equal(final_a[name], initial[name].detach()) for name in final_a)
 
 
-def ray_train_worker_pids() -> list[int]:
+def ray_train_worker_pids(job_pid: int) -> list[int]:
+    """Training workers of this job's own Ray cluster (other tests may run theirs beside it)."""
+
+    def descends_from_job(pid: int) -> bool:
+        while pid > 1:
+            if pid == job_pid:
+                return True
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        return False
+
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes() and descends_from_job(int(proc.name)):
                 pids.append(int(proc.name))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue
     return pids
 
@@ -164,7 +173,7 @@ def test_two_worker_bf16_run_survives_a_killed_worker_logs_to_mlflow_and_loads_f
                               "validation_every_steps=10", "validation_inference_steps=2", "mixed_precision=bf16",
                               "gradient_checkpointing=true", "grad_accumulation=2"))
     wait_for_registered_checkpoint(job, tmp_path / "two")
-    workers = ray_train_worker_pids()
+    workers = ray_train_worker_pids(job.pid)
     assert len(workers) == 2, workers
     os.kill(workers[-1], signal.SIGKILL)
     output, _ = job.communicate(timeout=600)
