@@ -183,7 +183,8 @@ class LocalRayHead(LocalService):
 
     def environment(self) -> dict[str, str]:
         # Token auth, as Ray defaults to for a head when a token exists; the head creates one if not.
-        return {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+        return {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"),
+                "RAY_ENABLE_UV_RUN_RUNTIME_ENV": os.environ.get("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")}
 
     def ready(self) -> bool:
         return _http_ok(f"{self.address}/api/version", self.headers())
@@ -224,6 +225,10 @@ class LocalMlflowServer(LocalService):
             _venv_tool("mlflow"), "server", "--host", HOST, "--port", str(self.port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{self.database}", "--artifacts-destination", str(self.artifacts),
         ]
+
+    def environment(self) -> dict[str, str]:
+        # The server's job runner (several huey worker processes) serves GenAI features, not tracking.
+        return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
     def ready(self) -> bool:
         return _http_ok(f"{self.address}/health")
