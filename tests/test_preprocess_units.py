@@ -10,6 +10,7 @@ import pytest
 from jobs.config import load_config
 from pipelines.preprocess.backends.base import Box
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
+from pipelines.preprocess.dataflow import connect_or_start_ray, worker_processes
 from pipelines.preprocess.sampling import plan_clip
 from pipelines.preprocess.sources import read_sources, sample_id_for
 from pipelines.preprocess.stages.detect import head_box
@@ -144,3 +145,36 @@ def test_probe_stage_records_the_video_or_the_reason(tmp_path):
     rejected = ProbeStage(supported_codecs=("vp9", "av1"))(batch).to_pylist()[0]
     assert rejected["reason_code"] == "unsupported_codec" and rejected["stage"] == "probe"
     assert "h264" in rejected["message"] and rejected["retryable"] is False
+
+
+def test_worker_processes_counts_decode_tasks_actors_and_the_writer():
+    config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5,
+                              detect=ActorPoolConfig(max_size=2), segment=ActorPoolConfig(max_size=3))
+    assert worker_processes(config, 2) == 4 + 2 + 3 + 2
+    assert worker_processes(config, 16) == 32 + 2 + 3 + 2
+    with_latents = PreprocessConfig(input="in", output_dir="out", encode_latents=True, latents=ActorPoolConfig(max_size=4))
+    assert worker_processes(with_latents, 2) == 4 + 1 + 1 + 4 + 2
+
+
+def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():
+    """Ray keeps `num_cpus` idle workers; the job's 0.5-CPU decode tasks need more, and restarting them costs seconds."""
+    import os
+    import time
+
+    import ray
+
+    config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5)
+    connect_or_start_ray(config)
+    try:
+        @ray.remote(num_cpus=config.decode_num_cpus)
+        def worker_pid():
+            time.sleep(1.0)
+            return os.getpid()
+
+        concurrent = int(ray.cluster_resources()["CPU"] / config.decode_num_cpus)
+        first = set(ray.get([worker_pid.remote() for _ in range(concurrent)]))
+        time.sleep(4)  # idle workers beyond the limit are stopped after ~1 s
+        second = set(ray.get([worker_pid.remote() for _ in range(concurrent)]))
+        assert len(first) == concurrent and second == first
+    finally:
+        ray.shutdown()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -92,6 +94,28 @@ def build_dataset(rows: list[dict], config: PreprocessConfig):
                           num_cpus=config.cpu_stage_num_cpus)
 
 
+def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
+    """Worker processes the dataflow keeps busy at once on `num_cpus` CPUs.
+
+    Fractional-CPU tasks run more processes than CPUs, but Ray keeps only `num_cpus` idle workers
+    (`num_workers_soft_limit`) and restarts the others, each paying seconds of imports: raise the
+    limit to this many (bench/RESULTS.md measured the churn).
+    """
+    pools = [config.detect, config.segment] + ([config.latents] if config.encode_latents else [])
+    # Decode tasks, the model actors, and the fused highlight -> write tasks.
+    return math.floor(num_cpus / config.decode_num_cpus) + sum(pool.max_size for pool in pools) + 2
+
+
+def connect_or_start_ray(config: PreprocessConfig) -> None:
+    """Join the running cluster (RAY_ADDRESS, `ray start`, a Ray job); else start one here whose
+    idle workers outlive the dataflow's pauses (a running cluster keeps its own setting)."""
+    try:
+        ray.init(address="auto", log_to_driver=False)
+    except ConnectionError:
+        soft_limit = worker_processes(config, os.cpu_count() or 1)
+        ray.init(address="local", log_to_driver=False, _system_config={"num_workers_soft_limit": soft_limit})
+
+
 def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> PreprocessResult:
     """Preprocess every source not yet complete in `config.output_dir`; safe to re-run after a kill."""
     started = time.perf_counter()
@@ -108,7 +132,7 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> Prepro
     stage_seconds: Counter = Counter()
     if rows:
         if not ray.is_initialized():
-            ray.init(log_to_driver=False)
+            connect_or_start_ray(config)
         with tqdm(total=len(rows), desc="preprocess", unit="video", disable=not progress) as bar:
             for batch in build_dataset(rows, config).iter_batches(batch_format="pyarrow", batch_size=None):
                 for row in batch.to_pylist():
