@@ -166,15 +166,36 @@ def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():
     config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5)
     connect_or_start_ray(config)
     try:
+        concurrent = int(ray.cluster_resources()["CPU"] / config.decode_num_cpus)
+
+        @ray.remote(num_cpus=0)
+        class Gate:
+            """Holds every task until all run at once, so each wave uses `concurrent` distinct workers."""
+
+            def __init__(self):
+                self.arrived = 0
+
+            def arrive(self):
+                self.arrived += 1
+
+            def count(self):
+                return self.arrived
+
         @ray.remote(num_cpus=config.decode_num_cpus)
-        def worker_pid():
-            time.sleep(1.0)
+        def worker_pid(gate, wanted):
+            ray.get(gate.arrive.remote())
+            deadline = time.monotonic() + 120
+            while ray.get(gate.count.remote()) < wanted and time.monotonic() < deadline:
+                time.sleep(0.05)
             return os.getpid()
 
-        concurrent = int(ray.cluster_resources()["CPU"] / config.decode_num_cpus)
-        first = set(ray.get([worker_pid.remote() for _ in range(concurrent)]))
-        time.sleep(4)  # idle workers beyond the limit are stopped after ~1 s
-        second = set(ray.get([worker_pid.remote() for _ in range(concurrent)]))
+        def wave():
+            gate = Gate.remote()
+            return set(ray.get([worker_pid.remote(gate, concurrent) for _ in range(concurrent)]))
+
+        first = wave()
+        time.sleep(4)  # Ray stops idle workers beyond its limit after ~1 s
+        second = wave()
         assert len(first) == concurrent and second == first
     finally:
         ray.shutdown()

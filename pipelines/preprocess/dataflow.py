@@ -107,13 +107,15 @@ def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
 
 
 def connect_or_start_ray(config: PreprocessConfig) -> None:
-    """Join the running cluster (RAY_ADDRESS, `ray start`, a Ray job); else start one here whose
-    idle workers outlive the dataflow's pauses (a running cluster keeps its own setting)."""
+    """`ray.init()`, whose idle workers outlive the dataflow's pauses when it starts Ray here.
+
+    A cluster `ray.init()` joins (RAY_ADDRESS, `ray start`, a Ray job) keeps its own setting.
+    """
+    soft_limit = worker_processes(config, os.cpu_count() or 1)
     try:
-        ray.init(address="auto", log_to_driver=False)
-    except ConnectionError:
-        soft_limit = worker_processes(config, os.cpu_count() or 1)
-        ray.init(address="local", log_to_driver=False, _system_config={"num_workers_soft_limit": soft_limit})
+        ray.init(log_to_driver=False, _system_config={"num_workers_soft_limit": soft_limit})
+    except ValueError:  # raised before connecting: an existing cluster takes no _system_config
+        ray.init(log_to_driver=False)
 
 
 def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> PreprocessResult:
