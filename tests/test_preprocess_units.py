@@ -147,6 +147,24 @@ def test_probe_stage_records_the_video_or_the_reason(tmp_path):
     assert "h264" in rejected["message"] and rejected["retryable"] is False
 
 
+def test_decode_stage_candidates_are_the_decoded_frames_bit_for_bit(tmp_path):
+    from pipelines.preprocess.images import decode_image
+    from pipelines.preprocess.schema import WORKING_SCHEMA
+    from pipelines.preprocess.stages.decode import DecodeStage
+    from pipelines.preprocess.video import decode_frames
+    from videomaker.export import write_mp4
+
+    rng = np.random.default_rng(0)
+    path = write_mp4(rng.integers(0, 255, (12, 48, 64, 3), dtype=np.uint8), tmp_path / "v.mp4", fps=10)
+    row = {"source_uri": str(path), "sample_id": "s", "frame_indices": [0, 2, 4], "reference_candidates": [9, 11]}
+    out = DecodeStage(size=32, resize_policy="center_crop")(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()[0]
+    # Candidates are written with the fast PNG level; they must still be lossless.
+    expected = decode_frames(path.read_bytes(), str(path), [9, 11], size=32, policy="center_crop")
+    for png, index in zip(out["candidate_pngs"], [9, 11]):
+        np.testing.assert_array_equal(decode_image(png), expected[index])
+    assert [decode_image(f).shape for f in out["frames"]] == [(32, 32, 3)] * 3
+
+
 def test_worker_processes_counts_decode_tasks_actors_and_the_writer():
     config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5,
                               detect=ActorPoolConfig(max_size=2), segment=ActorPoolConfig(max_size=3))

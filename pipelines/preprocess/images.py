@@ -7,10 +7,15 @@ import io
 import numpy as np
 from PIL import Image
 
+# Frames that only travel between stages (the reference candidates) are written fast: at 256 px,
+# level 1 encodes 3.5x faster than level 6 for 13% more bytes (bench/RESULTS.md). Stored images
+# keep level 6.
+TRANSIENT_PNG_LEVEL = 1
 
-def encode_png(image: np.ndarray) -> bytes:
+
+def encode_png(image: np.ndarray, *, compress_level: int = 6) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=compress_level)
     return buffer.getvalue()
 
 
