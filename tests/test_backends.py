@@ -114,7 +114,7 @@ def test_center_grabcut_boxes_the_pasted_subject_whatever_the_word():
 def test_weight_free_versions_name_their_library():
     import skimage
 
-    assert CascadeFaceDetector().version == f"scikit-image=={skimage.__version__}"
+    assert CascadeFaceDetector().version == f"scikit-image=={skimage.__version__};opencv=={cv2.__version__}"
     assert GrabCutSegmenter().version == CenterGrabCutObjectDetector().version == f"opencv=={cv2.__version__}"
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import skimage
-from skimage import color, data, feature, transform
+from skimage import data
 
 from pipelines.preprocess.backends._common import clip_box
 from pipelines.preprocess.backends.base import Box, check_image
 
-# The cascade's training window; no face smaller than this can be found.
-_WINDOW_PX = 24
-# Frames are scanned at most this large: cost and false hits grow with the pixel count, and
-# faces worth keeping (>= min_face_fraction of the short side) stay above the 24 px window.
-_WORK_SIDE_PX = 512
+# Frames are scanned at the scale where the smallest face searched is this large. The cascade's
+# window is 24 px and a face needs some margin above it to gather `min_neighbors` hits (at 24-26 px
+# it found none on 64-px frames); and the scan then costs the same (~20 ms) at any frame size.
+_SMALLEST_FACE_SCAN_PX = 32
 # A detection covering more than this share of a larger kept one is the same face.
 _SAME_FACE_OVERLAP = 0.5
 
@@ -30,6 +30,21 @@ def merge_overlapping(boxes: list[Box]) -> list[Box]:
         if all(c <= _SAME_FACE_OVERLAP * area for c in covered):
             kept.append(box)
     return kept
+
+
+def load_bundled_cascade() -> cv2.CascadeClassifier:
+    """scikit-image's bundled LBP frontal-face cascade, in OpenCV's (14x faster) evaluator.
+
+    The bundled file misspells one tag (`featuhreParams`) that OpenCV's reader requires, so it is
+    read from memory with that tag corrected; the trained stages are untouched.
+    """
+    with open(data.lbp_frontal_face_cascade_filename()) as f:
+        xml = f.read().replace("featuhreParams", "featureParams")
+    storage = cv2.FileStorage(xml, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
+    cascade = cv2.CascadeClassifier()
+    if not cascade.read(storage.getFirstTopLevelNode()):
+        raise RuntimeError(f"OpenCV {cv2.__version__} could not read scikit-image's LBP face cascade.")
+    return cascade
 
 
 class CascadeFaceDetector:
@@ -62,29 +77,27 @@ class CascadeFaceDetector:
         self.min_face_fraction = min_face_fraction
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
-        self.version = f"scikit-image=={skimage.__version__}"
-        self._cascade = feature.Cascade(data.lbp_frontal_face_cascade_filename())
+        self.version = f"scikit-image=={skimage.__version__};opencv=={cv2.__version__}"
+        self._cascade = load_bundled_cascade()
 
     def detect(self, image: np.ndarray) -> list[Box]:
         """All faces in `image` (uint8 RGB (H, W, 3)), largest first."""
         check_image(image)
         height, width = image.shape[:2]
-        scale = min(1.0, _WORK_SIDE_PX / max(height, width))
-        gray = color.rgb2gray(image)
-        if scale < 1.0:
-            gray = transform.rescale(gray, scale, anti_aliasing=True)
-        side = min(gray.shape)
-        smallest = max(_WINDOW_PX, int(self.min_face_fraction * side))
-        if smallest > side:
-            return []
-        hits = self._cascade.detect_multi_scale(
-            gray,
-            scale_factor=self.scale_factor,
-            step_ratio=1,
-            min_size=(smallest, smallest),
-            max_size=(side, side),
-            min_neighbor_number=self.min_neighbors,
+        scale = _SMALLEST_FACE_SCAN_PX / (self.min_face_fraction * min(height, width))
+        gray = cv2.resize(
+            cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (round(width * scale), round(height * scale)),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
         )
-        corners = [(h["c"], h["r"], h["c"] + h["width"], h["r"] + h["height"]) for h in hits]
-        boxes = [clip_box(*(v / scale for v in corner), 1.0, width, height) for corner in corners]
+        side = min(gray.shape)
+        smallest = min(side, _SMALLEST_FACE_SCAN_PX)
+        hits = self._cascade.detectMultiScale(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(smallest, smallest),
+            maxSize=(side, side),
+        )
+        corners = [(x, y, x + w, y + h) for x, y, w, h in hits]
+        boxes = [clip_box(*(float(v) / scale for v in corner), 1.0, width, height) for corner in corners]
         return merge_overlapping([b for b in boxes if b is not None])
