@@ -63,12 +63,15 @@ class GrabCutSegmenter:
     objects, so subjects that share colours with the background bleed into it.
 
     Args:
-        iterations (int, default 5): GrabCut refinement rounds (each ~0.4 s on a 1024x1024 frame).
+        iterations (int, default 3): GrabCut refinement rounds.
         seed (int, default 0): OpenCV RNG seed for the colour-model initialisation.
         context (float, default 0.25): Share of the box's size kept around it on each side as the
             background sample; pixels farther away barely change the colour model.
-        max_side (int, default 192): The box plus context is shrunk to at most this many pixels
+        max_side (int, default 128): The box plus context is shrunk to at most this many pixels
             before GrabCut and the mask scaled back, which bounds the cost at any frame size.
+
+    The defaults are the cheapest that lost no mask IoU against the true masks of synthetic heads
+    and objects at 256 px (0.96 and 0.67, as with 5 rounds at 192 px, for 35% of the CPU).
 
     Example:
         >>> mask = GrabCutSegmenter().segment(frame, Box(80, 40, 240, 260))  # bool (H, W)
@@ -76,7 +79,7 @@ class GrabCutSegmenter:
 
     name = "grabcut"
 
-    def __init__(self, *, iterations: int = 5, seed: int = 0, context: float = 0.25, max_side: int = 192):
+    def __init__(self, *, iterations: int = 3, seed: int = 0, context: float = 0.25, max_side: int = 128):
         _check_grabcut_options(iterations, seed)
         if context < 0 or max_side < 16:
             raise ValueError(f"`context` must be >= 0 and `max_side` >= 16, got {context} and {max_side}.")
@@ -119,7 +122,8 @@ class CenterGrabCutObjectDetector:
     Args:
         margin (float, default 0.1): Share of the width/height left outside the initial rectangle
             on each side; GrabCut models the background from it.
-        iterations (int, default 5): GrabCut refinement rounds.
+        iterations (int, default 2): GrabCut refinement rounds; the box barely moves after two
+            (box IoU 0.70 against the true boxes of synthetic objects with 2 or 5, 57% of the CPU).
         seed (int, default 0): OpenCV RNG seed for the colour-model initialisation.
 
     Example:
@@ -128,7 +132,7 @@ class CenterGrabCutObjectDetector:
 
     name = "center-grabcut"
 
-    def __init__(self, *, margin: float = 0.1, iterations: int = 5, seed: int = 0):
+    def __init__(self, *, margin: float = 0.1, iterations: int = 2, seed: int = 0):
         if not 0 < margin < 0.5:
             raise ValueError(f"`margin` must be in (0, 0.5) (share of each side left outside), got {margin}.")
         _check_grabcut_options(iterations, seed)
