@@ -1,11 +1,13 @@
 """Benchmark the preprocessing job: is the Ray Data pipeline close to decode speed and better than a loop?
 
 In one run, on synthetic corpora of N and 2N videos (weight-free backends):
-1. decode-only: the same Ray Data read/probe/decode stages and nothing else;
+1. decode-only: the job's own Ray Data probe/validate/clip-sampling/decode dataflow and nothing else;
 2. pipeline: the full job (detect, segment, highlight, write);
-3. sequential: the same stages called one after the other in this process, no Ray;
-4. the same loop split over two plain processes (no Ray), started before the clock: the most that
-   process parallelism of this work reaches on this machine, Ray's costs aside.
+3. sequential: the same stages called one after the other in this process, no Ray, each library on
+   one thread (OMP_NUM_THREADS=1, as Ray gives a task of one CPU or less): a sequential loop. The
+   same loop with the libraries' default threads (FFmpeg decodes on every core) is also reported;
+4. the sequential loop split over two plain processes (no Ray), started before the clock: the most
+   that process parallelism of this work reaches on this machine, Ray's costs aside.
 A Ray run pays a fixed start-up (workers, actors importing their libraries) that a real corpus of
 tens of thousands of videos amortises, so rates are steady-state: N / (time(2N) - time(N)), the
 median over --repeats rounds. The start-up is reported separately. CPU-seconds per video (every
@@ -13,8 +15,7 @@ Ray process plus the driver, the same differencing) say what no scheduling can b
 shared by all stages, the pipeline cannot take less than cpu(pipeline) / cpu(decode-only) times
 the decode-only time, nor beat the loop by more than cores x cpu(loop) / cpu(pipeline). Peak
 memory (RSS of the driver plus every Ray process) of the pipeline at N and 2N must not grow with
-the corpus, since nothing is materialised. Last, the PNG level of the reference candidates (frames
-that only travel between stages): encode time and size at level 6 and at the level the job uses.
+the corpus, since nothing is materialised.
 
     HF_HUB_OFFLINE=1 uv run python bench/preprocess.py
 """
@@ -22,6 +23,7 @@ that only travel between stages): encode time and size at level 6 and at the lev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import statistics
@@ -32,6 +34,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+# As the job starts Ray (jobs/__init__.py): workers are not re-created through `uv run`.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # bench/metrics.py would shadow the `metrics` package the backends import: keep bench/ off the path.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE.parent)]
@@ -40,8 +44,7 @@ import pyarrow as pa  # noqa: E402
 import ray  # noqa: E402
 
 from pipelines.preprocess.config import PreprocessConfig  # noqa: E402
-from pipelines.preprocess.dataflow import run_preprocess, worker_processes  # noqa: E402
-from pipelines.preprocess.images import TRANSIENT_PNG_LEVEL, encode_png  # noqa: E402
+from pipelines.preprocess.dataflow import decode_chain, run_preprocess, worker_processes  # noqa: E402
 from pipelines.preprocess.schema import WORKING_SCHEMA  # noqa: E402
 from pipelines.preprocess.sources import read_sources  # noqa: E402
 from pipelines.preprocess.stages.clip_sampling import ClipSamplingStage  # noqa: E402
@@ -53,7 +56,6 @@ from pipelines.preprocess.stages.segment import SegmentStage  # noqa: E402
 from pipelines.preprocess.stages.validate import ValidateStage  # noqa: E402
 from pipelines.preprocess.stages.write import WriteStage  # noqa: E402
 from pipelines.preprocess.synthetic import make_corpus  # noqa: E402
-from pipelines.preprocess.video import decode_frames, read_bytes  # noqa: E402
 
 
 def job_processes():
@@ -133,11 +135,8 @@ def working_rows(config: PreprocessConfig) -> list[dict]:
 
 
 def decode_only(config: PreprocessConfig) -> tuple[float, float]:
-    rows = working_rows(config)
-    table = pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)
-    ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
-    for stage in cpu_stages(config):
-        ds = ds.map_batches(stage, batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+    """The job's own probe -> validate -> clip sampling -> decode dataflow, and nothing else."""
+    ds = decode_chain(working_rows(config), config)
     with JobMeter() as meter:
         start = time.perf_counter()
         for _ in ds.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -183,10 +182,28 @@ def warm_up(config: PreprocessConfig) -> None:
     run_loop(scratch, working_rows(scratch)[:1], loop_stages(scratch))
 
 
-def sequential(config: PreprocessConfig) -> tuple[float, float]:
-    """The same work as a plain loop: every stage on every row, one process."""
-    warm_up(config)
-    return run_loop(config, working_rows(config), loop_stages(config))
+@contextlib.contextmanager
+def threads_per_library(threads: int | None):
+    """OMP_NUM_THREADS=`threads` (the stages pass it to OpenCV and FFmpeg); None keeps the defaults."""
+    import cv2
+
+    before = os.environ.pop("OMP_NUM_THREADS", None)
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+        if before is not None:
+            os.environ["OMP_NUM_THREADS"] = before
+        cv2.setNumThreads(-1)  # OpenCV's default again
+
+
+def sequential(config: PreprocessConfig, threads: int | None = 1) -> tuple[float, float]:
+    """The same work as a plain loop: every stage on every row, one process, libraries on `threads`."""
+    with threads_per_library(threads):
+        warm_up(config)
+        return run_loop(config, working_rows(config), loop_stages(config))
 
 
 def _loop_worker(config: PreprocessConfig, todo, barrier, results) -> None:
@@ -209,8 +226,9 @@ def process_loops(config: PreprocessConfig, processes: int = 2) -> tuple[float, 
     for _ in range(processes):
         todo.put(None)
     workers = [context.Process(target=_loop_worker, args=(config, todo, barrier, results)) for _ in range(processes)]
-    for worker in workers:
-        worker.start()
+    with threads_per_library(1):  # inherited by the spawned processes
+        for worker in workers:
+            worker.start()
     parts = [results.get() for _ in workers]
     for worker in workers:
         worker.join()
@@ -223,20 +241,6 @@ def pipeline(config: PreprocessConfig) -> tuple[float, float, float, int]:
         result = run_preprocess(config, progress=False)
         elapsed = time.perf_counter() - start
     return elapsed, meter.cpu_s, meter.peak_rss_mb, result.statuses["ok"]
-
-
-def png_levels(config: PreprocessConfig, levels=(6, TRANSIENT_PNG_LEVEL), videos: int = 4) -> dict[int, tuple[float, float]]:
-    """Per level: (ms to encode one frame, KB per frame) on 4 frames of each of the first videos."""
-    frames = []
-    for row in working_rows(config)[:videos]:
-        frames += decode_frames(read_bytes(row["source_uri"]), row["source_uri"], [0, 10, 20, 30], size=config.size,
-                                policy=config.resize_policy).values()
-    results = {}
-    for level in levels:
-        start = time.process_time()
-        sizes = [len(encode_png(frame, compress_level=level)) for _ in range(3) for frame in frames]
-        results[level] = ((time.process_time() - start) * 1000 / len(sizes), statistics.mean(sizes) / 1024)
-    return results
 
 
 def steady(first: float, second: float, extra: int) -> float:
@@ -281,6 +285,8 @@ def main() -> None:
                 pipe[count] = pipeline(config_for(manifests[count], tmp / f"pipe{repeat}-{count}", args.size))
             print(f"round {repeat + 1}: sequential loop, {n} videos...", flush=True)
             loop = sequential(config_for(manifests[n], tmp / f"loop{repeat}", args.size))
+            print(f"round {repeat + 1}: the loop with the libraries' default threads, {n} videos...", flush=True)
+            threaded = sequential(config_for(manifests[n], tmp / f"threaded{repeat}", args.size), threads=None)
             print(f"round {repeat + 1}: the loop on two plain processes, {n} videos...", flush=True)
             loops = process_loops(config_for(manifests[n], tmp / f"loops{repeat}", args.size))
             clips = pipe[2 * n][3] - pipe[n][3]
@@ -288,11 +294,11 @@ def main() -> None:
                 decode_s=steady(decode[n][0], decode[2 * n][0], n), decode_cpu=steady(decode[n][1], decode[2 * n][1], n),
                 pipe_s=steady(pipe[n][0], pipe[2 * n][0], clips), pipe_cpu=steady(pipe[n][1], pipe[2 * n][1], clips),
                 loop_s=loop[0] / pipe[n][3], loop_cpu=loop[1] / pipe[n][3],
+                threaded_s=threaded[0] / pipe[n][3], threaded_cpu=threaded[1] / pipe[n][3],
                 loops_s=loops[0] / pipe[n][3], loops_cpu=loops[1] / pipe[n][3],
                 startup=pipe[n][0] - pipe[n][3] * steady(pipe[n][0], pipe[2 * n][0], clips),
                 peak_n=pipe[n][2], peak_2n=pipe[2 * n][2], times=(decode[n][0], decode[2 * n][0], pipe[n][0], pipe[2 * n][0]),
             ))
-        pngs = png_levels(config_for(manifests[n], tmp / "png", args.size))
 
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0] if key != "times"}
     print(f"\ncorpora: {n} and {2 * n} videos of {args.frames} frames at {args.width}x{args.height}, output {args.size}px, "
@@ -300,6 +306,7 @@ def main() -> None:
     # The targets are ratios within a round (the VM's speed drifts between rounds); report their median.
     vs_decode = [r["pipe_s"] / r["decode_s"] for r in rounds]
     vs_loop = [r["loop_s"] / r["pipe_s"] for r in rounds]
+    vs_threaded = [r["threaded_s"] / r["pipe_s"] for r in rounds]
     loops_vs_loop = [r["loop_s"] / r["loops_s"] for r in rounds]
     for i, r in enumerate(rounds):
         d1, d2, p1, p2 = r["times"]
@@ -310,21 +317,20 @@ def main() -> None:
     print(f"{'decode-only (Ray Data)':34s}{median['decode_s']:>9.3f}{median['decode_cpu']:>8.3f}")
     print(f"{'pipeline (Ray Data)':34s}{median['pipe_s']:>9.3f}{median['pipe_cpu']:>8.3f}")
     print(f"{'sequential loop':34s}{median['loop_s']:>9.3f}{median['loop_cpu']:>8.3f}")
+    print(f"{'the loop, default library threads':34s}{median['threaded_s']:>9.3f}{median['threaded_cpu']:>8.3f}")
     print(f"{'the loop on two plain processes':34s}{median['loops_s']:>9.3f}{median['loops_cpu']:>8.3f}")
     print(f"pipeline start-up (fixed): {median['startup']:.1f} s")
     print(f"pipeline time / decode-only time per video: {statistics.median(vs_decode):.2f}x (target <= 1.5x); "
           f"CPU bound on shared cores: >= {median['pipe_cpu'] / median['decode_cpu']:.2f}x")
     print(f"pipeline speed-up over the sequential loop:  {statistics.median(vs_loop):.2f}x (target >= 1.6x); "
           f"CPU bound on 2 cores: <= {2 * median['loop_cpu'] / median['pipe_cpu']:.2f}x")
+    print(f"pipeline speed-up over the loop with default library threads: {statistics.median(vs_threaded):.2f}x "
+          f"(that loop keeps {median['threaded_cpu'] / median['threaded_s']:.2f} cores busy)")
     # Same work, no Ray: what splitting it over the two cores can reach at all on this machine.
     print(f"two plain processes over the sequential loop: {statistics.median(loops_vs_loop):.2f}x, "
           f"at {median['loops_cpu'] / median['loop_cpu']:.2f}x the loop's CPU per video")
     print(f"peak RSS: {median['peak_n']:.0f} MB at {n} videos, {median['peak_2n']:.0f} MB at {2 * n} videos "
           f"(ratio {median['peak_2n'] / median['peak_n']:.2f}; must not grow with the corpus)")
-    (slow_ms, slow_kb), (fast_ms, fast_kb) = pngs[6], pngs[TRANSIENT_PNG_LEVEL]
-    print(f"candidate PNG at level {TRANSIENT_PNG_LEVEL} vs 6: {fast_ms:.1f} vs {slow_ms:.1f} ms per frame "
-          f"({slow_ms / fast_ms:.1f}x faster), {fast_kb:.0f} vs {slow_kb:.0f} KB ({fast_kb / slow_kb - 1:+.0%})")
-
 
 if __name__ == "__main__":
     main()

@@ -110,6 +110,40 @@ def test_reference_masks_match_the_true_masks_on_face_videos(corpus, first_run):
     assert np.mean(np.array(ious) >= 0.8) >= 0.75, ious
 
 
+def optimized_physical_plan(ds) -> str:
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ds.explain()
+    return printed.getvalue().split("Physical Plan (Optimized)")[1]
+
+
+def test_weight_free_stages_run_inside_the_decode_tasks_model_stages_on_actor_pools(corpus, ray_cluster):
+    from pipelines.preprocess.config import BackendConfig
+    from pipelines.preprocess.dataflow import build_dataset
+    from pipelines.preprocess.sources import read_sources
+
+    rows = [{**s, "attempt": 1} for s in read_sources(str(corpus.manifest_path), default_subject_class="person")]
+    weight_free = PreprocessConfig(input=str(corpus.manifest_path), output_dir="unused", size=SIZE)
+    plan = optimized_physical_plan(build_dataset(rows, weight_free))
+    assert "ActorPoolMapOperator" not in plan
+    # One task decodes a video and finds, segments and highlights its subject: the frames never leave it.
+    assert "MapBatches(DecodeStage)->MapBatches(DetectStage)->MapBatches(SegmentStage)->MapBatches(HighlightStage)" in plan
+
+    models = PreprocessConfig(
+        input=str(corpus.manifest_path), output_dir="unused", size=SIZE,
+        face_detector=BackendConfig("insightface", {"model_dir": "models/buffalo_l"}),
+        object_detector=BackendConfig("grounding-dino", {"model_id_or_dir": "models/gd"}),
+        segmenter=BackendConfig("sam", {"checkpoint_path": "models/sam.pth"}),
+    )
+    plan = optimized_physical_plan(build_dataset(rows, models))
+    assert "ActorPoolMapOperator[MapBatches(DetectStage)]" in plan
+    assert "ActorPoolMapOperator[MapBatches(SegmentStage)]" in plan
+    assert "MapBatches(DecodeStage)]" in plan  # decoding stays in its own tasks
+
+
 def test_curation_run_logged_to_mlflow(first_run):
     import mlflow
 

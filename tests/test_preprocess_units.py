@@ -9,8 +9,8 @@ import pytest
 
 from jobs.config import load_config
 from pipelines.preprocess.backends.base import Box
-from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
-from pipelines.preprocess.dataflow import connect_or_start_ray, worker_processes
+from pipelines.preprocess.config import ActorPoolConfig, BackendConfig, PreprocessConfig
+from pipelines.preprocess.dataflow import connect_or_start_ray, detect_in_tasks, segment_in_tasks, worker_processes
 from pipelines.preprocess.sampling import plan_clip
 from pipelines.preprocess.sources import read_sources, sample_id_for
 from pipelines.preprocess.stages.detect import head_box
@@ -148,7 +148,7 @@ def test_probe_stage_records_the_video_or_the_reason(tmp_path):
 
 
 def test_decode_stage_candidates_are_the_decoded_frames_bit_for_bit(tmp_path):
-    from pipelines.preprocess.images import decode_image
+    from pipelines.preprocess.images import decode_image, frame_from_bytes
     from pipelines.preprocess.schema import WORKING_SCHEMA
     from pipelines.preprocess.stages.decode import DecodeStage
     from pipelines.preprocess.video import decode_frames
@@ -158,20 +158,40 @@ def test_decode_stage_candidates_are_the_decoded_frames_bit_for_bit(tmp_path):
     path = write_mp4(rng.integers(0, 255, (12, 48, 64, 3), dtype=np.uint8), tmp_path / "v.mp4", fps=10)
     row = {"source_uri": str(path), "sample_id": "s", "frame_indices": [0, 2, 4], "reference_candidates": [9, 11]}
     out = DecodeStage(size=32, resize_policy="center_crop")(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()[0]
-    # Candidates are written with the fast PNG level; they must still be lossless.
+    # Candidates travel as raw pixels: exactly what the detector, segmenter and highlight must see.
     expected = decode_frames(path.read_bytes(), str(path), [9, 11], size=32, policy="center_crop")
-    for png, index in zip(out["candidate_pngs"], [9, 11]):
-        np.testing.assert_array_equal(decode_image(png), expected[index])
+    for pixels, index in zip(out["candidate_frames"], [9, 11]):
+        np.testing.assert_array_equal(frame_from_bytes(pixels, out["width"], out["height"]), expected[index])
     assert [decode_image(f).shape for f in out["frames"]] == [(32, 32, 3)] * 3
 
 
+MODEL_BACKENDS = dict(face_detector=BackendConfig("insightface", {"model_dir": "models/buffalo_l"}),
+                      object_detector=BackendConfig("grounding-dino", {"model_id_or_dir": "models/gd"}),
+                      segmenter=BackendConfig("sam", {"checkpoint_path": "models/sam.pth"}))
+
+
+def test_model_backends_run_on_actor_pools_weight_free_ones_in_the_decode_tasks():
+    weight_free = PreprocessConfig(input="in", output_dir="out")
+    assert detect_in_tasks(weight_free) and segment_in_tasks(weight_free)
+    models = PreprocessConfig(input="in", output_dir="out", **MODEL_BACKENDS)
+    assert not detect_in_tasks(models) and not segment_in_tasks(models)
+    # One model detector is enough to put detection on actors; each stage is placed on its own.
+    mixed = PreprocessConfig(input="in", output_dir="out", face_detector=MODEL_BACKENDS["face_detector"])
+    assert not detect_in_tasks(mixed) and segment_in_tasks(mixed)
+    with pytest.raises(ValueError, match="Unknown segmenter 'sam2'"):
+        segment_in_tasks(PreprocessConfig(input="in", output_dir="out", segmenter=BackendConfig("sam2")))
+
+
 def test_worker_processes_counts_decode_tasks_actors_and_the_writer():
-    config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5,
+    config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5, **MODEL_BACKENDS,
                               detect=ActorPoolConfig(max_size=2), segment=ActorPoolConfig(max_size=3))
     assert worker_processes(config, 2) == 4 + 2 + 3 + 2
     assert worker_processes(config, 16) == 32 + 2 + 3 + 2
-    with_latents = PreprocessConfig(input="in", output_dir="out", encode_latents=True, latents=ActorPoolConfig(max_size=4))
+    with_latents = PreprocessConfig(input="in", output_dir="out", encode_latents=True, latents=ActorPoolConfig(max_size=4),
+                                    **MODEL_BACKENDS)
     assert worker_processes(with_latents, 2) == 4 + 1 + 1 + 4 + 2
+    # Weight-free detection and segmentation start no actors.
+    assert worker_processes(PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5), 2) == 4 + 2
 
 
 def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():

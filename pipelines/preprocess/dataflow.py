@@ -4,10 +4,12 @@ probe -> validate -> clip sampling (clip frames + seeded reference candidates) -
 -> detect (tries the candidates in order; the first with one usable subject is the reference)
 -> segment -> highlight -> [encode_latents] -> write.
 
-CPU stages run as tasks (Ray fuses consecutive ones into one task; decoding gets a whole CPU, the
-light stages a fraction); model
-stages run as actor pools sized by the config. Nothing is materialised: the driver only sees the
-small per-source summary rows the writer returns.
+CPU stages run as tasks with a fraction of a CPU each; Ray fuses consecutive ones into one task. The
+detect and segment stages run where their backends belong: models that load weights (insightface,
+Grounding DINO, SAM) on actor pools sized by the config (GPUs, batch size, pool size), weight-free
+algorithms (cascade, GrabCut) inside the decode tasks, so their frames never leave the process that
+decoded them (bench/RESULTS.md). The writer collects a few rows per part file. Nothing is
+materialised: the driver only sees the small per-source summary rows the writer returns.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyarrow as pa
 import ray
 from tqdm.auto import tqdm
 
+from pipelines.preprocess.backends import backend_class
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
 from pipelines.preprocess.schema import WORKING_SCHEMA
 from pipelines.preprocess.sources import read_sources, resolve
@@ -58,36 +61,58 @@ def _actor_stage(ds, stage, kwargs: dict, pool: ActorPoolConfig):
     )
 
 
-def build_dataset(rows: list[dict], config: PreprocessConfig):
-    """The lazy Ray dataset of the whole pipeline over `rows` (working-schema dicts)."""
+def detect_in_tasks(config: PreprocessConfig) -> bool:
+    """True when both detectors are weight-free, so detection runs inside the decode tasks."""
+    return (backend_class("face detector", config.face_detector.name).weight_free
+            and backend_class("object detector", config.object_detector.name).weight_free)
+
+
+def segment_in_tasks(config: PreprocessConfig) -> bool:
+    """True when the segmenter is weight-free, so segmentation runs inside the decode tasks."""
+    return backend_class("segmenter", config.segmenter.name).weight_free
+
+
+def decode_chain(rows: list[dict], config: PreprocessConfig):
+    """The lazy dataset of probe -> validate -> clip sampling -> decode over `rows` (working-schema dicts)."""
     table = pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)
     # One small block per source lets the CPU stages spread over all cores from the start.
     ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
-    decode = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
-    ds = ds.map_batches(ProbeStage(supported_codecs=config.supported_codecs), **decode)
-    ds = ds.map_batches(ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side), **decode)
+    tasks = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+    ds = ds.map_batches(ProbeStage(supported_codecs=config.supported_codecs), **tasks)
+    ds = ds.map_batches(ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side), **tasks)
     ds = ds.map_batches(
         ClipSamplingStage(
             num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates, seed=config.seed
         ),
-        **decode,
+        **tasks,
     )
-    ds = ds.map_batches(DecodeStage(size=config.size, resize_policy=config.resize_policy), **decode)
-    ds = _actor_stage(
-        ds,
-        DetectStage,
-        dict(
-            face_detector=config.face_detector,
-            object_detector=config.object_detector,
-            human_classes=config.human_classes,
-            head_scale=config.head_scale,
-            min_face_fraction=config.min_face_fraction,
-        ),
-        config.detect,
+    return ds.map_batches(DecodeStage(size=config.size, resize_policy=config.resize_policy), **tasks)
+
+
+def build_dataset(rows: list[dict], config: PreprocessConfig):
+    """The lazy Ray dataset of the whole pipeline over `rows` (working-schema dicts)."""
+    # Task stages share the decode tasks' resources, so Ray fuses them into those tasks.
+    tasks = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+    ds = decode_chain(rows, config)
+    detect = dict(
+        face_detector=config.face_detector,
+        object_detector=config.object_detector,
+        human_classes=config.human_classes,
+        head_scale=config.head_scale,
+        min_face_fraction=config.min_face_fraction,
     )
-    ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.segmenter), config.segment)
+    if detect_in_tasks(config):
+        ds = ds.map_batches(DetectStage(**detect), **tasks)
+    else:
+        ds = _actor_stage(ds, DetectStage, detect, config.detect)
+    if segment_in_tasks(config):
+        ds = ds.map_batches(SegmentStage(segmenter=config.segmenter), **tasks)
+    else:
+        ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.segmenter), config.segment)
+    # Highlight joins the tasks before it, or after a segment actor the light tasks of the writer.
+    highlight_cpus = config.decode_num_cpus if segment_in_tasks(config) else config.cpu_stage_num_cpus
     ds = ds.map_batches(HighlightStage(human_classes=config.human_classes, size=config.size), batch_format="pyarrow",
-                        batch_size=1, num_cpus=config.cpu_stage_num_cpus)
+                        batch_size=1, num_cpus=highlight_cpus)
     if config.encode_latents:
         ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latent_preset), config.latents)
     return ds.map_batches(WriteStage(output_dir=config.output_dir), batch_format="pyarrow", batch_size=4,
@@ -101,8 +126,10 @@ def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
     (`num_workers_soft_limit`) and restarts the others, each paying seconds of imports: raise the
     limit to this many (bench/RESULTS.md measured the churn).
     """
-    pools = [config.detect, config.segment] + ([config.latents] if config.encode_latents else [])
-    # Decode tasks, the model actors, and the fused highlight -> write tasks.
+    pools = [pool for pool, in_tasks in ((config.detect, detect_in_tasks(config)), (config.segment, segment_in_tasks(config)))
+             if not in_tasks]
+    pools += [config.latents] if config.encode_latents else []
+    # Decode tasks, the model actors, and the writer's (or highlight -> write) tasks.
     return math.floor(num_cpus / config.decode_num_cpus) + sum(pool.max_size for pool in pools) + 2
 
 

@@ -7,12 +7,6 @@ import io
 import numpy as np
 from PIL import Image
 
-# Frames that only travel between stages (the reference candidates) are written fast: at 256 px,
-# level 1 encodes 3.5x faster than level 6 for 13% more bytes (bench/RESULTS.md). Stored images
-# keep level 6.
-TRANSIENT_PNG_LEVEL = 1
-
-
 def encode_png(image: np.ndarray, *, compress_level: int = 6) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=compress_level)
@@ -23,6 +17,20 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=0)
     return buffer.getvalue()
+
+
+def frame_to_bytes(image: np.ndarray) -> bytes:
+    """Raw uint8 RGB pixels, for frames that only travel between stages (the reference candidates).
+
+    Encoding them cost more CPU than the stages that read them (bench/RESULTS.md), and within a node
+    Ray moves bytes through shared memory; the stages know the frame size from the row.
+    """
+    return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+
+
+def frame_from_bytes(data: bytes, width: int, height: int) -> np.ndarray:
+    """Inverse of `frame_to_bytes`: a read-only (height, width, 3) view of the bytes."""
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
 
 def decode_image(data: bytes) -> np.ndarray:

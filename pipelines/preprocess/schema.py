@@ -88,9 +88,11 @@ QUARANTINE_SCHEMA = pa.schema([
     _field("run_id", pa.string(), "Run that quarantined it."),
 ])
 
-# Columns that travel between stages but are not written: decoded candidates and failure state.
+# Columns that travel between stages but are not written: raw RGB pixels of the reference candidates
+# (decode -> detect) and of the chosen one (detect -> segment -> highlight), and failure state.
 _WORKING_ONLY = [
-    pa.field("candidate_pngs", pa.list_(pa.binary())),
+    pa.field("candidate_frames", pa.list_(pa.binary())),
+    pa.field("reference_frame", pa.binary()),
     pa.field("stage", pa.string()),
     pa.field("reason_code", pa.string()),
     pa.field("message", pa.string()),

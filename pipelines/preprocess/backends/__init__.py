@@ -22,22 +22,27 @@ OBJECT_DETECTORS = {"grounding-dino": GroundingDinoDetector, "center-grabcut": C
 SEGMENTERS = {"grabcut": GrabCutSegmenter, "sam": SAMSegmenter}
 
 
-def _make(kind: str, registry: dict, name: str, options: dict):
+REGISTRIES = {"face detector": FACE_DETECTORS, "object detector": OBJECT_DETECTORS, "segmenter": SEGMENTERS}
+
+
+def backend_class(kind: str, name: str) -> type:
+    """The class registered as `name` for `kind` ("face detector", "object detector", "segmenter")."""
+    registry = REGISTRIES[kind]
     if name not in registry:
         raise ValueError(f"Unknown {kind} {name!r}. Available: {sorted(registry)}.")
-    return registry[name](**options)
+    return registry[name]
 
 
 def make_face_detector(name: str, **options) -> FaceDetector:
     """A face detector by name ("cascade", "insightface") with its constructor options."""
-    return _make("face detector", FACE_DETECTORS, name, options)
+    return backend_class("face detector", name)(**options)
 
 
 def make_object_detector(name: str, **options) -> ObjectDetector:
     """An object detector by name ("grounding-dino", "center-grabcut") with its constructor options."""
-    return _make("object detector", OBJECT_DETECTORS, name, options)
+    return backend_class("object detector", name)(**options)
 
 
 def make_segmenter(name: str, **options) -> Segmenter:
     """A segmenter by name ("grabcut", "sam") with its constructor options."""
-    return _make("segmenter", SEGMENTERS, name, options)
+    return backend_class("segmenter", name)(**options)

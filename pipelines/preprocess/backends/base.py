@@ -2,7 +2,8 @@
 
 Images are uint8 RGB arrays `(H, W, 3)`; boxes are pixel coordinates (x0, y0, x1, y1) with x1/y1
 exclusive. Every backend states a `name` and a `version` (weights digest or library version) that
-the dataset records beside each sample.
+the dataset records beside each sample, and whether it is `weight_free`: an algorithm with nothing
+to load runs inside the decode tasks, a model that loads weights once runs on its stage's actor pool.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def check_image(image: np.ndarray, argument: str = "image") -> np.ndarray:
 class FaceDetector(Protocol):
     name: str
     version: str
+    weight_free: bool
 
     def detect(self, image: np.ndarray) -> list[Box]:
         """All faces in `image`, largest first."""
@@ -52,6 +54,7 @@ class FaceDetector(Protocol):
 class ObjectDetector(Protocol):
     name: str
     version: str
+    weight_free: bool
 
     def detect(self, image: np.ndarray, class_name: str) -> list[Box]:
         """Boxes of `class_name` (e.g. "dog") in `image`, best first."""
@@ -60,6 +63,7 @@ class ObjectDetector(Protocol):
 class Segmenter(Protocol):
     name: str
     version: str
+    weight_free: bool
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
         """Bool mask `(H, W)` of the subject inside/around `box`."""

@@ -66,6 +66,7 @@ class CascadeFaceDetector:
     """
 
     name = "cascade"
+    weight_free = True
 
     def __init__(self, *, min_face_fraction: float = 0.1, scale_factor: float = 1.1, min_neighbors: int = 6):
         if not 0 < min_face_fraction <= 1:

@@ -78,6 +78,7 @@ class GrabCutSegmenter:
     """
 
     name = "grabcut"
+    weight_free = True
 
     def __init__(self, *, iterations: int = 3, seed: int = 0, context: float = 0.25, max_side: int = 128):
         _check_grabcut_options(iterations, seed)
@@ -131,6 +132,7 @@ class CenterGrabCutObjectDetector:
     """
 
     name = "center-grabcut"
+    weight_free = True
 
     def __init__(self, *, margin: float = 0.1, iterations: int = 2, seed: int = 0):
         if not 0 < margin < 0.5:

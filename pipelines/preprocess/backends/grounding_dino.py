@@ -57,6 +57,7 @@ class GroundingDinoDetector:
     """
 
     name = "grounding-dino"
+    weight_free = False
 
     def __init__(
         self,

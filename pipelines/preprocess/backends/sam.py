@@ -28,6 +28,7 @@ class SAMSegmenter:
     """
 
     name = "sam"
+    weight_free = False
 
     def __init__(self, checkpoint_path: str | Path, *, model_type: str = "vit_b", device: str = "cpu"):
         path = Path(checkpoint_path).expanduser()

@@ -48,6 +48,7 @@ class InsightFaceDetector:
     """
 
     name = "insightface"
+    weight_free = False
 
     def __init__(
         self,

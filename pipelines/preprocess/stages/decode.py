@@ -1,6 +1,6 @@
-"""Decode: the clip's frames (JPEG) and the reference candidates (PNG) at the target size, one pass."""
+"""Decode: the clip's frames (JPEG) and the reference candidates (raw pixels) at the target size, one pass."""
 
-from pipelines.preprocess.images import TRANSIENT_PNG_LEVEL, encode_jpeg, encode_png
+from pipelines.preprocess.images import encode_jpeg, frame_to_bytes
 from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import decode_frames, read_bytes
 
@@ -19,7 +19,7 @@ class DecodeStage(RowStage):
         )
         row.update(
             frames=[encode_jpeg(frames[i]) for i in row["frame_indices"]],
-            candidate_pngs=[encode_png(frames[i], compress_level=TRANSIENT_PNG_LEVEL) for i in row["reference_candidates"]],
+            candidate_frames=[frame_to_bytes(frames[i]) for i in row["reference_candidates"]],
             width=self.size,
             height=self.size,
             resize_policy=self.resize_policy,

@@ -6,10 +6,12 @@ becomes the reference frame. If none qualifies, the clip is rejected with the mo
 
 from __future__ import annotations
 
+from functools import partial
+
 from pipelines.preprocess.backends import make_face_detector, make_object_detector
 from pipelines.preprocess.backends.base import Box
 from pipelines.preprocess.config import BackendConfig
-from pipelines.preprocess.images import decode_image
+from pipelines.preprocess.images import frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import Rejected
 
@@ -40,11 +42,17 @@ class DetectStage(RowStage):
         head_scale: float,
         min_face_fraction: float,
     ):
+        self.arguments = dict(face_detector=face_detector, object_detector=object_detector, human_classes=human_classes,
+                              head_scale=head_scale, min_face_fraction=min_face_fraction)
         self.face_detector = make_face_detector(face_detector.name, **face_detector.options)
         self.object_detector = make_object_detector(object_detector.name, **object_detector.options)
         self.human_classes = set(human_classes)
         self.head_scale = head_scale
         self.min_face_fraction = min_face_fraction
+
+    def __reduce__(self):
+        # Backends hold native handles (OpenCV, ONNX Runtime) that do not pickle: a task rebuilds them.
+        return partial(DetectStage, **self.arguments), ()
 
     def _human(self, image) -> tuple[Box, dict]:
         faces = self.face_detector.detect(image)
@@ -71,8 +79,8 @@ class DetectStage(RowStage):
     def process(self, row: dict) -> None:
         is_human = row["subject_class"] in self.human_classes
         failures = []
-        for frame_index, png in zip(row["reference_candidates"], row["candidate_pngs"]):
-            image = decode_image(png)
+        for frame_index, pixels in zip(row["reference_candidates"], row["candidate_frames"]):
+            image = frame_from_bytes(pixels, row["width"], row["height"])
             try:
                 box, found = self._human(image) if is_human else self._object(image, row["subject_class"])
             except Rejected as rejection:
@@ -81,6 +89,8 @@ class DetectStage(RowStage):
             detector = found.pop("detector")
             row.update(
                 reference_frame_index=frame_index,
+                reference_frame=pixels,
+                candidate_frames=None,  # only the chosen one travels on
                 box=box.as_list(),
                 detector=detector.name,
                 detector_version=detector.version,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipelines.preprocess.images import decode_image, encode_png
+from pipelines.preprocess.images import decode_image, encode_png, frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 
 
@@ -35,10 +35,9 @@ class HighlightStage(RowStage):
         self.size = size
 
     def process(self, row: dict) -> None:
-        position = row["reference_candidates"].index(row["reference_frame_index"])
-        image = decode_image(row["candidate_pngs"][position])
+        image = frame_from_bytes(row["reference_frame"], row["width"], row["height"])
         mask = decode_image(row["mask_png"]) > 127
         reference = white_background(image, mask)
         if row["subject_class"] not in self.human_classes:
             reference = crop_to_square(reference, row["box"], self.size)
-        row.update(reference_png=encode_png(reference), candidate_pngs=None)
+        row.update(reference_png=encode_png(reference), reference_frame=None)

@@ -1,9 +1,11 @@
 """Segmentation: the subject's mask on the chosen reference frame, prompted by the detected box."""
 
+from functools import partial
+
 from pipelines.preprocess.backends import make_segmenter
 from pipelines.preprocess.backends.base import Box
 from pipelines.preprocess.config import BackendConfig
-from pipelines.preprocess.images import decode_image, encode_png
+from pipelines.preprocess.images import encode_png, frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import Rejected
 
@@ -12,11 +14,15 @@ class SegmentStage(RowStage):
     name = "segment"
 
     def __init__(self, *, segmenter: BackendConfig):
+        self.config = segmenter
         self.segmenter = make_segmenter(segmenter.name, **segmenter.options)
 
+    def __reduce__(self):
+        # Backends hold native handles (OpenCV, torch) that are not worth pickling: a task rebuilds them.
+        return partial(SegmentStage, segmenter=self.config), ()
+
     def process(self, row: dict) -> None:
-        position = row["reference_candidates"].index(row["reference_frame_index"])
-        image = decode_image(row["candidate_pngs"][position])
+        image = frame_from_bytes(row["reference_frame"], row["width"], row["height"])
         mask = self.segmenter.segment(image, Box(*row["box"]))
         if not mask.any():
             raise Rejected("empty_mask", f"{row['source_uri']}: the segmenter returned an empty mask for box {row['box']}.")
