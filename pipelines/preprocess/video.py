@@ -92,14 +92,20 @@ def resize(frame: np.ndarray, size: int, policy: str) -> np.ndarray:
     return scaled[top : top + size, left : left + size]
 
 
-def decode_frames(data: bytes, uri: str, indices: list[int], *, size: int, policy: str) -> dict[int, np.ndarray]:
-    """Decode the wanted frame numbers in one sequential pass, resized; a broken stream is a decode_error."""
+def decode_frames(
+    data: bytes, uri: str, indices: list[int], *, size: int, policy: str, threads: int = 0
+) -> dict[int, np.ndarray]:
+    """Decode the wanted frame numbers in one sequential pass, resized; a broken stream is a decode_error.
+
+    `threads`: codec threads, 0 for FFmpeg's choice (one per core).
+    """
     wanted = set(indices)
     last = max(wanted)
     frames = {}
     try:
         with _open(data, uri) as container:
             stream = container.streams.video[0]
+            stream.codec_context.thread_count = threads
             for number, frame in enumerate(container.decode(stream)):
                 if number in wanted:
                     frames[number] = resize(frame.to_ndarray(format="rgb24"), size, policy)

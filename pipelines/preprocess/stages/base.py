@@ -3,14 +3,19 @@
 A stage works on a pyarrow batch in `schema.WORKING_SCHEMA`. Rows already rejected pass through
 untouched; a row this stage rejects keeps its reason, stage and message so the writer can put it
 in quarantine. One bad video never fails the batch, so nothing good is lost with it.
+
+Inside a Ray worker a stage runs OpenCV and FFmpeg on as many threads as the CPUs Ray gave the task
+(see `library_threads`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
+import cv2
 import pyarrow as pa
 
 from pipelines.preprocess.schema import REASONS, WORKING_SCHEMA
@@ -25,6 +30,17 @@ def reject(row: dict, stage: str, reason: str, message: str) -> None:
     row.update(stage=stage, reason_code=reason, message=message, retryable=REASONS[reason][1])
 
 
+def library_threads() -> int:
+    """Threads for OpenCV and FFmpeg in this process: OMP_NUM_THREADS, else 0 (the libraries' default).
+
+    Ray sets OMP_NUM_THREADS in each worker to the CPUs of its task (at least 1) and runs several
+    fractional-CPU tasks per core. OpenCV and FFmpeg ignore it and start a thread per core in every
+    worker: on 2 cores that cost the preprocess pipeline 30% more CPU (bench/RESULTS.md). A plain
+    process (a loop, a notebook) leaves it unset and keeps the libraries' defaults.
+    """
+    return max(0, int(os.environ.get("OMP_NUM_THREADS") or 0))
+
+
 class RowStage:
     """Subclasses set `name` and implement `process(row)`, raising `Rejected` for bad input."""
 
@@ -34,6 +50,8 @@ class RowStage:
         raise NotImplementedError
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if threads := library_threads():
+            cv2.setNumThreads(threads)
         rows = batch.to_pylist()
         for row in rows:
             if row["reason_code"] is not None:

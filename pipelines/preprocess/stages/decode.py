@@ -1,7 +1,7 @@
 """Decode: the clip's frames (JPEG) and the reference candidates (raw pixels) at the target size, one pass."""
 
 from pipelines.preprocess.images import encode_jpeg, frame_to_bytes
-from pipelines.preprocess.stages.base import RowStage
+from pipelines.preprocess.stages.base import RowStage, library_threads
 from pipelines.preprocess.video import decode_frames, read_bytes
 
 
@@ -15,7 +15,8 @@ class DecodeStage(RowStage):
     def process(self, row: dict) -> None:
         wanted = row["frame_indices"] + row["reference_candidates"]
         frames = decode_frames(
-            read_bytes(row["source_uri"]), row["source_uri"], wanted, size=self.size, policy=self.resize_policy
+            read_bytes(row["source_uri"]), row["source_uri"], wanted, size=self.size, policy=self.resize_policy,
+            threads=library_threads(),
         )
         row.update(
             frames=[encode_jpeg(frames[i]) for i in row["frame_indices"]],
