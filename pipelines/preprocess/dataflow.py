@@ -115,8 +115,13 @@ def build_dataset(rows: list[dict], config: PreprocessConfig):
                         batch_size=1, num_cpus=highlight_cpus)
     if config.encode_latents:
         ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latent_preset), config.latents)
-    return ds.map_batches(WriteStage(output_dir=config.output_dir), batch_format="pyarrow", batch_size=4,
-                          num_cpus=config.cpu_stage_num_cpus)
+    ds = ds.map_batches(WriteStage(output_dir=config.output_dir), batch_format="pyarrow", batch_size=4,
+                        num_cpus=config.cpu_stage_num_cpus)
+    # Ray Data reserves an equal share of the CPUs for every operator. The writer needs a sliver of
+    # its share, and the rest sat idle: a fifth of a 2-core node (bench/RESULTS.md). Without the
+    # reservation, a writer task still runs as soon as a decode task frees its CPUs.
+    ds.context.op_resource_reservation_enabled = False
+    return ds
 
 
 def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
