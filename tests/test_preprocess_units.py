@@ -9,6 +9,7 @@ import pytest
 
 from jobs.config import load_config
 from pipelines.preprocess.backends.base import Box
+from pipelines.preprocess.backends import backend_class
 from pipelines.preprocess.config import ActorPoolConfig, BackendConfig, PreprocessConfig
 from pipelines.preprocess.dataflow import connect_or_start_ray, detect_in_tasks, segment_in_tasks, worker_processes
 from pipelines.preprocess.sampling import plan_clip
@@ -127,6 +128,12 @@ def test_shipped_configs_are_valid():
     for path in configs:
         config = load_config(PreprocessConfig, path)
         assert config.face_detector.name and config.segmenter.name
+        # A pool that reserves GPUs must put its torch models on them.
+        torch_backends = (("object detector", config.object_detector, config.detect),
+                          ("segmenter", config.segmenter, config.segment))
+        for kind, backend, pool in torch_backends:
+            if pool.num_gpus and not backend_class(kind, backend.name).weight_free:
+                assert backend.options.get("device") == "cuda", (path.name, backend)
 
 
 def test_probe_stage_records_the_video_or_the_reason(tmp_path):
