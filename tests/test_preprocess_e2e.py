@@ -144,6 +144,37 @@ def test_weight_free_stages_run_inside_the_decode_tasks_model_stages_on_actor_po
     assert "MapBatches(DecodeStage)]" in plan  # decoding stays in its own tasks
 
 
+def test_a_model_backend_moves_detection_to_an_actor_pool_end_to_end(corpus, ray_cluster, tmp_path):
+    """insightface loads weights, so the whole detect stage (the centre-GrabCut object detector too) runs on
+    the detect actor pool, between the decode tasks and the GrabCut segmentation tasks."""
+    import tiny_models
+
+    from pipelines.actor_pool import ActorPoolConfig
+    from pipelines.preprocess.config import BackendConfig
+    from pipelines.preprocess.dataflow import detect_in_tasks, run_preprocess
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,caption,subject_class\n" + "".join(
+        f"{corpus.output_dir / name}.mp4,A {subject}.,{subject}\n" for name, subject in (("face_000", "person"), ("cat_000", "cat"))
+    ))
+    scrfd_dir = tiny_models.save_tiny_scrfd(tmp_path / "scrfd").parent
+    config = PreprocessConfig(
+        input=str(manifest), output_dir=str(tmp_path / "out"), size=SIZE,
+        face_detector=BackendConfig("insightface", {"model_dir": str(scrfd_dir), "det_size": 64}),
+        detect=ActorPoolConfig(num_cpus=0.25, batch_size=2),
+    )
+    assert not detect_in_tasks(config)
+    result = run_preprocess(config, progress=False)
+
+    assert sum(result.statuses.values()) == 2
+    [cat] = read_dir(tmp_path / "out" / "data").to_pylist()
+    assert cat["source_id"] == "cat_000" and cat["detector"] == "center-grabcut" and cat["segmenter"] == "grabcut"
+    assert decode_image(cat["reference_png"]).shape == (SIZE, SIZE, 3)
+    # The tiny SCRFD only fires on bright stride cells, which the person clip lacks: rejected by the actor.
+    [face] = read_dir(tmp_path / "out" / "quarantine").to_pylist()
+    assert (face["source_id"], face["stage"], face["reason_code"]) == ("face_000", "detect", "no_subject")
+
+
 def test_curation_run_logged_to_mlflow(first_run):
     import mlflow
 

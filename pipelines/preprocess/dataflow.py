@@ -72,12 +72,17 @@ def segment_in_tasks(config: PreprocessConfig) -> bool:
     return backend_class("segmenter", config.segmenter.name).weight_free
 
 
+def _decode_task_options(config: PreprocessConfig) -> dict:
+    """`map_batches` options of the decode tasks; stages given the same ones fuse into them."""
+    return dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+
+
 def decode_chain(rows: list[dict], config: PreprocessConfig):
     """The lazy dataset of probe -> validate -> clip sampling -> decode over `rows` (working-schema dicts)."""
     table = pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)
     # One small block per source lets the CPU stages spread over all cores from the start.
     ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
-    tasks = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+    tasks = _decode_task_options(config)
     ds = ds.map_batches(ProbeStage(supported_codecs=config.supported_codecs), **tasks)
     ds = ds.map_batches(ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side), **tasks)
     ds = ds.map_batches(
@@ -91,8 +96,7 @@ def decode_chain(rows: list[dict], config: PreprocessConfig):
 
 def build_dataset(rows: list[dict], config: PreprocessConfig):
     """The lazy Ray dataset of the whole pipeline over `rows` (working-schema dicts)."""
-    # Task stages share the decode tasks' resources, so Ray fuses them into those tasks.
-    tasks = dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+    tasks = _decode_task_options(config)
     ds = decode_chain(rows, config)
     detect = dict(
         face_detector=config.face_detector,
