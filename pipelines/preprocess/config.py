@@ -41,10 +41,12 @@ class PreprocessConfig:
         head_scale: Face box enlarged by this factor (and shifted up) to cover the head.
         min_face_fraction: A face narrower than this share of the frame's short side is too small.
         face_detector, object_detector, segmenter: Backends by registry name and options.
-        detect, segment, latents: Actor pools of the model stages.
-        decode_num_cpus: CPUs per probe/decode task. Too small a share starts many decoders on
-            few cores; 0.5 with 0.25-CPU actors was fastest on 2 cores (bench/RESULTS.md).
-        cpu_stage_num_cpus: CPUs per task of the light CPU stages (highlight, write).
+        detect, segment, latents: Actor pools of the stages whose backends load models; weight-free
+            detection and segmentation run inside the decode tasks instead.
+        decode_num_cpus: CPUs per decode task (probe to decode, and the weight-free stages); its
+            libraries get max(1, floor(decode_num_cpus)) threads. 0.5 runs two single-threaded
+            tasks per core, which keeps the core busy while one starts or hands its rows on.
+        cpu_stage_num_cpus: CPUs per task of the writer (and highlight after a segment actor).
         encode_latents: Also store VAE latents and text embeddings (training skips the encoders).
         latent_preset: Preset whose VAE and text encoder make those latents.
         mlflow_tracking_uri: MLflow backend (e.g. sqlite:///mlflow.db); None skips MLflow.
