@@ -44,16 +44,18 @@ import pyarrow as pa  # noqa: E402
 import ray  # noqa: E402
 
 from pipelines.preprocess.config import PreprocessConfig  # noqa: E402
-from pipelines.preprocess.dataflow import decode_chain, run_preprocess, worker_processes  # noqa: E402
+from pipelines.preprocess.dataflow import (  # noqa: E402
+    decode_chain,
+    decode_stages,
+    detect_arguments,
+    run_preprocess,
+    worker_processes,
+)
 from pipelines.preprocess.schema import WORKING_SCHEMA  # noqa: E402
 from pipelines.preprocess.sources import read_sources  # noqa: E402
-from pipelines.preprocess.stages.clip_sampling import ClipSamplingStage  # noqa: E402
-from pipelines.preprocess.stages.decode import DecodeStage  # noqa: E402
 from pipelines.preprocess.stages.detect import DetectStage  # noqa: E402
 from pipelines.preprocess.stages.highlight import HighlightStage  # noqa: E402
-from pipelines.preprocess.stages.probe import ProbeStage  # noqa: E402
 from pipelines.preprocess.stages.segment import SegmentStage  # noqa: E402
-from pipelines.preprocess.stages.validate import ValidateStage  # noqa: E402
 from pipelines.preprocess.stages.write import WriteStage  # noqa: E402
 from pipelines.preprocess.synthetic import make_corpus  # noqa: E402
 
@@ -152,21 +154,10 @@ def decode_only(config: PreprocessConfig) -> tuple[float, float]:
     return elapsed, meter.cpu_s
 
 
-def cpu_stages(config: PreprocessConfig):
-    return [
-        ProbeStage(supported_codecs=config.supported_codecs),
-        ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side),
-        ClipSamplingStage(num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates,
-                          seed=config.seed),
-        DecodeStage(size=config.size, resize_policy=config.resize_policy),
-    ]
-
-
 def loop_stages(config: PreprocessConfig):
-    return cpu_stages(config) + [
-        DetectStage(face_detector=config.face_detector, object_detector=config.object_detector,
-                    human_classes=config.human_classes, head_scale=config.head_scale,
-                    min_face_fraction=config.min_face_fraction),
+    """The job's stages as configured, for the loops to call one after the other."""
+    return decode_stages(config) + [
+        DetectStage(**detect_arguments(config)),
         SegmentStage(segmenter=config.segmenter),
         HighlightStage(human_classes=config.human_classes, size=config.size),
         WriteStage(output_dir=config.output_dir),

@@ -77,34 +77,44 @@ def _decode_task_options(config: PreprocessConfig) -> dict:
     return dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
 
 
-def decode_chain(rows: list[dict], config: PreprocessConfig):
-    """The lazy dataset of probe -> validate -> clip sampling -> decode over `rows` (working-schema dicts)."""
-    table = pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)
-    # One small block per source lets the CPU stages spread over all cores from the start.
-    ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
-    tasks = _decode_task_options(config)
-    ds = ds.map_batches(ProbeStage(supported_codecs=config.supported_codecs), **tasks)
-    ds = ds.map_batches(ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side), **tasks)
-    ds = ds.map_batches(
+def decode_stages(config: PreprocessConfig) -> list:
+    """probe -> validate -> clip sampling -> decode, as configured."""
+    return [
+        ProbeStage(supported_codecs=config.supported_codecs),
+        ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side),
         ClipSamplingStage(
             num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates, seed=config.seed
         ),
-        **tasks,
-    )
-    return ds.map_batches(DecodeStage(size=config.size, resize_policy=config.resize_policy), **tasks)
+        DecodeStage(size=config.size, resize_policy=config.resize_policy),
+    ]
 
 
-def build_dataset(rows: list[dict], config: PreprocessConfig):
-    """The lazy Ray dataset of the whole pipeline over `rows` (working-schema dicts)."""
-    tasks = _decode_task_options(config)
-    ds = decode_chain(rows, config)
-    detect = dict(
+def detect_arguments(config: PreprocessConfig) -> dict:
+    """`DetectStage` constructor arguments from the config."""
+    return dict(
         face_detector=config.face_detector,
         object_detector=config.object_detector,
         human_classes=config.human_classes,
         head_scale=config.head_scale,
         min_face_fraction=config.min_face_fraction,
     )
+
+
+def decode_chain(rows: list[dict], config: PreprocessConfig):
+    """The lazy dataset of probe -> validate -> clip sampling -> decode over `rows` (working-schema dicts)."""
+    table = pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)
+    # One small block per source lets the CPU stages spread over all cores from the start.
+    ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
+    for stage in decode_stages(config):
+        ds = ds.map_batches(stage, **_decode_task_options(config))
+    return ds
+
+
+def build_dataset(rows: list[dict], config: PreprocessConfig):
+    """The lazy Ray dataset of the whole pipeline over `rows` (working-schema dicts)."""
+    tasks = _decode_task_options(config)
+    ds = decode_chain(rows, config)
+    detect = detect_arguments(config)
     if detect_in_tasks(config):
         ds = ds.map_batches(DetectStage(**detect), **tasks)
     else:

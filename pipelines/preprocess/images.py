@@ -7,9 +7,10 @@ import io
 import numpy as np
 from PIL import Image
 
-def encode_png(image: np.ndarray, *, compress_level: int = 6) -> bytes:
+
+def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=compress_level)
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
 
 
