@@ -1,12 +1,12 @@
-"""The `videomaker` command: one subcommand per job."""
+"""The `videomaker` command: one subcommand per job; logging and exit codes as `jobs.entry` sets them."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from jobs import compare, demo, evaluate, generate, models, nightly, preprocess, presets, score, synth_corpus, train
+from jobs.entry import add_log_level_argument, execute
 
 SUBCOMMANDS = {
     "generate": generate,
@@ -28,17 +28,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="videomaker",
         description="VideoMaker: zero-shot customized video generation on AnimateDiff, at cluster scale.",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level_argument(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in SUBCOMMANDS.items():
         module.add_parser(subparsers)
+    for subparser in subparsers.choices.values():  # also after the subcommand, as `python -m jobs.X` takes it
+        subparser.add_argument("--log-level", default=argparse.SUPPRESS, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                               help="Logging of the job and its libraries (default INFO).")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.run(args) or 0
-    except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"videomaker {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return execute(f"videomaker {args.command}", args.run, args)
 
 
 if __name__ == "__main__":

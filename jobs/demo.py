@@ -212,10 +212,9 @@ def _report(result: DemoResult, mlflow_server, out: TextIO) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from jobs.entry import module_main
+
+    return module_main("jobs.demo", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from jobs.config import add_models_dir_argument
+from jobs.entry import add_allow_failures_argument
 
 
 def add_parser(subparsers) -> None:
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = Tr
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted: --set seeds=[0,1] --set method.kind=ip-adapter.")
     add_models_dir_argument(parser)
+    add_allow_failures_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
 
 
@@ -65,16 +67,17 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.evaluation.evaluate import run_evaluation
 
     config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)), models_dir=args.models_dir)
+    from jobs.entry import failures_exit_code
+
     result = run_evaluation(config, progress=not args.no_progress)
     report(result)
-    return 0
+    return failures_exit_code(result.errors, args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from jobs.entry import module_main
+
+    return module_main("jobs.evaluate", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ cluster or MLflow server the user already runs is never touched.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -50,8 +52,8 @@ class LocalService:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def environment(self) -> dict[str, str]:
-        """Variables the service is started with, beside this process's own."""
+    def environment(self) -> dict[str, str | None]:
+        """Variables the service is started with, beside this process's own (None removes one)."""
         return {}
 
     def ready(self) -> bool:
@@ -73,6 +75,7 @@ class LocalService:
         # Jobs find `python` (and the project's packages) in this environment first.
         env = {**os.environ, **self.environment(),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {key: value for key, value in env.items() if value is not None}  # None: not inherited
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -132,46 +135,118 @@ def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
         return False
 
 
-class LocalRayHead(LocalService):
+class LocalRayNode(LocalService):
+    """One `ray start --block` node on 127.0.0.1 with ports of its own; `LocalRayHead` is the head.
+
+    Authentication: Ray's GCS and raylet listen on the machine's address, not only loopback, so a
+    cluster without token auth would run code for anyone who can reach this machine. The head
+    therefore generates a token of its own (never the user's `~/.ray/auth_token`, which a fresh
+    machine does not have and `ray start` does not create) into its temp dir, readable by this user
+    only; every node, job driver and Jobs API client of this cluster reads it from there.
+    """
+
+    name = "ray-node"
+
+    def __init__(self, log_dir: str | Path, *, token_path: Path, temp_dir: str, num_cpus: int | None = None,
+                 resources: dict[str, float] | None = None, head_address: str | None = None, label: str | None = None):
+        if label:
+            self.name = label
+        super().__init__(log_dir)
+        self.token_path = Path(token_path)
+        self.temp_dir = temp_dir
+        self.num_cpus = num_cpus
+        self.resources = dict(resources or {})
+        self.head_address = head_address
+        self.agent_port, self.metrics_port = free_port(), free_port()
+
+    def command(self) -> list[str]:
+        command = [_venv_tool("ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}",
+                   f"--dashboard-agent-listen-port={self.agent_port}", f"--metrics-export-port={self.metrics_port}",
+                   f"--temp-dir={self.temp_dir}"]
+        if self.head_address is not None:
+            command.append(f"--address={self.head_address}")
+        if self.num_cpus is not None:
+            command.append(f"--num-cpus={self.num_cpus}")
+        if self.resources:
+            command.append(f"--resources={json.dumps(self.resources)}")
+        return command
+
+    def environment(self) -> dict[str, str | None]:
+        return {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+            "RAY_AUTH_TOKEN": None,  # the user's token (if any) would win over this cluster's file
+            "RAY_ADDRESS": None,  # drivers of this cluster's jobs get its address from the job supervisor
+            "RAY_ENABLE_UV_RUN_RUNTIME_ENV": os.environ.get("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0"),
+        }
+
+    @property
+    def address(self) -> str:
+        return f"node of {self.head_address}"
+
+    def ready(self) -> bool:
+        """`ray start` says so once the node's raylet has registered with the head."""
+        try:
+            return "Ray runtime started" in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        # Short grace: a node of this cluster has nothing to flush that outlives it.
+        super().stop(timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group at once (its raylet and workers): a node failure."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+
+class LocalRayHead(LocalRayNode):
     """`ray start --head --block` with the dashboard, which serves the Jobs API, on 127.0.0.1.
 
-    Every port is chosen free, so it runs beside any other Ray cluster on the machine. (Ray's own
-    services advertise the machine's address: Ray maps 127.0.0.1 to it so other nodes could join.)
+    Every port is chosen free, so it runs beside any other Ray cluster on the machine. Its own temp
+    dir keeps Ray's address file out of /tmp/ray, so a later bare `ray.init()` elsewhere never finds
+    this head; short, because Ray's socket paths must fit 107 bytes.
     """
 
     name = "ray-head"
 
-    def __init__(self, log_dir: str | Path, *, num_cpus: int | None = None):
-        super().__init__(log_dir)
-        self.num_cpus = num_cpus
-        # Its own temp dir: Ray's address file there, not in /tmp/ray, so a later `ray.init()` elsewhere
-        # never finds this head once it is gone; short, because Ray's socket paths must fit 107 bytes.
-        self.temp_dir = tempfile.mkdtemp(prefix="vmray-")
-        self.gcs_port, self.dashboard_port, self.client_port, self.agent_port = (free_port() for _ in range(4))
+    def __init__(self, log_dir: str | Path, *, num_cpus: int | None = None, resources: dict[str, float] | None = None):
+        temp_dir = tempfile.mkdtemp(prefix="vmray-")
+        token_path = Path(temp_dir) / "auth_token"
+        with os.fdopen(os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as token:
+            token.write(secrets.token_hex(32))  # 256 bits, as Ray's own generator
+        super().__init__(log_dir, token_path=token_path, temp_dir=temp_dir, num_cpus=num_cpus, resources=resources)
+        self.gcs_port, self.dashboard_port, self.client_port = (free_port() for _ in range(3))
 
     @property
     def address(self) -> str:
         """The Jobs API address (`ray job submit --address ...`)."""
         return f"http://{HOST}:{self.dashboard_port}"
 
-    def command(self) -> list[str]:
-        command = [
-            _venv_tool("ray"), "start", "--head", "--block", "--disable-usage-stats",
-            f"--port={self.gcs_port}", "--include-dashboard=true",
-            f"--dashboard-host={HOST}", f"--dashboard-port={self.dashboard_port}",
-            f"--ray-client-server-port={self.client_port}", f"--dashboard-agent-listen-port={self.agent_port}",
-            f"--temp-dir={self.temp_dir}",
-        ]
-        if self.num_cpus is not None:
-            command.append(f"--num-cpus={self.num_cpus}")
-        return command
+    @property
+    def gcs_address(self) -> str:
+        """What worker nodes and drivers join (`ray start --address ...`, `ray.init(address=...)`)."""
+        return f"{HOST}:{self.gcs_port}"
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        # Short grace: a head of its own temp dir has nothing to flush that outlives it.
-        super().stop(timeout_s)
+    def command(self) -> list[str]:
+        return super().command()[:2] + ["--head", f"--port={self.gcs_port}", "--include-dashboard=true",
+                                        f"--dashboard-host={HOST}", f"--dashboard-port={self.dashboard_port}",
+                                        f"--ray-client-server-port={self.client_port}"] + super().command()[2:]
+
+    def add_worker(self, *, num_cpus: int | None = None, resources: dict[str, float] | None = None,
+                   label: str | None = None) -> LocalRayNode:
+        """A worker node of this head (not started): same token and temp dir, ports of its own."""
+        return LocalRayNode(self.log_path.parent, token_path=self.token_path, temp_dir=self.temp_dir, num_cpus=num_cpus,
+                            resources=resources, head_address=self.gcs_address, label=label)
+
+    def ready(self) -> bool:
+        return _http_ok(f"{self.address}/api/version", self.headers())
 
     def after_stop(self) -> None:
-        """Kill any process of this head that left the group (they all name its temp dir)."""
+        """Kill any process of this cluster that left the group (they all name its temp dir)."""
         marker = self.temp_dir.encode()
         for proc in Path("/proc").iterdir():
             try:
@@ -181,21 +256,12 @@ class LocalRayHead(LocalService):
                 continue
         logger.info("ray-head stopped; its session logs stay in %s", self.temp_dir)
 
-    def environment(self) -> dict[str, str]:
-        # Token auth, as Ray defaults to for a head when a token exists; the head creates one if not.
-        return {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"),
-                "RAY_ENABLE_UV_RUN_RUNTIME_ENV": os.environ.get("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")}
-
-    def ready(self) -> bool:
-        return _http_ok(f"{self.address}/api/version", self.headers())
+    def token(self) -> str:
+        return self.token_path.read_text().strip()
 
     def headers(self) -> dict[str, str]:
-        """The Authorization header the dashboard asks for under token auth (Ray's own token file)."""
-        token = os.environ.get("RAY_AUTH_TOKEN")
-        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-        if token is None and path.is_file():
-            token = path.read_text().strip()
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        """The Authorization header this head's dashboard (Jobs API) asks for."""
+        return {"Authorization": f"Bearer {self.token()}"}
 
     def client(self):
         """A Jobs API client of this head."""

@@ -108,15 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, OSError) as error:  # as `videomaker` reports them: the message, exit 2
-        print(f"python -m jobs.models {args.action}: error: {error}", file=sys.stderr)
-        return 2
+    from jobs.entry import module_main
+
+    return module_main("jobs.models", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

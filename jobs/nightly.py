@@ -1,7 +1,8 @@
 """`videomaker nightly`: evaluate a training run's newest checkpoint and gate it against a pinned baseline.
 
-Exits 1 when a metric falls by more than its tolerance beyond its 95 % confidence interval (the
-verdict names every such metric), 0 otherwise; the verdict is also written to the MLflow run.
+Exits 3 when a metric falls by more than its tolerance beyond its 95 % confidence interval (the
+verdict names every such metric), 0 when the gate passes, 1 when the evaluation itself failed and
+2 on bad input (jobs/entry.py); the verdict is also written to the MLflow run.
 
     videomaker nightly --config jobs/configs/eval_paper.yaml --train-run /ckpt/videomaker-paper \\
         --baseline videomaker-paper-v1 --tolerance clip_t=0.005
@@ -49,17 +50,21 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)), models_dir=args.models_dir)
     verdict, result = run_nightly(config, train_run=args.train_run, baseline=args.baseline,
                                   tolerances=dict(args.tolerance), ema=args.ema, progress=not args.no_progress)
+    from jobs.entry import ExitCode, failures_exit_code
+
     report(result)
     print(verdict.report)
     print(verdict.summary())
-    return 0 if verdict.passed else 1
+    failed = failures_exit_code(result.errors, args)
+    if failed:
+        return failed
+    return ExitCode.OK if verdict.passed else ExitCode.REGRESSION
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.nightly", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from jobs.entry import module_main
+
+    return module_main("jobs.nightly", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

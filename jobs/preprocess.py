@@ -49,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.preprocess", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from jobs.entry import module_main
+
+    return module_main("jobs.preprocess", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

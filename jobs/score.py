@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from jobs.config import add_models_dir_argument
+from jobs.entry import add_allow_failures_argument, failures_exit_code
 from metrics.aggregate import METRIC_LABELS
 
 
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted: --set backends.flow.name=opencv --set backends.face=null.")
     add_models_dir_argument(parser)
+    add_allow_failures_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 
@@ -58,14 +60,13 @@ def run(args: argparse.Namespace) -> int:
     for record in errors:
         print(f"error: {record['error']}: {record['message']}", file=sys.stderr)
     print(f"records: {config.output_dir}/records.parquet (.csv)  aggregates: {config.output_dir}/aggregates.json (.csv)")
-    return 0
+    return failures_exit_code(len(errors), args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.score", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from jobs.entry import module_main
+
+    return module_main("jobs.score", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

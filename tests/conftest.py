@@ -1,7 +1,36 @@
-"""Shared test setup: offline, no telemetry, tiny seeded components from one helper."""
+"""Shared test setup: a machine of its own, offline, no telemetry, tiny seeded components from one helper."""
 
 import os
+import tempfile
 
+
+def _isolate_from_this_machine() -> None:
+    """No test reads or writes the real home directory or joins a Ray cluster it did not start.
+
+    HOME, the XDG directories and every library cache point into one empty folder per test session
+    (pytest-xdist workers inherit the controller's); uv's package cache is the one thing kept.
+    `RAY_ADDRESS=local` makes a bare `ray.init()` start its own instance instead of joining the
+    user's RAY_ADDRESS or the cluster a `ray start` recorded in Ray's address file. The Ray heads the
+    tests start remove it from their own environment (jobs/local_services.py).
+    """
+    if os.environ.get("VIDEOMAKER_TEST_HOME"):
+        return
+    uv_cache = os.environ.get("UV_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "uv")
+    home = tempfile.mkdtemp(prefix="videomaker-test-home-")
+    os.environ.update({
+        "VIDEOMAKER_TEST_HOME": home, "HOME": home, "UV_CACHE_DIR": uv_cache,
+        "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
+        "XDG_DATA_HOME": f"{home}/.local/share", "XDG_STATE_HOME": f"{home}/.local/state",
+        "HF_HOME": f"{home}/.cache/huggingface", "TORCH_HOME": f"{home}/.cache/torch",
+        "MPLCONFIGDIR": f"{home}/.config/matplotlib", "RAY_ADDRESS": "local",
+    })
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "VIDEOMAKER_MODELS_DIR",
+                 "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(name, None)
+
+
+_isolate_from_this_machine()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -58,9 +58,16 @@ def test_demo_runs_preprocess_train_evaluate_compare_as_ray_jobs(tmp_path):
     """The README's main-job command: local Ray head and MLflow server, four jobs, results, clean shutdown."""
     import mlflow
 
+    from test_readme import readme_commands
+
     output = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--output-dir", str(output)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    home = tmp_path / "home"
+    home.mkdir()
+    # The README's main job as a new user runs it: an empty home (no Ray token, no caches, no config).
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local/share"), "HF_HOME": str(home / ".cache/huggingface")}
+    command = readme_commands()[0] + f" --output-dir {output}"
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((output / "demo.json").read_text())
     out = result.stdout
@@ -89,5 +96,6 @@ def test_demo_runs_preprocess_train_evaluate_compare_as_ray_jobs(tmp_path):
         assert len(found) == runs, experiment  # eval: the parent and a nested run per set
     assert list((output / "mlflow" / "artifacts").rglob("grid.html"))
 
-    # Only what the demo started is stopped, and it is stopped.
+    # Only what the demo started is stopped, and it is stopped; the empty home stayed empty of Ray state.
     assert not listening(summary["ray_address"]) and not listening(summary["mlflow_tracking_uri"])
+    assert not (home / ".ray").exists()

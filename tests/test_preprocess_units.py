@@ -11,7 +11,7 @@ from jobs.config import load_config
 from pipelines.preprocess.backends.base import Box
 from pipelines.preprocess.backends import backend_class
 from pipelines.preprocess.config import ActorPoolConfig, BackendConfig, PreprocessConfig
-from pipelines.preprocess.dataflow import connect_or_start_ray, detect_in_tasks, segment_in_tasks, worker_processes
+from pipelines.preprocess.dataflow import detect_in_tasks, segment_in_tasks, start_ray_for, worker_processes
 from pipelines.preprocess.sampling import plan_clip
 from pipelines.preprocess.sources import read_sources, sample_id_for
 from pipelines.preprocess.stages.detect import head_box
@@ -209,7 +209,7 @@ def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():
     import ray
 
     config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5)
-    connect_or_start_ray(config)
+    start_ray_for(config)
     try:
         concurrent = int(ray.cluster_resources()["CPU"] / config.decode_num_cpus)
 

@@ -40,6 +40,11 @@ class EvaluationResult:
     run_id: str | None
     wall_s: float
 
+    @property
+    def errors(self) -> int:
+        """Items without a score: no video, or a video that could not be scored."""
+        return sum(r["status"] != "ok" for r in self.records)
+
 
 def _identity(config: EvaluationConfig) -> dict:
     """What makes two runs' videos interchangeable: the method and the sampler settings."""
@@ -137,7 +142,7 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
 
         result.run_id = log_evaluation(config, items, records, aggregates, generation)
     result.wall_s = time.perf_counter() - started
-    summary = {"items": len(items), "generation": asdict(generation), "errors": sum(r["status"] != "ok" for r in records),
+    summary = {"items": len(items), "generation": asdict(generation), "errors": result.errors,
                "mlflow_run_id": result.run_id, "wall_s": round(result.wall_s, 2)}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return result

@@ -19,6 +19,7 @@ import numpy as np
 import ray
 from tqdm.auto import tqdm
 
+from pipelines.cluster import connect_or_start_ray
 from pipelines.evaluation.benchmarks import BenchmarkItem, BenchmarkSubject
 from pipelines.evaluation.config import EvaluationConfig, GenerationSettings, MethodConfig
 
@@ -141,8 +142,7 @@ def generate_items(items: list[BenchmarkItem], config: EvaluationConfig, videos_
     logger.info("Generation: %d items, %d already complete, %d to generate", len(items), summary.skipped, len(pending))
     if not pending:
         return summary
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    connect_or_start_ray()
     ds = ray.data.from_items([item_row(item) for item in pending]).map_batches(
         GenerateBatch,
         fn_constructor_kwargs={"method": config.method, "settings": config.generation, "videos_dir": str(videos_dir)},

@@ -26,6 +26,7 @@ import pyarrow as pa
 import ray
 from tqdm.auto import tqdm
 
+from pipelines.cluster import connect_or_start_ray
 from pipelines.preprocess.backends import backend_class
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
 from pipelines.preprocess.schema import WORKING_SCHEMA
@@ -152,16 +153,9 @@ def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
     return math.floor(num_cpus / config.decode_num_cpus) + sum(pool.max_size for pool in pools) + 2
 
 
-def connect_or_start_ray(config: PreprocessConfig) -> None:
-    """`ray.init()`, whose idle workers outlive the dataflow's pauses when it starts Ray here.
-
-    A cluster `ray.init()` joins (RAY_ADDRESS, `ray start`, a Ray job) keeps its own setting.
-    """
-    soft_limit = worker_processes(config, os.cpu_count() or 1)
-    try:
-        ray.init(log_to_driver=False, _system_config={"num_workers_soft_limit": soft_limit})
-    except ValueError:  # raised before connecting: an existing cluster takes no _system_config
-        ray.init(log_to_driver=False)
+def start_ray_for(config: PreprocessConfig) -> None:
+    """Join or start Ray; when it starts here, its idle workers outlive the dataflow's pauses."""
+    connect_or_start_ray({"num_workers_soft_limit": worker_processes(config, os.cpu_count() or 1)})
 
 
 def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> PreprocessResult:
@@ -179,8 +173,7 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> Prepro
     statuses: Counter = Counter()
     stage_seconds: Counter = Counter()
     if rows:
-        if not ray.is_initialized():
-            connect_or_start_ray(config)
+        start_ray_for(config)
         with tqdm(total=len(rows), desc="preprocess", unit="video", disable=not progress) as bar:
             for batch in build_dataset(rows, config).iter_batches(batch_format="pyarrow", batch_size=None):
                 for row in batch.to_pylist():

@@ -22,6 +22,7 @@ from metrics.aggregate import aggregate
 from metrics.backends import MetricBackendsConfig
 from metrics.records import ScoreRequest, records_for_csv, records_table
 from pipelines.actor_pool import ActorPoolConfig
+from pipelines.cluster import connect_or_start_ray
 from pipelines.scoring.config import ScoringConfig
 from pipelines.scoring.manifest import read_score_manifest
 
@@ -68,8 +69,7 @@ def score_videos(
     progress: bool = True,
 ) -> list[dict]:
     """The records of `requests`, in their order, scored on the running (or a local) Ray cluster."""
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    connect_or_start_ray()
     order = sorted(range(len(requests)), key=lambda i: (requests[i].reference, requests[i].video))
     rows = [{"row": i, **asdict(requests[i])} for i in order]
     ds = ray.data.from_items(rows).map_batches(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from pipelines.cluster import connect_or_start_ray
 from pipelines.training.config import TrainConfig
 from pipelines.training.data import dataset_path, has_latents, parquet_parts, training_dataset
 from pipelines.training.loop import train_loop_per_worker
@@ -25,8 +26,7 @@ def run_training(config: TrainConfig):
     path = dataset_path(config.dataset)
     if not Path(path).exists() and "://" not in path:
         raise FileNotFoundError(f"`dataset` {config.dataset!r} has no Parquet at {path!r}; run `videomaker preprocess` first.")
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    connect_or_start_ray()
     use_latents = config.use_latents and has_latents(path, config.preset)
     _, _, rows = parquet_parts(path)
     samples = config.max_steps * config.batch_size_per_worker * config.grad_accumulation * config.num_workers
