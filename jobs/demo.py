@@ -81,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
 def run_demo(output_dir: str | Path, *, ray_address: str | None = None, mlflow_tracking_uri: str | None = None,
              train_steps: int = 2, num_cpus: int | None = None, out: TextIO = sys.stdout) -> DemoResult:
     """Run the chain; services this call starts are stopped when it returns or fails."""
-    from ray.job_submission import JobSubmissionClient
-
     from jobs.local_services import LocalMlflowServer, LocalRayHead
+    from jobs.submission import jobs_api_client
 
     started = time.perf_counter()
     output = Path(output_dir).expanduser().resolve()
@@ -99,7 +98,7 @@ def run_demo(output_dir: str | Path, *, ray_address: str | None = None, mlflow_t
             services.callback(service.stop)
         for service in started_here:
             service.wait_until_ready()
-        client = head.client() if head else JobSubmissionClient(ray_address)
+        client = head.client() if head else jobs_api_client(ray_address)
         ray_address = head.address if head else ray_address
         mlflow_tracking_uri = mlflow_server.address if mlflow_server else mlflow_tracking_uri
         chain = DemoChain(output, client, mlflow_tracking_uri, out)

@@ -34,8 +34,9 @@ def add_log_level_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_logging(level: str) -> None:
-    # force: Ray, MLflow or a library may have installed a handler first, which would drop our lines.
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    """Log lines to stderr, which `ray job submit` captures as the job's log; a handler already there is kept."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger().setLevel(level)
 
 
 def _is_worker_error(error: BaseException) -> bool:

@@ -265,9 +265,9 @@ class LocalRayHead(LocalRayNode):
 
     def client(self):
         """A Jobs API client of this head."""
-        from ray.job_submission import JobSubmissionClient
+        from jobs.submission import jobs_api_client
 
-        return JobSubmissionClient(self.address, headers=self.headers())
+        return jobs_api_client(self.address, self.headers())
 
 
 class LocalMlflowServer(LocalService):

@@ -7,6 +7,7 @@ so that a chain of jobs can stop at the first failure.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +31,25 @@ class SubmittedJob:
     entrypoint: str
     status: str
     logs: str
+
+
+def jobs_api_client(address: str, headers: dict[str, str] | None = None):
+    """A Jobs API client of exactly `address`.
+
+    Ray's client lets RAY_ADDRESS (or RAY_API_SERVER_ADDRESS) in this process's environment win over
+    the address it is given; a user whose shell points at another cluster would submit there.
+    """
+    from ray.job_submission import JobSubmissionClient
+
+    saved = os.environ.get("RAY_API_SERVER_ADDRESS")
+    os.environ["RAY_API_SERVER_ADDRESS"] = address
+    try:
+        return JobSubmissionClient(address, headers=headers)
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_API_SERVER_ADDRESS")
+        else:
+            os.environ["RAY_API_SERVER_ADDRESS"] = saved
 
 
 def runtime_env(env_vars: dict[str, str] | None = None, working_dir: str | Path = REPOSITORY) -> dict:

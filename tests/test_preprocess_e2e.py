@@ -218,6 +218,7 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, first_run, tmp_
     resumed = run_cli(corpus, tmp_path, env=env)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
+    assert "INFO pipelines.preprocess.dataflow:" in output and " already complete, " in output  # `python -m` logs
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["skipped_complete"] > 0 and summary["processed_this_run"] < len(corpus.expected)
 
