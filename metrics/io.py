@@ -1,10 +1,12 @@
-"""Reading the videos and reference images to score, with errors that say what is wrong."""
+"""Reading the videos and reference images to score (paths or URIs), with errors that say what is wrong."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from videomaker import storage
 
 
 class MediaError(Exception):
@@ -17,22 +19,28 @@ class MediaError(Exception):
 
 def read_video(path: str | Path) -> np.ndarray:
     """Every frame of a video file (mp4, GIF, ...) as uint8 RGB (F, H, W, 3), decoded with PyAV."""
+    import io
+
     import av
 
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError("video_missing", f"Video {str(path)!r} does not exist.")
+    path = str(path)
     try:
-        with av.open(str(path)) as container:
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        raise MediaError("video_missing", f"Video {path!r} does not exist.") from None
+    except (OSError, ValueError) as error:
+        raise MediaError("video_unreadable", f"Video {path!r} could not be read: {error}") from error
+    try:
+        with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
-                raise MediaError("video_unreadable", f"Video {str(path)!r} has no video stream.")
+                raise MediaError("video_unreadable", f"Video {path!r} has no video stream.")
             frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     except MediaError:
         raise
     except (av.FFmpegError, ValueError, OSError) as error:
-        raise MediaError("video_unreadable", f"Video {str(path)!r} could not be decoded: {error}") from error
+        raise MediaError("video_unreadable", f"Video {path!r} could not be decoded: {error}") from error
     if not frames:
-        raise MediaError("video_unreadable", f"Video {str(path)!r} has no decodable frame.")
+        raise MediaError("video_unreadable", f"Video {path!r} has no decodable frame.")
     return np.stack(frames)
 
 
@@ -40,11 +48,17 @@ def read_image(path: str | Path) -> np.ndarray:
     """A reference image as uint8 RGB (H, W, 3); transparency is composited onto white."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError("reference_missing", f"Reference image {str(path)!r} does not exist.")
+    import io
+
+    path = str(path)
     try:
-        with Image.open(path) as image:
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        raise MediaError("reference_missing", f"Reference image {path!r} does not exist.") from None
+    except (OSError, ValueError) as error:
+        raise MediaError("reference_unreadable", f"Reference image {path!r} could not be read: {error}") from error
+    try:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
             if image.mode in ("RGBA", "LA", "P"):
                 image = image.convert("RGBA")
@@ -52,4 +66,4 @@ def read_image(path: str | Path) -> np.ndarray:
                 image = Image.alpha_composite(white, image)
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise MediaError("reference_unreadable", f"Reference image {str(path)!r} could not be read: {error}") from error
+        raise MediaError("reference_unreadable", f"Reference image {path!r} could not be read: {error}") from error

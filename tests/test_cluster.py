@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -46,8 +47,14 @@ class Cluster:
     def api(self, path: str, **params) -> dict:
         query = urllib.parse.urlencode(params, doseq=True)
         request = urllib.request.Request(f"{self.head.address}{path}?{query}", headers=self.head.headers())
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
+        for attempt in range(3):  # the state API answers 400 while the GCS is busy re-scheduling after a kill
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                if attempt == 2:
+                    raise RuntimeError(f"{path}?{query}: {error}: {error.read()[:2000]!r}") from error
+                time.sleep(2)
 
     def node_labels(self) -> dict[str, str]:
         """Ray node id -> the custom resource naming the node (vm_head, ray_worker_1, ...)."""

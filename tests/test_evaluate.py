@@ -172,11 +172,11 @@ def test_newest_checkpoint_is_the_one_ray_train_registered(tmp_path):
         (tmp_path / f"checkpoint_{step:08d}" / "ema").mkdir(parents=True)
         (tmp_path / f"checkpoint_{step:08d}" / "videomaker.json").write_text("{}")
     (tmp_path / "checkpoint_00000004" / "ema" / "videomaker.json").write_text("{}")
-    assert newest_checkpoint(tmp_path).name == "checkpoint_00000006"  # no record: highest complete folder
+    assert Path(newest_checkpoint(tmp_path)).name == "checkpoint_00000006"  # no record: highest complete folder
     record = {"latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_00000004"}}
     (tmp_path / "checkpoint_manager_snapshot.json").write_text(json.dumps(record))
-    assert newest_checkpoint(tmp_path).name == "checkpoint_00000004"  # 6 is not registered yet
-    assert newest_checkpoint(tmp_path, ema=True) == tmp_path / "checkpoint_00000004" / "ema"
+    assert Path(newest_checkpoint(tmp_path)).name == "checkpoint_00000004"  # 6 is not registered yet
+    assert newest_checkpoint(tmp_path, ema=True) == str(tmp_path / "checkpoint_00000004" / "ema")
     with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
         newest_checkpoint(tmp_path / "checkpoint_00000002" / "ema")
 

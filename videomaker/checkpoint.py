@@ -7,6 +7,7 @@ applied to a different model or ablation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from videomaker import storage
 from videomaker.pisa import PISASwitches
 from videomaker.trainable import is_trainable
 
@@ -62,7 +64,7 @@ def save_checkpoint(
 class VideoMakerCheckpoint:
     """A loaded checkpoint: metadata plus tensors, not yet applied to a model."""
 
-    path: Path
+    path: Path | str  # a URI when read from object storage
     preset: str
     switches: PISASwitches
     global_step: int
@@ -97,8 +99,23 @@ class VideoMakerCheckpoint:
 
 
 def load_checkpoint(directory: str | Path) -> VideoMakerCheckpoint:
-    """Read a checkpoint directory written by `save_checkpoint` (safetensors only, no pickle)."""
-    directory = Path(directory)
+    """Read a checkpoint directory written by `save_checkpoint` (safetensors only, no pickle).
+
+    `directory` may be a URI (s3://...): its two files are read from there.
+    """
+    if not storage.is_local(directory):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="videomaker-checkpoint-") as scratch:
+            for name in (WEIGHTS_FILE, METADATA_FILE):
+                source = storage.join(directory, name)
+                if storage.size(source) is None:
+                    raise FileNotFoundError(f"Checkpoint directory {directory} has no {name}; expected {WEIGHTS_FILE} and "
+                                            f"{METADATA_FILE} as written by `videomaker.checkpoint.save_checkpoint`.")
+                (Path(scratch) / name).write_bytes(storage.read_bytes(source))
+            loaded = load_checkpoint(scratch)
+        return dataclasses.replace(loaded, path=directory)
+    directory = storage.local_path(directory)
     weights, metadata_file = directory / WEIGHTS_FILE, directory / METADATA_FILE
     for required in (weights, metadata_file):
         if not required.is_file():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 EXAMPLE_PREFIX = "skimage:"
 
 
 def load_reference(spec: str, *, argument: str = "--reference"):
-    """A PIL RGB image from a path or `skimage:NAME` (e.g. `skimage:astronaut`)."""
+    """A PIL RGB image from a path, a URI (s3://...) or `skimage:NAME` (e.g. `skimage:astronaut`)."""
     from PIL import Image
 
     if spec.startswith(EXAMPLE_PREFIX):
@@ -18,7 +16,12 @@ def load_reference(spec: str, *, argument: str = "--reference"):
         if not hasattr(data, name):
             raise ValueError(f"{argument} {spec!r}: scikit-image has no example image {name!r} (try skimage:astronaut).")
         return Image.fromarray(getattr(data, name)()).convert("RGB")
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"{argument} {spec!r}: no such file.")
-    return Image.open(path).convert("RGB")
+    import io
+
+    from videomaker import storage
+
+    try:
+        data = storage.read_bytes(spec)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{argument} {spec!r}: no such file.") from None
+    return Image.open(io.BytesIO(data)).convert("RGB")

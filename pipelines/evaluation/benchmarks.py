@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from videomaker import storage
+
 HUMAN_PROMPTS = (
     # clothing
     "A person dressed in a crisp white button-up shirt.",
@@ -181,43 +183,47 @@ class BenchmarkManifestError(ValueError):
 REQUIRED_COLUMNS = ("subject_id", "set", "class", "reference")
 
 
-def _read_rows(path: Path) -> list[dict]:
+def _read_rows(path: str) -> list[dict]:
     import pyarrow as pa
 
-    suffix = path.suffix.lower()
+    suffix = storage.suffix(path)
     if suffix == ".csv":
         import pyarrow.csv as pacsv
 
         # All text: ids like "007" stay ids.
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        table = pacsv.read_csv(storage.open_input(path), convert_options=pacsv.ConvertOptions(
             column_types={c: pa.string() for c in REQUIRED_COLUMNS}, strings_can_be_null=False))
     elif suffix in (".jsonl", ".json"):
         import pyarrow.json as pajson
 
-        table = pajson.read_json(path)
+        table = pajson.read_json(storage.open_input(path))
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        table = pq.read_table(storage.open_input(path))
     else:
-        raise ValueError(f"`benchmark` {str(path)!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
+        raise ValueError(f"`benchmark` {path!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
-        raise BenchmarkManifestError(str(path), [f"missing column(s) {missing}; the file has {table.column_names}"])
+        raise BenchmarkManifestError(path, [f"missing column(s) {missing}; the file has {table.column_names}"])
     return table.to_pylist()
 
 
-def _reference_problem(path: Path) -> str | None:
+def _reference_problem(path: str) -> str | None:
     """Why the reference cannot be used, or None: it must exist and decode completely."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
-        return f"reference {str(path)!r} does not exist"
     try:
-        with Image.open(path) as image:
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        return f"reference {path!r} does not exist"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        return f"reference {str(path)!r} is not a readable image ({type(err).__name__}: {err})"
+        return f"reference {path!r} is not a readable image ({type(err).__name__}: {err})"
     return None
 
 
@@ -227,9 +233,9 @@ def read_benchmark_manifest(manifest: str | Path) -> list[BenchmarkSubject]:
     Checked: required fields present, known set, a class that set accepts, unique (set, subject_id),
     reference file present and decodable. Relative reference paths are read from the manifest's folder.
     """
-    path = Path(manifest).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"`benchmark` {str(path)!r} does not exist; pass a CSV, JSONL or Parquet manifest.")
+    path = storage.absolute(manifest)
+    if storage.size(path) is None:
+        raise FileNotFoundError(f"`benchmark` {path!r} does not exist; pass a CSV, JSONL or Parquet manifest.")
     subjects, problems, seen = [], [], set()
     for number, row in enumerate(_read_rows(path), start=1):
         values = {c: str(row.get(c) or "").strip() for c in REQUIRED_COLUMNS}
@@ -245,8 +251,7 @@ def read_benchmark_manifest(manifest: str | Path) -> list[BenchmarkSubject]:
         seen.add((set_name, values["subject_id"]))
         if values["subject_id"] and any(ch in values["subject_id"] for ch in "/\\"):
             row_problems.append(f"subject_id {values['subject_id']!r} must not contain path separators")
-        reference = Path(values["reference"]).expanduser()
-        reference = reference if reference.is_absolute() else path.parent / reference
+        reference = storage.relative_to(values["reference"], path)
         if values["reference"]:
             reference_problem = _reference_problem(reference)
             if reference_problem:
@@ -254,11 +259,11 @@ def read_benchmark_manifest(manifest: str | Path) -> list[BenchmarkSubject]:
         if row_problems:
             problems.append(f"{where}: " + "; ".join(row_problems))
         else:
-            subjects.append(BenchmarkSubject(values["subject_id"], set_name, subject_class, str(reference.resolve())))
+            subjects.append(BenchmarkSubject(values["subject_id"], set_name, subject_class, reference))
     if not problems and not subjects:
         problems.append("no rows")
     if problems:
-        raise BenchmarkManifestError(str(path), problems)
+        raise BenchmarkManifestError(path, problems)
     return subjects
 
 

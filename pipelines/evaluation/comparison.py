@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metrics.compare import MetricDelta, compare_table, format_deltas, paired_deltas, plot_comparison
 from pipelines.evaluation.tracking import find_evaluation_run, load_samples
+from videomaker import storage
 
 
 @dataclass
@@ -54,12 +56,14 @@ def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | 
     labelled = [(label, load_samples(run, tracking_uri=tracking_uri)) for label, run in zip(_labels(runs), runs)]
     comparison = compare_records(labelled, include_published=include_published, n_boot=n_boot)
     if output_dir is not None:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "comparison.txt").write_text(comparison.text() + "\n")
+        out = storage.absolute(output_dir)
+        storage.check_access(out, argument="`output_dir`", write=True)
+        storage.write_text(storage.join(out, "comparison.txt"), comparison.text() + "\n")
         deltas = {label: [asdict(d) for d in ds] for label, ds in comparison.deltas.items()}
         runs_info = [{"label": label, "run_id": run.info.run_id} for label, run in zip(comparison.labels, runs)]
-        (out / "comparison.json").write_text(json.dumps({"runs": runs_info, "deltas": deltas}, indent=2))
-        plot_comparison(labelled, out / "comparison.png", include_published=include_published)
-        comparison.files = [str(out / name) for name in ("comparison.txt", "comparison.json", "comparison.png")]
+        storage.write_text(storage.join(out, "comparison.json"), json.dumps({"runs": runs_info, "deltas": deltas}, indent=2))
+        with tempfile.TemporaryDirectory() as scratch:
+            chart = plot_comparison(labelled, Path(scratch) / "comparison.png", include_published=include_published)
+            storage.upload_file(chart, storage.join(out, "comparison.png"))
+        comparison.files = [storage.join(out, name) for name in ("comparison.txt", "comparison.json", "comparison.png")]
     return comparison

@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -24,6 +23,7 @@ from metrics.records import ScoreRequest
 from pipelines.evaluation.benchmarks import BenchmarkItem, benchmark_items, read_benchmark_manifest
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import GenerationSummary, generate_items, item_stem
+from videomaker import storage
 from pipelines.scoring.dataflow import score_videos, write_results
 
 logger = logging.getLogger(__name__)
@@ -55,34 +55,33 @@ def _identity(config: EvaluationConfig) -> dict:
 
 def check_output_dir(config: EvaluationConfig) -> None:
     """Refuse to resume into a directory whose videos another method or setting made."""
-    path = Path(config.output_dir) / IDENTITY_FILE
+    path = storage.join(config.output_dir, IDENTITY_FILE)
     identity = _identity(config)
-    if path.is_file():
-        previous = json.loads(path.read_text())
+    if storage.exists(path):
+        previous = json.loads(storage.read_text(path))
         if previous != identity:
             raise ValueError(
                 f"`output_dir` {config.output_dir!r} holds videos of another method or sampler settings "
                 f"({path}); use a new output_dir, or delete it to start over.\n  there: {previous}\n  now:   {identity}"
             )
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(identity, indent=2))
+        storage.write_text(path, json.dumps(identity, indent=2))
 
 
-def scored_file(stem: Path, preferred: str) -> Path:
+def scored_file(stem: str, preferred: str) -> str:
     """The file of an item the metrics read: the preferred kind if the item has it, else what it has."""
     try:
-        files = json.loads(stem.with_suffix(".json").read_text())["files"]
+        files = json.loads(storage.read_text(f"{stem}.json"))["files"]
     except (OSError, ValueError, KeyError):
-        return stem.with_suffix(f".{preferred}")  # missing: scoring records it as video_missing
+        return f"{stem}.{preferred}"  # missing: scoring records it as video_missing
     names = sorted(files, key=lambda name: not name.endswith(f".{preferred}"))
-    return stem.parent / names[0]
+    return storage.join(storage.parent(stem), names[0])
 
 
-def score_requests_of(items: list[BenchmarkItem], config: EvaluationConfig, videos_dir: Path) -> list[ScoreRequest]:
+def score_requests_of(items: list[BenchmarkItem], config: EvaluationConfig, videos_dir: str) -> list[ScoreRequest]:
     return [
         ScoreRequest(
-            video=str(scored_file(item_stem(videos_dir, item), config.score_file)),
+            video=scored_file(item_stem(videos_dir, item), config.score_file),
             subject_id=item.subject.subject_id,
             prompt=item.prompt,
             reference=item.subject.reference,
@@ -111,9 +110,10 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)
     if not items:
         raise ValueError(f"`benchmark` {config.benchmark!r} has no subjects in the sets {config.sets}.")
+    storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     check_output_dir(config)
-    output = Path(config.output_dir)
-    videos_dir = output / "videos"
+    output = storage.absolute(config.output_dir)
+    videos_dir = storage.join(output, "videos")
 
     if config.method.kind == "imported":
         from pipelines.evaluation.imports import import_videos
@@ -127,16 +127,16 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     records = score_videos(score_requests_of(items, config, videos_dir), backends=config.backends,
                            scorers=config.scorers, expected_frames=config.expected_frames, progress=progress)
     aggregates = aggregate(records)
-    write_results(sample_table(items, records), aggregates, output / "scores", name="samples")
+    write_results(sample_table(items, records), aggregates, storage.join(output, "scores"), name="samples")
 
     from pipelines.evaluation.report import write_set_page
 
     for set_name in config.sets:
         set_records = [r for r in records if r["set"] == set_name]
         if set_records:
-            write_set_page(set_records, videos_dir / set_name / "grid.html", title=f"{config.run_name}: {set_name}")
+            write_set_page(set_records, storage.join(videos_dir, set_name, "grid.html"), title=f"{config.run_name}: {set_name}")
 
-    result = EvaluationResult(str(output), records, aggregates, generation, None, 0.0)
+    result = EvaluationResult(output, records, aggregates, generation, None, 0.0)
     if config.mlflow_tracking_uri:
         from pipelines.evaluation.tracking import log_evaluation
 
@@ -144,5 +144,5 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     result.wall_s = time.perf_counter() - started
     summary = {"items": len(items), "generation": asdict(generation), "errors": result.errors,
                "mlflow_run_id": result.run_id, "wall_s": round(result.wall_s, 2)}
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    storage.write_text(storage.join(output, "summary.json"), json.dumps(summary, indent=2))
     return result

@@ -1,7 +1,7 @@
 """Benchmark generation on a Ray Data actor pool: one pipeline per actor, resumable item by item.
 
-Each item writes `<stem>.mp4`, `<stem>.gif` and, last, `<stem>.json` (the sidecar). Files are
-written under temporary names and renamed into place, and the sidecar records their sizes, so an
+Each item writes `<stem>.mp4`, `<stem>.gif` and, last, `<stem>.json` (the sidecar), locally or on
+object storage. Each file appears whole or not at all, and the sidecar records their sizes, so an
 item counts as done only when all three are complete: a run killed mid-write leaves nothing that a
 re-run mistakes for a finished video.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import posixpath
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,45 +23,42 @@ from tqdm.auto import tqdm
 from pipelines.cluster import connect_or_start_ray
 from pipelines.evaluation.benchmarks import BenchmarkItem, BenchmarkSubject
 from pipelines.evaluation.config import EvaluationConfig, GenerationSettings, MethodConfig
+from videomaker import storage
 
 logger = logging.getLogger(__name__)
 
 MEDIA_SUFFIXES = (".mp4", ".gif")
 
 
-def item_stem(videos_dir: str | Path, item: BenchmarkItem) -> Path:
-    """Where an item's files go, without suffix: `videos_dir/set/subject/pNN_sSEED`."""
-    return Path(videos_dir) / item.item_id
+def item_stem(videos_dir: str | Path, item: BenchmarkItem) -> str:
+    """Where an item's files go, without suffix: `videos_dir/set/subject/pNN_sSEED` (a path or a URI)."""
+    return storage.join(videos_dir, item.item_id)
 
 
-def is_complete(stem: Path) -> bool:
+def is_complete(stem: str | Path) -> bool:
     """True when the sidecar exists and every file it lists has the recorded size."""
     try:
-        sidecar = json.loads(stem.with_suffix(".json").read_text())
-        return all((stem.parent / name).stat().st_size == size for name, size in sidecar["files"].items())
+        sidecar = json.loads(storage.read_text(f"{stem}.json"))
+        folder = storage.parent(stem)
+        return all(storage.size(storage.join(folder, name)) == size for name, size in sidecar["files"].items())
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def write_atomically(path: Path, write) -> int:
-    """Write through `write(tmp_path)` and rename into place; returns the final size."""
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path.stat().st_size
+def write_item(stem: str | Path, frames: np.ndarray, sidecar: dict, *, fps: int) -> None:
+    """mp4 and GIF, then the sidecar naming both with their sizes (the completion marker).
 
-
-def write_item(stem: Path, frames: np.ndarray, sidecar: dict, *, fps: int) -> None:
-    """mp4 and GIF, then the sidecar naming both with their sizes (the completion marker)."""
+    Each file is written whole or not at all (storage.write_bytes), locally or to object storage.
+    """
     from videomaker.export import write_gif, write_mp4
 
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    sizes = {
-        stem.with_suffix(".mp4").name: write_atomically(stem.with_suffix(".mp4"), lambda p: write_mp4(frames, p, fps=fps)),
-        stem.with_suffix(".gif").name: write_atomically(stem.with_suffix(".gif"), lambda p: write_gif(frames, p, fps=fps)),
-    }
-    record = {**sidecar, "files": sizes}
-    write_atomically(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(record, indent=2)))
+    name = posixpath.basename(str(stem))
+    sizes = {}
+    with tempfile.TemporaryDirectory(prefix="videomaker-item-") as scratch:
+        for suffix, write in ((".mp4", write_mp4), (".gif", write_gif)):
+            local = write(frames, Path(scratch) / f"{name}{suffix}", fps=fps)
+            sizes[f"{name}{suffix}"] = storage.upload_file(local, f"{stem}{suffix}")
+    storage.write_text(f"{stem}.json", json.dumps({**sidecar, "files": sizes}, indent=2))
 
 
 def item_row(item: BenchmarkItem) -> dict:

@@ -8,34 +8,34 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 from pipelines.evaluation.benchmarks import BenchmarkItem
-from pipelines.evaluation.generation import GenerationSummary, write_atomically, is_complete, item_row, item_stem
+from pipelines.evaluation.generation import GenerationSummary, is_complete, item_row, item_stem
+from videomaker import storage
 
 logger = logging.getLogger(__name__)
 
 IMPORT_COLUMNS = ("set", "subject_id", "prompt", "seed", "video")
 
 
-def _read(path: Path) -> list[dict]:
+def _read(path: str) -> list[dict]:
     import pyarrow as pa
 
-    suffix = path.suffix.lower()
+    suffix = storage.suffix(path)
     if suffix == ".csv":
         import pyarrow.csv as pacsv
 
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        return pacsv.read_csv(storage.open_input(path), convert_options=pacsv.ConvertOptions(
             column_types={c: pa.string() for c in ("set", "subject_id", "prompt", "video")})).to_pylist()
     if suffix in (".jsonl", ".json"):
         import pyarrow.json as pajson
 
-        return pajson.read_json(path).to_pylist()
+        return pajson.read_json(storage.open_input(path)).to_pylist()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        return pq.read_table(storage.open_input(path)).to_pylist()
     raise ValueError(f"`method.videos` {str(path)!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
 
 
@@ -45,27 +45,27 @@ def import_videos(items: list[BenchmarkItem], manifest: str | Path, videos_dir: 
     Rows are matched to items by (set, subject_id, prompt text, seed). Rows naming no benchmark item,
     or a missing file, are errors listed all at once before anything is copied.
     """
-    path = Path(manifest).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"`method.videos` {str(path)!r} does not exist.")
+    path = str(manifest) if storage.is_uri(manifest) else str(Path(manifest).expanduser())
+    if storage.size(path) is None:
+        raise FileNotFoundError(f"`method.videos` {path!r} does not exist.")
     by_key = {(i.subject.set, i.subject.subject_id, i.prompt, i.seed): i for i in items}
     rows = _read(path)
     missing_columns = [c for c in IMPORT_COLUMNS if rows and c not in rows[0]]
     if missing_columns:
-        raise ValueError(f"`method.videos` {str(path)!r} lacks the column(s) {missing_columns}.")
+        raise ValueError(f"`method.videos` {path!r} lacks the column(s) {missing_columns}.")
     matched, problems = {}, []
     for number, row in enumerate(rows, start=1):
         key = (str(row["set"]), str(row["subject_id"]), str(row["prompt"]), int(row["seed"]))
-        source = Path(str(row["video"])).expanduser()
-        source = source if source.is_absolute() else path.parent / source
+        video = str(row["video"])
+        source = storage.relative_to(video if storage.is_uri(video) else str(Path(video).expanduser()), path)
         if key not in by_key:
             continue  # videos of subjects or seeds this evaluation does not run
-        if not source.is_file():
+        if storage.size(source) is None:
             problems.append(f"row {number}: video {str(source)!r} does not exist")
             continue
         matched[key] = source
     if problems:
-        raise ValueError(f"`method.videos` {str(path)!r} has {len(problems)} bad row(s):\n  " + "\n  ".join(problems))
+        raise ValueError(f"`method.videos` {path!r} has {len(problems)} bad row(s):\n  " + "\n  ".join(problems))
 
     summary = GenerationSummary(total=len(items), skipped=0, generated=0)
     for key, item in by_key.items():
@@ -75,13 +75,12 @@ def import_videos(items: list[BenchmarkItem], manifest: str | Path, videos_dir: 
             continue
         source = matched.get(key)
         if source is None:
-            summary.failed[item.item_id] = f"not in {str(path)!r}"
+            summary.failed[item.item_id] = f"not in {path!r}"
             continue
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        target = stem.with_suffix(source.suffix.lower())
-        size = write_atomically(target, lambda p: shutil.copyfile(source, p))
-        sidecar = {**item_row(item), "method": "imported", "source": str(source), "files": {target.name: size}}
-        write_atomically(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(sidecar, indent=2)))
+        target = f"{stem}{storage.suffix(source)}"
+        size = storage.write_bytes(target, storage.read_bytes(source))
+        sidecar = {**item_row(item), "method": "imported", "source": str(source), "files": {storage.name(target): size}}
+        storage.write_text(f"{stem}.json", json.dumps(sidecar, indent=2))
         summary.generated += 1
     logger.info("Imported %d videos (%d already present, %d missing)", summary.generated, summary.skipped, len(summary.failed))
     return summary

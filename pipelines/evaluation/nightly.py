@@ -18,6 +18,7 @@ from pipelines.evaluation.comparison import compare_records
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.evaluate import EvaluationResult, run_evaluation
 from pipelines.evaluation.tracking import find_evaluation_run, load_samples
+from videomaker import storage
 
 logger = logging.getLogger(__name__)
 
@@ -25,31 +26,32 @@ DEFAULT_TOLERANCES = {"clip_t": 0.01, "face_sim": 0.02, "clip_i": 0.01, "dino_i"
 CHECKPOINT_RECORD = "checkpoint_manager_snapshot.json"  # Ray Train's record of registered checkpoints
 
 
-def newest_checkpoint(train_run: str | Path, *, ema: bool = False) -> Path:
-    """The latest checkpoint Ray Train registered in `train_run` (a `storage_path/name` folder).
+def newest_checkpoint(train_run: str | Path, *, ema: bool = False) -> str:
+    """The latest checkpoint Ray Train registered in `train_run` (a `storage_path/name` folder or URI).
 
     Ray Train's own record is trusted first, since a folder can exist before its checkpoint is
     complete; without it, the highest-numbered folder holding VideoMaker weights is taken.
     """
     from videomaker.checkpoint import METADATA_FILE
 
-    run_dir = Path(train_run).expanduser()
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"`train_run` {str(run_dir)!r} is not a directory; pass TrainConfig's storage_path/run_name.")
-    record = run_dir / CHECKPOINT_RECORD
+    run_dir = storage.absolute(train_run)
+    if not storage.is_dir(run_dir):
+        raise FileNotFoundError(f"`train_run` {run_dir!r} is not a directory; pass TrainConfig's storage_path/run_name.")
+    record = storage.join(run_dir, CHECKPOINT_RECORD)
     latest = None
-    if record.is_file():
-        entry = json.loads(record.read_text()).get("latest_checkpoint_result")
-        latest = run_dir / entry["checkpoint_dir_name"] if entry else None
+    if storage.exists(record):
+        entry = json.loads(storage.read_text(record)).get("latest_checkpoint_result")
+        latest = storage.join(run_dir, entry["checkpoint_dir_name"]) if entry else None
     if latest is None:
-        found = sorted(p for p in run_dir.glob("checkpoint_*") if (p / METADATA_FILE).is_file())
+        found = [d for d in storage.list_dirs(run_dir)
+                 if storage.name(d).startswith("checkpoint_") and storage.exists(storage.join(d, METADATA_FILE))]
         latest = found[-1] if found else None
     if latest is None:
-        raise FileNotFoundError(f"`train_run` {str(run_dir)!r} has no checkpoint yet.")
+        raise FileNotFoundError(f"`train_run` {run_dir!r} has no checkpoint yet.")
     if ema:
-        if not (latest / "ema" / METADATA_FILE).is_file():
-            raise FileNotFoundError(f"Checkpoint {str(latest)!r} has no EMA weights; train with ema_decay or drop --ema.")
-        return latest / "ema"
+        if not storage.exists(storage.join(latest, "ema", METADATA_FILE)):
+            raise FileNotFoundError(f"Checkpoint {latest!r} has no EMA weights; train with ema_decay or drop --ema.")
+        return storage.join(latest, "ema")
     return latest
 
 
@@ -95,11 +97,12 @@ def run_nightly(config: EvaluationConfig, *, train_run: str | Path, baseline: st
     baseline_run = find_evaluation_run(baseline, tracking_uri=config.mlflow_tracking_uri,
                                        experiment=config.mlflow_experiment)  # fail fast before generating
     checkpoint = newest_checkpoint(train_run, ema=ema)
-    name = f"{Path(train_run).name}-{checkpoint.parent.name if ema else checkpoint.name}{'-ema' if ema else ''}"
+    checkpoint_name = storage.name(storage.parent(checkpoint)) if ema else storage.name(checkpoint)
+    name = f"{storage.name(train_run)}-{checkpoint_name}{'-ema' if ema else ''}"
     config = dataclasses.replace(
         config,
         method=dataclasses.replace(config.method, kind="videomaker", checkpoint=str(checkpoint)),
-        output_dir=str(Path(config.output_dir) / name),
+        output_dir=storage.join(config.output_dir, name),
         run_name=f"nightly-{name}",
     )
     logger.info("Nightly: evaluating %s against baseline run %s", checkpoint, baseline_run.info.run_id)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import posixpath
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from videomaker import storage
 
 STRIP_FRAMES = 4
 STRIP_HEIGHT = 96
@@ -49,12 +52,14 @@ def _caption(record: dict) -> str:
     return " · ".join(parts)
 
 
-def write_set_page(records: list[dict], page: str | Path, *, title: str) -> Path:
-    """Write the grid of one set's records (which carry `video`, `reference`, metrics) to `page`.
+def write_set_page(records: list[dict], page: str | Path, *, title: str) -> str:
+    """Write the grid of one set's records (which carry `video`, `reference`, metrics) to `page` (a path or URI).
 
     GIF links are relative to the page, so the page must sit above the videos it shows.
     """
-    page = Path(page)
+    from metrics.io import read_image
+
+    page = storage.absolute(page)
     subjects: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         subjects[record["subject_id"]].append(record)
@@ -62,7 +67,7 @@ def write_set_page(records: list[dict], page: str | Path, *, title: str) -> Path
     body = [f"<h1>{html.escape(title)}</h1>"]
     for subject_id in sorted(subjects):
         rows = subjects[subject_id]
-        reference = Image.open(rows[0]["reference"])
+        reference = Image.fromarray(read_image(rows[0]["reference"]))
         reference.thumbnail((STRIP_HEIGHT * 2, STRIP_HEIGHT))
         body.append(f"<h2>{html.escape(subject_id)}</h2><img class=ref src='{_data_uri(reference)}'>")
         body.append("<table><tr><th>prompt</th>" + "".join(f"<th>seed {s}</th>" for s in seeds) + "</tr>")
@@ -77,14 +82,13 @@ def write_set_page(records: list[dict], page: str | Path, *, title: str) -> Path
                     cells.append("<td></td>")
                     continue
                 strip = frame_strip(record["video"])
-                link = Path(record["video"]).resolve().relative_to(page.parent.resolve()).as_posix()
+                link = posixpath.relpath(storage.absolute(record["video"]), storage.parent(page))
                 image = f"<a href='{html.escape(link)}'><img src='{_data_uri(strip)}'></a>" if strip else ""
                 cells.append(f"<td>{image}<div>{_caption(record)}</div></td>")
             body.append(f"<tr><td class=prompt>{html.escape(prompt)}</td>{''.join(cells)}</tr>")
         body.append("</table>")
     style = ("body{font-family:sans-serif} td{vertical-align:top;font-size:11px;padding:4px} "
              "td.prompt{max-width:220px;font-size:13px} .err{color:#b00} img.ref{border:1px solid #ccc}")
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+    storage.write_text(page, f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
                     f"<style>{style}</style>{''.join(body)}")
     return page

@@ -18,6 +18,7 @@ from metrics.aggregate import METRIC_LABELS
 from pipelines.evaluation.benchmarks import BenchmarkItem
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import GenerationSummary
+from videomaker import storage
 
 JOB_TAG = "videomaker.job"
 SAMPLES_ARTIFACT = "scores/samples.parquet"
@@ -52,8 +53,8 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
     from pipelines.tracking import ensure_experiment
 
     experiment_id = ensure_experiment(config.mlflow_tracking_uri, config.mlflow_experiment, output_dir=config.output_dir)
-    output = Path(config.output_dir)
-    samples = pq.read_table(output / SAMPLES_ARTIFACT)
+    output = storage.absolute(config.output_dir)
+    samples = pq.read_table(storage.open_input(storage.join(output, SAMPLES_ARTIFACT)))
     method = config.method
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name) as parent:
         mlflow.set_tags({JOB_TAG: "evaluate", "videomaker.method": method.name, "videomaker.kind": method.kind,
@@ -68,8 +69,10 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
         for row in aggregates:
             metrics |= {f"{row['set']}.{key}": value for key, value in _set_metrics(row).items()}
         mlflow.log_metrics(metrics)
-        mlflow.log_artifacts(str(output / "scores"), artifact_path="scores")
-        mlflow.log_artifact(str(output / "evaluation.json"))
+        with storage.local_dir(storage.join(output, "scores")) as scores:  # a download when on object storage
+            mlflow.log_artifacts(str(scores), artifact_path="scores")
+        with storage.local_file(storage.join(output, "evaluation.json")) as identity:
+            mlflow.log_artifact(str(identity))
         _log_table(mlflow, samples, "samples.json")
 
         for row in aggregates:
@@ -83,7 +86,8 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
                 with tempfile.TemporaryDirectory() as tmp:
                     pq.write_table(set_samples, Path(tmp) / "samples.parquet")
                     mlflow.log_artifact(str(Path(tmp) / "samples.parquet"))
-                mlflow.log_artifacts(str(output / "videos" / set_name), artifact_path="videos")
+                with storage.local_dir(storage.join(output, "videos", set_name)) as videos:
+                    mlflow.log_artifacts(str(videos), artifact_path="videos")
         return parent.info.run_id
 
 

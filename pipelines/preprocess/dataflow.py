@@ -30,7 +30,7 @@ from pipelines.cluster import connect_or_start_ray
 from pipelines.preprocess.backends import backend_class
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
 from pipelines.preprocess.schema import WORKING_SCHEMA
-from pipelines.preprocess.sources import read_sources, resolve
+from pipelines.preprocess.sources import read_sources
 from pipelines.preprocess.stages.clip_sampling import ClipSamplingStage
 from pipelines.preprocess.stages.decode import DecodeStage
 from pipelines.preprocess.stages.detect import DetectStage
@@ -39,6 +39,8 @@ from pipelines.preprocess.stages.latents import EncodeLatentsStage
 from pipelines.preprocess.stages.probe import ProbeStage
 from pipelines.preprocess.stages.segment import SegmentStage
 from pipelines.preprocess.stages.validate import ValidateStage
+from videomaker import storage
+from videomaker.storage import resolve
 from pipelines.preprocess.stages.write import OutputState, WriteStage
 
 logger = logging.getLogger(__name__)
@@ -161,6 +163,8 @@ def start_ray_for(config: PreprocessConfig) -> None:
 def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> PreprocessResult:
     """Preprocess every source not yet complete in `config.output_dir`; safe to re-run after a kill."""
     started = time.perf_counter()
+    storage.check_access(config.input, argument="`input`")
+    storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     sources = read_sources(config.input, default_subject_class=config.default_subject_class)
     state = OutputState(config.output_dir)
     todo = [s for s in sources if not state.is_done(s["sample_id"], retry_quarantined=config.retry_quarantined)]

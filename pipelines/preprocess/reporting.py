@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.images import decode_image
-from pipelines.preprocess.sources import resolve
+from videomaker.storage import resolve
 from pipelines.preprocess.stages.write import DATA_DIR
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -11,15 +11,10 @@ import pyarrow.fs as pa_fs
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from videomaker.storage import resolve
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 REQUIRED_COLUMNS = ("path", "caption")
-
-
-def resolve(uri: str) -> tuple[pa_fs.FileSystem, str]:
-    """A pyarrow filesystem and path for a local path or any URI pyarrow understands (file://, s3://, gs://...)."""
-    if "://" not in uri:
-        return pa_fs.LocalFileSystem(), str(Path(uri).resolve())
-    return pa_fs.FileSystem.from_uri(uri)
 
 
 def sample_id_for(source_key: str, clip: int = 0) -> str:

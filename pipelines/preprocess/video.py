@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pyarrow.fs as pa_fs
 
-from pipelines.preprocess.sources import resolve
+from videomaker.storage import resolve
 
 
 class Rejected(Exception):

@@ -25,6 +25,7 @@ from pipelines.actor_pool import ActorPoolConfig
 from pipelines.cluster import connect_or_start_ray
 from pipelines.scoring.config import ScoringConfig
 from pipelines.scoring.manifest import read_score_manifest
+from videomaker import storage
 
 logger = logging.getLogger(__name__)
 
@@ -89,17 +90,21 @@ def score_videos(
 
 def write_results(table: pa.Table, aggregates: list[dict], output_dir: str | Path, *, name: str = "records") -> None:
     """`<name>.parquet` / `<name>.csv` (one row per video) and aggregates.json / aggregates.csv."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out / f"{name}.parquet")
-    pacsv.write_csv(records_for_csv(table), out / f"{name}.csv")
-    (out / "aggregates.json").write_text(json.dumps(aggregates, indent=2))
-    pacsv.write_csv(pa.Table.from_pylist(aggregates), out / "aggregates.csv")
+    def encoded(write, data) -> bytes:
+        sink = pa.BufferOutputStream()
+        write(data, sink)
+        return sink.getvalue().to_pybytes()
+
+    storage.write_bytes(storage.join(output_dir, f"{name}.parquet"), encoded(pq.write_table, table))
+    storage.write_bytes(storage.join(output_dir, f"{name}.csv"), encoded(pacsv.write_csv, records_for_csv(table)))
+    storage.write_text(storage.join(output_dir, "aggregates.json"), json.dumps(aggregates, indent=2))
+    storage.write_bytes(storage.join(output_dir, "aggregates.csv"), encoded(pacsv.write_csv, pa.Table.from_pylist(aggregates)))
 
 
 def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResult:
     """Read the manifest, score every video, aggregate per (method, set), write the results."""
     started = time.perf_counter()
+    storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     requests = read_score_manifest(config.manifest, config.videos_dir)
     logger.info("Scoring %d videos from %s", len(requests), config.manifest)
     records = score_videos(requests, backends=config.backends, scorers=config.scorers,

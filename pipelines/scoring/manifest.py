@@ -11,33 +11,37 @@ from pathlib import Path
 import pyarrow as pa
 
 from metrics.records import ScoreRequest
+from videomaker import storage
 
 REQUIRED_COLUMNS = ("video", "subject_id", "prompt", "reference")
 OPTIONAL_COLUMNS = ("set", "subject_class", "method", "seed")
 
 
-def _read_table(path: Path) -> pa.Table:
-    suffix = path.suffix.lower()
+def _read_table(path: str) -> pa.Table:
+    suffix = storage.suffix(path)
     if suffix == ".csv":
         import pyarrow.csv as pacsv
 
         # Every column as text: subject ids like "007" must not become numbers.
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False,
+        return pacsv.read_csv(storage.open_input(path), convert_options=pacsv.ConvertOptions(strings_can_be_null=False,
                                                                           column_types={c: pa.string() for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS[:3])}))
     if suffix in (".jsonl", ".json"):
         import pyarrow.json as pajson
 
-        return pajson.read_json(path)
+        return pajson.read_json(storage.open_input(path))
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path)
-    raise ValueError(f"`manifest` {str(path)!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
+        return pq.read_table(storage.open_input(path))
+    raise ValueError(f"`manifest` {path!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
 
 
-def _resolve(value: str, base: Path) -> str:
+def _resolve(value: str, base: str) -> str:
+    """A path or URI of the manifest as it is; a relative one under `base` (a folder path or URI)."""
+    if storage.is_uri(value):
+        return value
     path = Path(value).expanduser()
-    return str(path if path.is_absolute() else base / path)
+    return str(path) if path.is_absolute() else storage.join(base, value)
 
 
 def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = None) -> list[ScoreRequest]:
@@ -47,15 +51,15 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
     relative `reference` paths against the manifest's folder. Files that are missing or broken are
     not refused here: they become error records so the rest still scores.
     """
-    path = Path(manifest).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"`manifest` {str(path)!r} does not exist.")
+    path = str(manifest) if storage.is_uri(manifest) else str(Path(manifest).expanduser())
+    if storage.size(path) is None:
+        raise FileNotFoundError(f"`manifest` {path!r} does not exist.")
     table = _read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
-        raise ValueError(f"`manifest` {str(path)!r} lacks the column(s) {missing}; it has {table.column_names}.")
-    base = path.parent
-    video_base = Path(videos_dir).expanduser() if videos_dir is not None else base
+        raise ValueError(f"`manifest` {path!r} lacks the column(s) {missing}; it has {table.column_names}.")
+    base = storage.parent(path)
+    video_base = (str(videos_dir) if storage.is_uri(videos_dir) else str(Path(videos_dir).expanduser())) if videos_dir is not None else base
     requests, problems = [], []
     for number, row in enumerate(table.to_pylist(), start=1):
         empty = [c for c in REQUIRED_COLUMNS if row.get(c) is None or not str(row[c]).strip()]
@@ -76,7 +80,7 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
             )
         )
     if problems:
-        raise ValueError(f"`manifest` {str(path)!r} has {len(problems)} bad row(s): " + "; ".join(problems))
+        raise ValueError(f"`manifest` {path!r} has {len(problems)} bad row(s): " + "; ".join(problems))
     if not requests:
-        raise ValueError(f"`manifest` {str(path)!r} has no rows.")
+        raise ValueError(f"`manifest` {path!r} has no rows.")
     return requests

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import json
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from videomaker import storage
 
 if TYPE_CHECKING:  # decode tasks import this module; keep them free of torch and diffusers
     import torch
@@ -29,9 +30,12 @@ LATENT_COLUMNS = ["sample_id", "caption", "reference_png", "video_latents", "lat
 
 
 def dataset_path(dataset: str) -> str:
-    """The Parquet folder: `<dataset>/data` for a preprocess output directory, else `dataset` itself."""
-    data = Path(dataset).expanduser() / "data"
-    return str(data) if data.is_dir() else dataset
+    """The Parquet folder: `<dataset>/data` of a preprocess output (local or a URI), else `dataset` itself.
+
+    Only `data/`: the output's `quarantine/` holds Parquet too, of sources that are not samples.
+    """
+    data = storage.join(storage.absolute(dataset), "data")
+    return data if storage.is_dir(data) else storage.absolute(dataset)
 
 
 def parquet_parts(path: str):
@@ -74,7 +78,7 @@ def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str) -> 
                 if frames.shape[0] != 16:
                     raise ValueError(f"{frames.shape[0]} frames, expected 16")
         except Exception as error:  # a bad sample is recorded and dropped, the stream goes on
-            fs, root = _filesystem(failures_dir)
+            fs, root = storage.resolve(failures_dir)
             fs.create_dir(root, recursive=True)
             record = {"sample_id": row["sample_id"], "error": f"{type(error).__name__}: {error}"}
             with fs.open_output_stream(f"{root}/{row['sample_id']}.json") as stream:
@@ -113,17 +117,10 @@ def training_dataset(dataset: str, *, epochs: int, use_latents: bool, failures_d
         read_and_decode_parts, fn_kwargs=options, batch_size=1, batch_format="numpy", num_cpus=num_cpus)
 
 
-def _filesystem(uri: str):
-    """A pyarrow filesystem and path for a local path or any URI (s3://, gs://, file://)."""
-    import pyarrow.fs as pafs
-
-    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
-
-
 def count_decode_failures(failures_dir: str) -> int:
     import pyarrow.fs as pafs
 
-    fs, root = _filesystem(failures_dir)
+    fs, root = storage.resolve(failures_dir)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         return 0
     return sum(info.path.endswith(".json") for info in fs.get_file_info(pafs.FileSelector(root)))

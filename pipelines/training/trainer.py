@@ -8,31 +8,32 @@ it up to `max_failures` times.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from pipelines.cluster import connect_or_start_ray
 from pipelines.training.config import TrainConfig
 from pipelines.training.data import dataset_path, has_latents, parquet_parts, training_dataset
 from pipelines.training.loop import train_loop_per_worker
+from videomaker import storage
 
 
 def run_training(config: TrainConfig):
     """Train; returns Ray Train's `Result` (metrics of the last report, latest checkpoint)."""
-    import ray
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    storage.check_access(config.dataset, argument="`dataset`")
+    storage.check_access(config.storage_path, argument="`storage_path`", write=True)
     path = dataset_path(config.dataset)
-    if not Path(path).exists() and "://" not in path:
+    if not storage.exists(path):
         raise FileNotFoundError(f"`dataset` {config.dataset!r} has no Parquet at {path!r}; run `videomaker preprocess` first.")
     connect_or_start_ray()
     use_latents = config.use_latents and has_latents(path, config.preset)
     _, _, rows = parquet_parts(path)
     samples = config.max_steps * config.batch_size_per_worker * config.grad_accumulation * config.num_workers
     epochs = math.ceil(samples / max(rows, 1)) + 1  # one spare epoch covers dropped samples and skipped batches
-    storage = config.storage_path if "://" in config.storage_path else str(Path(config.storage_path).expanduser().resolve())
-    failures_dir = f"{storage}/{config.run_name}/decode_failures"
+    storage_path = storage.absolute(config.storage_path)
+    failures_dir = storage.join(storage_path, config.run_name, "decode_failures")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": config, "use_latents": use_latents, "failures_dir": failures_dir},
@@ -40,7 +41,7 @@ def run_training(config: TrainConfig):
                                      resources_per_worker={"CPU": config.cpus_per_worker}),
         run_config=RunConfig(
             name=config.run_name,
-            storage_path=storage,
+            storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
             failure_config=FailureConfig(max_failures=config.max_failures),
         ),

@@ -17,7 +17,7 @@ import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 
 from pipelines.preprocess.schema import DATASET_SCHEMA, QUARANTINE_SCHEMA
-from pipelines.preprocess.sources import resolve
+from videomaker.storage import resolve
 
 DATA_DIR, QUARANTINE_DIR, MARKER_DIR = "data", "quarantine", "_markers"
 

@@ -1,0 +1,246 @@
+"""Local paths and object-storage URIs through one small API, so every job reads and writes both alike.
+
+Anything pyarrow opens works: a local path, `file://`, `s3://` (AWS or any S3-compatible server),
+`gs://`, `hdfs://`. Credentials and endpoints come the way a cluster passes them to every node: the
+standard environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+`AWS_ENDPOINT_URL` for a non-AWS server), which `ray job submit --runtime-env-json '{"env_vars": ...}'`
+hands to every process of a job. Locations are joined as paths, so keep options out of the URI.
+
+A write to object storage is one PUT, which readers see whole or not at all; a local write goes to
+a temporary name and is renamed into place. Either way a killed writer leaves no half file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow.fs as pa_fs
+
+
+def is_uri(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+def is_local(location: str | Path) -> bool:
+    return not is_uri(location) or str(location).startswith("file://")
+
+
+def absolute(location: str | Path) -> str:
+    """A URI as it is; a local path expanded and made absolute (workers of a job share its working dir)."""
+    return str(location) if is_uri(location) else str(Path(location).expanduser().resolve())
+
+
+def local_path(location: str | Path) -> Path:
+    """The local path of a local location (a plain path or `file://`)."""
+    text = str(location)
+    return Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
+
+
+def resolve(location: str | Path) -> tuple[pa_fs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it."""
+    text = str(location)
+    if not is_uri(text):
+        return pa_fs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+    try:
+        return pa_fs.FileSystem.from_uri(text)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{text!r}: cannot open this location ({error}).") from error
+
+
+def join(base: str | Path, *parts: str) -> str:
+    """`base/part/...` for a path or a URI."""
+    text = str(base)
+    if not is_uri(text):
+        return str(Path(text, *parts))
+    return posixpath.join(text.rstrip("/"), *parts)
+
+
+def relative_to(location: str | Path, base: str | Path) -> str:
+    """A file named in a manifest at `base`: relative paths are read from the manifest's folder."""
+    text = str(location)
+    if is_uri(text):
+        return text
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return str(path)
+    return absolute(join(parent(base), text))
+
+
+def parent(location: str | Path) -> str:
+    text = str(location)
+    if not is_uri(text):
+        return str(Path(text).parent)
+    return posixpath.dirname(text.rstrip("/"))
+
+
+def exists(location: str | Path) -> bool:
+    fs, path = resolve(location)
+    return fs.get_file_info(path).type != pa_fs.FileType.NotFound
+
+
+def is_dir(location: str | Path) -> bool:
+    fs, path = resolve(location)
+    return fs.get_file_info(path).type == pa_fs.FileType.Directory
+
+
+def size(location: str | Path) -> int | None:
+    """Bytes of a file, None when there is none."""
+    fs, path = resolve(location)
+    info = fs.get_file_info(path)
+    return info.size if info.type == pa_fs.FileType.File else None
+
+
+def read_bytes(location: str | Path) -> bytes:
+    fs, path = resolve(location)
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.read()
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if fs.get_file_info(path).type == pa_fs.FileType.NotFound:
+            raise FileNotFoundError(f"{str(location)!r}: no such file.") from error
+        raise
+
+
+def open_input(location: str | Path):
+    """A seekable pyarrow input file (what pyarrow's CSV, JSON and Parquet readers take)."""
+    fs, path = resolve(location)
+    if fs.get_file_info(path).type != pa_fs.FileType.File:
+        raise FileNotFoundError(f"{str(location)!r}: no such file.")
+    return fs.open_input_file(path)
+
+
+def suffix(location: str | Path) -> str:
+    return posixpath.splitext(str(location))[1].lower()
+
+
+def name(location: str | Path) -> str:
+    return posixpath.basename(str(location).rstrip("/"))
+
+
+def read_text(location: str | Path) -> str:
+    return read_bytes(location).decode()
+
+
+def write_bytes(location: str | Path, data: bytes) -> int:
+    """Write whole or not at all; returns the size."""
+    if is_local(location):
+        path = local_path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return len(data)
+    fs, path = resolve(location)
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+    return len(data)
+
+
+def write_text(location: str | Path, text: str) -> int:
+    return write_bytes(location, text.encode())
+
+
+def make_dirs(location: str | Path) -> None:
+    fs, path = resolve(location)
+    fs.create_dir(path, recursive=True)
+
+
+def list_files(location: str | Path, *, recursive: bool = True) -> list[str]:
+    """Every file under a folder, as locations of the same kind as `location` (sorted)."""
+    fs, path = resolve(location)
+    if fs.get_file_info(path).type == pa_fs.FileType.NotFound:
+        return []
+    entries = fs.get_file_info(pa_fs.FileSelector(path, recursive=recursive))
+    return sorted(join(location, posixpath.relpath(e.path, path)) for e in entries if e.type == pa_fs.FileType.File)
+
+
+def list_dirs(location: str | Path) -> list[str]:
+    """The folders directly under a folder (sorted)."""
+    fs, path = resolve(location)
+    if fs.get_file_info(path).type == pa_fs.FileType.NotFound:
+        return []
+    entries = fs.get_file_info(pa_fs.FileSelector(path, recursive=False))
+    return sorted(join(location, posixpath.basename(e.path)) for e in entries if e.type == pa_fs.FileType.Directory)
+
+
+@contextmanager
+def local_file(location: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A local path holding the file: itself when local, else a temporary download removed afterwards."""
+    if is_local(location):
+        yield local_path(location)
+        return
+    with tempfile.TemporaryDirectory(prefix="videomaker-") as scratch:
+        path = Path(scratch) / (posixpath.basename(str(location)) or f"file{suffix}")
+        path.write_bytes(read_bytes(location))
+        yield path
+
+
+def download_dir(location: str | Path, destination: str | Path) -> Path:
+    """Copy a folder (a checkpoint) to a local directory; a local folder is returned as it is."""
+    if is_local(location):
+        return local_path(location)
+    fs, path = resolve(location)
+    if fs.get_file_info(path).type != pa_fs.FileType.Directory:
+        raise FileNotFoundError(f"{str(location)!r}: no such folder.")
+    destination = Path(destination)
+    pa_fs.copy_files(path, str(destination.resolve()), source_filesystem=fs, destination_filesystem=pa_fs.LocalFileSystem())
+    return destination
+
+
+@contextmanager
+def local_dir(location: str | Path) -> Iterator[Path]:
+    """A local folder holding the folder's files: itself when local, else a temporary download."""
+    if is_local(location):
+        yield local_path(location)
+        return
+    with tempfile.TemporaryDirectory(prefix="videomaker-") as scratch:
+        yield download_dir(location, Path(scratch) / "copy")
+
+
+def upload_file(source: str | Path, location: str | Path) -> int:
+    """Put a local file at `location` (whole or not at all)."""
+    if is_local(location):
+        target = local_path(location)
+        if Path(source).resolve() == target.resolve():
+            return target.stat().st_size
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return target.stat().st_size
+    return write_bytes(location, Path(source).read_bytes())
+
+
+def check_access(location: str | Path, *, argument: str, write: bool = False) -> None:
+    """Fail before any work when a location cannot be reached: bad credentials, a missing bucket.
+
+    Object stores are asked once (a listing, and for `write` a probe object written and deleted), so
+    the error names the argument and the URI instead of surfacing later in a worker.
+    """
+    if is_local(location):
+        return
+    text = str(location)
+    try:
+        fs, path = resolve(text)
+        bucket = path.split("/", 1)[0]
+        if fs.get_file_info(bucket).type == pa_fs.FileType.NotFound:
+            raise FileNotFoundError(f"bucket {bucket!r} does not exist")
+        fs.get_file_info(path)
+        if write:
+            probe = f"{path.rstrip('/')}/.videomaker-write-probe-{uuid.uuid4().hex[:8]}"
+            with fs.open_output_stream(probe) as stream:
+                stream.write(b"")
+            fs.delete_file(probe)
+    except (OSError, ValueError) as error:
+        action = "write to" if write else "read"
+        raise ValueError(f"{argument} {text!r}: cannot {action} it: {error}. Check the bucket name and the credentials "
+                         "and endpoint in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL).") from error
