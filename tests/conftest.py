@@ -43,7 +43,7 @@ import torch  # noqa: E402
 torch.set_num_threads(2)
 
 # The longest end-to-end files first, so the two xdist workers (pyproject addopts) finish together.
-LONGEST_FIRST = ("test_train.py", "test_demo.py", "test_evaluate.py", "test_preprocess_e2e.py", "test_scoring.py")
+LONGEST_FIRST = ("test_cluster.py", "test_object_storage.py", "test_train.py", "test_demo.py", "test_evaluate.py", "test_preprocess_e2e.py", "test_scoring.py")
 
 
 def pytest_collection_modifyitems(items):

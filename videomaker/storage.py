@@ -192,7 +192,13 @@ def download_dir(location: str | Path, destination: str | Path) -> Path:
     if fs.get_file_info(path).type != pa_fs.FileType.Directory:
         raise FileNotFoundError(f"{str(location)!r}: no such folder.")
     destination = Path(destination)
-    pa_fs.copy_files(path, str(destination.resolve()), source_filesystem=fs, destination_filesystem=pa_fs.LocalFileSystem())
+    destination.mkdir(parents=True, exist_ok=True)
+    for entry in fs.get_file_info(pa_fs.FileSelector(path, recursive=True)):
+        if entry.type == pa_fs.FileType.File:
+            target = destination / posixpath.relpath(entry.path, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with fs.open_input_stream(entry.path) as stream:
+                target.write_bytes(stream.read())
     return destination
 
 

@@ -52,12 +52,13 @@ def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | 
     """Fetch evaluation runs by id or name and compare them; with `output_dir`, write text, JSON and PNG."""
     if len(references) < 1:
         raise ValueError("`runs`: give at least one evaluation run id or name.")
+    if output_dir is not None:
+        storage.check_access(output_dir, argument="`output_dir`", write=True)
     runs = [find_evaluation_run(ref, tracking_uri=tracking_uri, experiment=experiment) for ref in references]
     labelled = [(label, load_samples(run, tracking_uri=tracking_uri)) for label, run in zip(_labels(runs), runs)]
     comparison = compare_records(labelled, include_published=include_published, n_boot=n_boot)
     if output_dir is not None:
         out = storage.absolute(output_dir)
-        storage.check_access(out, argument="`output_dir`", write=True)
         storage.write_text(storage.join(out, "comparison.txt"), comparison.text() + "\n")
         deltas = {label: [asdict(d) for d in ds] for label, ds in comparison.deltas.items()}
         runs_info = [{"label": label, "run_id": run.info.run_id} for label, run in zip(comparison.labels, runs)]

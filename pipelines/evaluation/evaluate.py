@@ -106,11 +106,12 @@ def sample_table(items: list[BenchmarkItem], records: list[dict]) -> pa.Table:
 def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> EvaluationResult:
     """Evaluate `config.method` on the benchmark; re-running the same config resumes."""
     started = time.perf_counter()
+    storage.check_access(config.benchmark, argument="`benchmark`")  # unreachable storage fails before any work
+    storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     subjects = read_benchmark_manifest(config.benchmark)  # every bad row is reported before any work
     items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)
     if not items:
         raise ValueError(f"`benchmark` {config.benchmark!r} has no subjects in the sets {config.sets}.")
-    storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     check_output_dir(config)
     output = storage.absolute(config.output_dir)
     videos_dir = storage.join(output, "videos")

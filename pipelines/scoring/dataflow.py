@@ -104,6 +104,7 @@ def write_results(table: pa.Table, aggregates: list[dict], output_dir: str | Pat
 def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResult:
     """Read the manifest, score every video, aggregate per (method, set), write the results."""
     started = time.perf_counter()
+    storage.check_access(config.manifest, argument="`manifest`")
     storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     requests = read_score_manifest(config.manifest, config.videos_dir)
     logger.info("Scoring %d videos from %s", len(requests), config.manifest)
