@@ -17,6 +17,16 @@ class MediaError(Exception):
         self.code = code
 
 
+def _read(path: str, kind: str, what: str) -> bytes:
+    """The file's bytes (a path or URI); `<kind>_missing` / `<kind>_unreadable` errors otherwise."""
+    try:
+        return storage.read_bytes(path)
+    except FileNotFoundError:
+        raise MediaError(f"{kind}_missing", f"{what} {path!r} does not exist.") from None
+    except (OSError, ValueError) as error:
+        raise MediaError(f"{kind}_unreadable", f"{what} {path!r} could not be read: {error}") from error
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """Every frame of a video file (mp4, GIF, ...) as uint8 RGB (F, H, W, 3), decoded with PyAV."""
     import io
@@ -24,12 +34,7 @@ def read_video(path: str | Path) -> np.ndarray:
     import av
 
     path = str(path)
-    try:
-        data = storage.read_bytes(path)
-    except FileNotFoundError:
-        raise MediaError("video_missing", f"Video {path!r} does not exist.") from None
-    except (OSError, ValueError) as error:
-        raise MediaError("video_unreadable", f"Video {path!r} could not be read: {error}") from error
+    data = _read(path, "video", "Video")
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
@@ -46,17 +51,12 @@ def read_video(path: str | Path) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """A reference image as uint8 RGB (H, W, 3); transparency is composited onto white."""
-    from PIL import Image, UnidentifiedImageError
-
     import io
 
+    from PIL import Image, UnidentifiedImageError
+
     path = str(path)
-    try:
-        data = storage.read_bytes(path)
-    except FileNotFoundError:
-        raise MediaError("reference_missing", f"Reference image {path!r} does not exist.") from None
-    except (OSError, ValueError) as error:
-        raise MediaError("reference_unreadable", f"Reference image {path!r} could not be read: {error}") from error
+    data = _read(path, "reference", "Reference image")
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
