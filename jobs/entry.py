@@ -48,6 +48,11 @@ def _is_worker_error(error: BaseException) -> bool:
     return ray is not None and isinstance(error, ray.exceptions.RayError)
 
 
+# Bad input: a value, a file or a location the user named. Other OSErrors (a connection reset, a
+# timeout, a full disk) happen while the job runs and are failures worth retrying, not bad input.
+BAD_INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
 def execute(command: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a parsed command; every outcome becomes an `ExitCode` and a message naming the command."""
     configure_logging(getattr(args, "log_level", "INFO"))
@@ -56,14 +61,10 @@ def execute(command: str, run: Callable[[argparse.Namespace], int | None], args:
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return ExitCode.FAILED
-    except (ValueError, FileNotFoundError, OSError) as error:
-        if _is_worker_error(error):
-            logger.exception("%s failed", command)
-            print(f"{command}: failed: {error}", file=sys.stderr)
-            return ExitCode.FAILED
-        print(f"{command}: error: {error}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
     except Exception as error:  # noqa: BLE001 - the traceback goes to the log, the code to the scheduler
+        if isinstance(error, BAD_INPUT_ERRORS) and not _is_worker_error(error):
+            print(f"{command}: error: {error}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
         logger.exception("%s failed", command)
         print(f"{command}: failed: {type(error).__name__}: {error}", file=sys.stderr)
         return ExitCode.FAILED

@@ -184,10 +184,16 @@ class LocalRayNode(LocalService):
     def address(self) -> str:
         return f"node of {self.head_address}"
 
+    def launch(self) -> None:
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # the log is appended to
+        super().launch()
+
     def ready(self) -> bool:
-        """`ray start` says so once the node's raylet has registered with the head."""
+        """`ray start` says so (in this start's part of the log) once the node's raylet has registered."""
         try:
-            return "Ray runtime started" in self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_offset)
+                return b"Ray runtime started" in log.read()
         except OSError:
             return False
 
@@ -198,7 +204,10 @@ class LocalRayNode(LocalService):
     def kill(self) -> None:
         """SIGKILL the node's whole process group at once (its raylet and workers): a node failure."""
         if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # already gone
             self.process.wait()
             self.process = None
 

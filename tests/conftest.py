@@ -26,8 +26,9 @@ def _isolate_from_this_machine() -> None:
         "MPLCONFIGDIR": f"{home}/.config/matplotlib", "RAY_ADDRESS": "local",
     })
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "VIDEOMAKER_MODELS_DIR",
-                 "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "MLFLOW_TRACKING_URI"):
-        os.environ.pop(name, None)
+                 "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "MLFLOW_TRACKING_URI",
+                 "GOOGLE_APPLICATION_CREDENTIALS", *[k for k in os.environ if k.startswith("AWS_")]):
+        os.environ.pop(name, None)  # the user's cloud credentials and endpoints must not reach a test
 
 
 _isolate_from_this_machine()
@@ -42,8 +43,9 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
-# The longest end-to-end files first, so the two xdist workers (pyproject addopts) finish together.
-LONGEST_FIRST = ("test_cluster.py", "test_object_storage.py", "test_train.py", "test_demo.py", "test_evaluate.py", "test_preprocess_e2e.py", "test_scoring.py")
+# The longest end-to-end files first, so the two xdist workers (pyproject addopts) finish together; the cluster
+# and object-storage files apart, since their Ray nodes together oversubscribe 2 cores (a node then times out starting).
+LONGEST_FIRST = ("test_cluster.py", "test_train.py", "test_object_storage.py", "test_demo.py", "test_evaluate.py", "test_preprocess_e2e.py", "test_scoring.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -40,9 +41,14 @@ class Cluster:
     workers: list = field(default_factory=list)
 
     def add_worker(self, label: str):
-        node = self.head.add_worker(num_cpus=WORKER_CPUS, resources={label.replace("-", "_"): 1}, label=label)
-        self.workers.append(node.start())
-        return node
+        for attempt in range(2):  # Ray gives a raylet 30 s to register, which a loaded 2-core machine can miss
+            node = self.head.add_worker(num_cpus=WORKER_CPUS, resources={label.replace("-", "_"): 1}, label=label)
+            try:
+                self.workers.append(node.start())
+                return node
+            except RuntimeError:
+                if attempt == 1:
+                    raise
 
     def api(self, path: str, **params) -> dict:
         query = urllib.parse.urlencode(params, doseq=True)
@@ -64,6 +70,21 @@ class Cluster:
             names = [r for r in node["resources_total"] if r == "vm_head" or r.startswith("ray_worker_")]
             labels[node["node_id"]] = names[0] if names else "?"
         return labels
+
+    def kill(self, node, timeout_s: float = 120) -> None:
+        """SIGKILL a node's process group and wait until the GCS has it DEAD: the kill really took it out."""
+        label = node.name.replace("-", "_")
+        (node_id,) = [node_id for node_id, name in self.node_labels().items() if name == label]
+        node.kill()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            nodes = self.api("/api/v0/nodes", limit=100, detail="true")["data"]["result"]["result"]
+            state = next(n["state"] for n in nodes if n["node_id"] == node_id)
+            if state == "DEAD":
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{node.name} is still {state} {timeout_s} s after its kill")
+            time.sleep(1)
 
     def nodes_that_ran(self, submission_id: str) -> set[str]:
         """Labels of the nodes where the job's tasks and actors ran (Ray's state API)."""
@@ -106,11 +127,13 @@ def cluster_processes(marker: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A head (1 CPU) and two worker nodes (2 CPUs each) on 127.0.0.1; stops exactly what it started."""
+    """A head (1 CPU) and two worker nodes (2 CPUs each) on 127.0.0.1; stops every process it started.
+
+(That stopping spares processes it did not start is tested on the head alone in test_demo.py.)
+"""
     from jobs.local_services import LocalRayHead
 
     logs = tmp_path_factory.mktemp("cluster")
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     head = LocalRayHead(logs, num_cpus=1, resources={"vm_head": 1})
     cluster = Cluster(head)
     try:
@@ -123,9 +146,7 @@ def cluster(tmp_path_factory):
         for node in cluster.workers:
             node.stop()
         head.stop()
-        assert not cluster_processes(head.temp_dir)  # every process of the cluster is gone...
-        assert bystander.poll() is None  # ...and one it did not start still runs
-        bystander.kill()
+        assert not cluster_processes(head.temp_dir)  # every process of the cluster is gone
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +201,7 @@ def test_preprocess_spreads_over_the_nodes_and_finishes_on_the_survivors_of_a_no
     done_before = len(list(markers.iterdir()))
     ran_before = cluster.nodes_that_ran(job)
     victim = cluster.workers[1]
-    victim.kill()
+    cluster.kill(victim)
     status, logs = cluster.wait(job)
     if status != "SUCCEEDED":  # the surviving nodes did not finish it: re-submitted, it does the rest
         status, logs = cluster.wait(cluster.submit(*preprocess_args(corpus, output)))
@@ -219,7 +240,7 @@ def test_training_runs_ddp_across_two_nodes_and_resumes_from_its_checkpoint_afte
     ran_before = cluster.nodes_that_ran(job)
     killed_after = registered_step(storage / "multinode")
     victim = next(node for node in cluster.workers if node.process is not None)
-    victim.kill()
+    cluster.kill(victim)
     cluster.add_worker("ray-worker-4")  # the replacement node an autoscaler would start
     status, logs = cluster.wait(job)
     assert status == "SUCCEEDED", logs[-4000:]
@@ -235,7 +256,7 @@ def test_training_runs_ddp_across_two_nodes_and_resumes_from_its_checkpoint_afte
 def evaluate_args(benchmark: Path, models, output: Path, *pool: str) -> list[str]:
     backends = [arg for role in ("clip", "dino") for arg in ("--set", f"backends.{role}={json.dumps(asdict(getattr(models, role)))}")]
     return ["jobs.evaluate", "--config", "jobs/configs/eval_demo.yaml", "--benchmark", str(benchmark), "--output-dir", str(output),
-            "--set", "seeds=[0,1,2]", "--set", "prompts_per_subject=2", "--set", "generators.batch_size=1", *pool, *backends,
+            "--set", "seeds=[0,1]", "--set", "prompts_per_subject=2", "--set", "generators.batch_size=1", *pool, *backends,
             "--no-progress"]
 
 
@@ -247,8 +268,17 @@ def test_evaluation_generates_on_both_worker_nodes_and_survives_a_node_kill(clus
     models = save_random_metric_models(tmp_path / "metric-models")
     reference = tmp_path / "one-node"
     local = subprocess.Popen([sys.executable, "-m", *evaluate_args(benchmark, models, reference)], cwd=ROOT,
-                             env=os.environ | {"RAY_ADDRESS": "local"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             env=os.environ | {"RAY_ADDRESS": "local"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
 
+    try:
+        _evaluate_on_the_cluster(cluster, benchmark, models, reference, local, tmp_path)
+    finally:
+        if local.poll() is None:
+            os.killpg(local.pid, signal.SIGKILL)
+
+
+def _evaluate_on_the_cluster(cluster, benchmark, models, reference, local, tmp_path):
     output = tmp_path / "cluster"
     pool = ["--set", f"generators={{min_size: 2, max_size: 2, num_cpus: {WHOLE_NODE_CPUS}, batch_size: 1}}"]
     args = evaluate_args(benchmark, models, output, *pool)
@@ -258,7 +288,7 @@ def test_evaluation_generates_on_both_worker_nodes_and_survives_a_node_kill(clus
     done_before = done()
     ran_before = cluster.nodes_that_ran(job)
     victim = next(node for node in cluster.workers if node.process is not None)
-    victim.kill()
+    cluster.kill(victim)
     cluster.add_worker("ray-worker-5")
     status, logs = cluster.wait(job)
     if status != "SUCCEEDED":
@@ -266,7 +296,7 @@ def test_evaluation_generates_on_both_worker_nodes_and_survives_a_node_kill(clus
     assert status == "SUCCEEDED", logs[-4000:]
     assert local.wait(timeout=900) == 0, local.stdout.read()[-3000:]
 
-    items = 2 * 2 * 3
+    items = 2 * 2 * 2  # subjects x prompts x seeds
     assert 0 < done_before < items, "the kill did not land midway"
     assert len({label for label in ran_before if label.startswith("ray_worker_")}) == 2, ran_before
     metrics = ["clip_t", "clip_i", "dino_i", "t_cons", "dd_pairs_above"]

@@ -67,6 +67,7 @@ def s3(tmp_path_factory):
         server.kill()
         server.wait()
         log.close()
+    assert not [k for k in objects(s3, "") if ".videomaker-write-probe-" in k]  # the access checks clean up
 
 
 def objects(env: dict, prefix: str) -> list[str]:
@@ -76,6 +77,14 @@ def objects(env: dict, prefix: str) -> list[str]:
                           aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def buckets(env: dict) -> list[str]:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    return sorted(b["Name"] for b in client.list_buckets()["Buckets"])
 
 
 def upload_dir(env: dict, local: Path, prefix: str) -> None:
@@ -120,7 +129,7 @@ def test_a_missing_bucket_or_a_wrong_secret_fails_before_any_work_naming_the_uri
                      "--benchmark", f"s3://{BUCKET}/nothing/benchmark.csv", "--output-dir", f"s3://{BUCKET}/refused", "--no-progress")
     assert wrong.returncode == 2, wrong.stderr[-3000:]
     assert f"`benchmark` 's3://{BUCKET}/nothing/benchmark.csv': cannot read it" in wrong.stderr and "ACCESS_DENIED" in wrong.stderr
-    assert objects(s3, "refused") == [] and objects(s3, "shp") == []  # nothing was written
+    assert buckets(s3) == [BUCKET] and objects(s3, "") == []  # nothing was written, not even a write probe
 
 
 def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path):
@@ -159,7 +168,7 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
                          "--mlflow-tracking-uri", mlflow_server.address)
         assert "checkpoint: " in train_logs
         checkpoint = f"{root}/runs/s3-run/checkpoint_00000002"
-        assert f"runs/s3-run/checkpoint_00000002/trainable.safetensors" in objects(s3, "runs/s3-run/")
+        assert "runs/s3-run/checkpoint_00000002/trainable.safetensors" in objects(s3, "runs/s3-run/")
 
         # A benchmark manifest and its references on s3, the checkpoint read from s3, every output to s3.
         from jobs.demo import write_benchmark_from_dataset
@@ -192,7 +201,8 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
         with _env(s3):
             report = json.loads(storage.read_text(f"{root}/cmp/comparison.json"))
             assert storage.read_bytes(f"{root}/cmp/comparison.png")[:8] == b"\x89PNG\r\n\x1a\n"
-        assert all(d["delta"] == pytest.approx(0.0, abs=1e-9) for d in report["deltas"]["imported"])  # the same videos
+        imported = report["deltas"]["imported"]
+        assert imported and all(d["delta"] == pytest.approx(0.0, abs=1e-9) for d in imported)  # the same videos
 
         # score: a manifest, videos and output on s3.
         with _env(s3):
@@ -218,3 +228,4 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
         with pytest.raises(JobFailed, match="cannot write to it"):  # the cluster path reports it too
             job("jobs.compare", "trained", "--mlflow-tracking-uri", mlflow_server.address, "--output-dir", "s3://no-such-bucket/cmp")
     log.close()
+    assert not [k for k in objects(s3, "") if ".videomaker-write-probe-" in k]  # the access checks clean up

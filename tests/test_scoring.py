@@ -109,5 +109,5 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
 
     allowed = subprocess.run([*command, "--allow-failures", "--log-level", "WARNING"], capture_output=True, text=True, timeout=600)
     assert allowed.returncode == 0, allowed.stderr[-3000:]
-    assert "video_unreadable" in allowed.stderr and "INFO " not in allowed.stderr
+    assert "video_unreadable" in allowed.stderr and "INFO pipelines." not in allowed.stderr  # Ray keeps its own level
     assert pq.read_table(out / "records.parquet").to_pylist() == records  # the same records again

@@ -1,7 +1,6 @@
 """Local paths and object-storage URIs through one small API, so every job reads and writes both alike.
 
-Anything pyarrow opens works: a local path, `file://`, `s3://` (AWS or any S3-compatible server),
-`gs://`, `hdfs://`. Credentials and endpoints come the way a cluster passes them to every node: the
+A local path, `file://`, `s3://` (AWS or any S3-compatible server) or `gs://`: what pyarrow opens. Credentials and endpoints come the way a cluster passes them to every node: the
 standard environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
 `AWS_ENDPOINT_URL` for a non-AWS server), which `ray job submit --runtime-env-json '{"env_vars": ...}'`
 hands to every process of a job. Locations are joined as paths, so keep options out of the URI.
@@ -12,6 +11,7 @@ a temporary name and is renamed into place. Either way a killed writer leaves no
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import shutil
@@ -34,7 +34,8 @@ def is_local(location: str | Path) -> bool:
 
 def absolute(location: str | Path) -> str:
     """A URI as it is; a local path expanded and made absolute (workers of a job share its working dir)."""
-    return str(location) if is_uri(location) else str(Path(location).expanduser().resolve())
+    # abspath, not resolve: a symlinked manifest keeps reading its neighbours beside the link.
+    return str(location) if is_uri(location) else os.path.abspath(os.path.expanduser(str(location)))
 
 
 def local_path(location: str | Path) -> Path:
@@ -48,10 +49,23 @@ def resolve(location: str | Path) -> tuple[pa_fs.FileSystem, str]:
     text = str(location)
     if not is_uri(text):
         return pa_fs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+    scheme, _, rest = text.partition("://")
     try:
+        if scheme in ("s3", "gs"):
+            bucket = rest.split("/", 1)[0]
+            if not bucket:
+                raise ValueError("the URI names no bucket")
+            credentials = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("AWS_", "GOOGLE_"))))
+            return _bucket_filesystem(f"{scheme}://{bucket}", credentials), rest.rstrip("/")
         return pa_fs.FileSystem.from_uri(text)
     except (OSError, ValueError) as error:
         raise ValueError(f"{text!r}: cannot open this location ({error}).") from error
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_filesystem(root: str, credentials: tuple) -> pa_fs.FileSystem:
+    """One filesystem per bucket and set of credentials: S3 looks a new one's region up with a request."""
+    return pa_fs.FileSystem.from_uri(root)[0]
 
 
 def join(base: str | Path, *parts: str) -> str:
@@ -136,8 +150,11 @@ def write_bytes(location: str | Path, data: bytes) -> int:
         path = local_path(location)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return len(data)
     fs, path = resolve(location)
     with fs.open_output_stream(path) as stream:
@@ -220,8 +237,11 @@ def upload_file(source: str | Path, location: str | Path) -> int:
             return target.stat().st_size
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return target.stat().st_size
     return write_bytes(location, Path(source).read_bytes())
 

@@ -219,6 +219,8 @@ def _reference_problem(path: str) -> str | None:
         data = storage.read_bytes(path)
     except FileNotFoundError:
         return f"reference {path!r} does not exist"
+    except (OSError, ValueError) as err:
+        return f"reference {path!r} cannot be read ({type(err).__name__}: {err})"
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()

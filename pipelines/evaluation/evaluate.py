@@ -108,6 +108,9 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     started = time.perf_counter()
     storage.check_access(config.benchmark, argument="`benchmark`")  # unreachable storage fails before any work
     storage.check_access(config.output_dir, argument="`output_dir`", write=True)
+    for argument, location in (("`method.checkpoint`", config.method.checkpoint), ("`method.videos`", config.method.videos)):
+        if location:
+            storage.check_access(location, argument=argument)
     subjects = read_benchmark_manifest(config.benchmark)  # every bad row is reported before any work
     items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)
     if not items:

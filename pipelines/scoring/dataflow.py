@@ -105,6 +105,8 @@ def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResul
     """Read the manifest, score every video, aggregate per (method, set), write the results."""
     started = time.perf_counter()
     storage.check_access(config.manifest, argument="`manifest`")
+    if config.videos_dir:
+        storage.check_access(config.videos_dir, argument="`videos_dir`")
     storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     requests = read_score_manifest(config.manifest, config.videos_dir)
     logger.info("Scoring %d videos from %s", len(requests), config.manifest)
