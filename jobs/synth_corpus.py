@@ -25,6 +25,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-broken", action="store_true", help="Skip the broken files (truncated, empty, audio-only, ...).")
     parser.add_argument("--frames", type=int, default=48, help="Frames per good video.")
     parser.add_argument("--seed", type=int, default=0, help="The same seed renders the same frames.")
+    parser.add_argument("--multi-shot", type=non_negative_int, default=0,
+                        help="Videos of two or three shots with hard cuts between scenes (true cuts in shots.json).")
     parser.set_defaults(run=run)
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipelines.preprocess.synthetic import BROKEN_REASONS, make_corpus
 
-    total = args.faces + args.objects + (0 if args.no_broken else len(BROKEN_REASONS))
+    total = args.faces + args.objects + args.multi_shot + (0 if args.no_broken else len(BROKEN_REASONS))
     with tqdm(total=total, unit="video", desc="synth-corpus") as progress:
         info = make_corpus(
             args.output_dir,
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             broken=not args.no_broken,
             frames=args.frames,
             seed=args.seed,
+            multi_shot=args.multi_shot,
             on_row=lambda source_id: progress.update(),
         )
     print(info.manifest_path)

@@ -10,10 +10,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ClipPlan:
+    clip_index: int
     frame_indices: list[int]
     stride: int
     reference_candidates: list[int]
     reference_away_from_clip: bool
+    shot_index: int
+    shot_start_frame: int
+    shot_end_frame: int  # exclusive
 
 
 def rng_for(sample_id: str, seed: int) -> np.random.Generator:
@@ -22,27 +26,47 @@ def rng_for(sample_id: str, seed: int) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def plan_clip(sample_id: str, num_source_frames: int, *, num_frames: int, stride: int, candidates: int, seed: int) -> ClipPlan:
-    """Pick the clip's frames and the reference candidates (SPEC sections 4-5).
+def _candidates(rng, clip: list[int], start: int, end: int, count: int) -> tuple[list[int], bool]:
+    """Reference candidates from the clip's own shot [start, end): outside the clip's span when there
+    is room, else also between its frames, else anywhere in the shot."""
+    in_clip = set(clip)
+    outside = [i for i in range(start, end) if i < clip[0] or i > clip[-1]]
+    between = [i for i in range(clip[0], clip[-1] + 1) if i not in in_clip]
+    for pool, away in ((outside, True), (outside + between, False), (list(range(start, end)), False)):
+        if len(pool) >= count:
+            return [int(i) for i in rng.choice(pool, size=count, replace=False)], away
+    return [int(i) for i in start + rng.permutation(end - start)[:count]], False
 
-    The clip takes `num_frames` frames at `stride` from a random start; if the video is too short,
-    the stride falls back to n_frames // num_frames. Reference candidates come from outside the
-    clip's span when there is room, else from frames between the clip's frames, else from the clip.
+
+def plan_clips(
+    sample_id: str, shots: list[tuple[int, int]], *, num_frames: int, stride: int, candidates: int, seed: int,
+    max_clips: int = 1,
+) -> list[ClipPlan]:
+    """Up to `max_clips` non-overlapping clips, none crossing a shot boundary (SPEC sections 4-5).
+
+    A clip takes `num_frames` frames at `stride`; in a shot too short for that, the stride falls
+    back to its length // num_frames. Each shot holds as many back-to-back windows as fit, at a
+    seeded offset; the clips are a seeded choice among all windows, numbered in time order.
+    Returns [] when no shot has `num_frames` frames.
     """
-    if num_source_frames < num_frames:
-        raise ValueError(f"`num_source_frames`={num_source_frames} is fewer than `num_frames`={num_frames}.")
     rng = rng_for(sample_id, seed)
-    if (num_frames - 1) * stride + 1 > num_source_frames:
-        stride = num_source_frames // num_frames
-    span = (num_frames - 1) * stride + 1
-    start = int(rng.integers(0, num_source_frames - span + 1))
-    clip = [start + k * stride for k in range(num_frames)]
-
-    outside = [i for i in range(num_source_frames) if i < clip[0] or i > clip[-1]]
-    between = [i for i in range(clip[0], clip[-1] + 1) if i not in set(clip)]
-    for pool, away in ((outside, True), (outside + between, False), (list(range(num_source_frames)), False)):
-        if len(pool) >= candidates:
-            picked = rng.choice(pool, size=candidates, replace=False)
-            return ClipPlan(clip, stride, [int(i) for i in picked], away)
-    picked = rng.permutation(num_source_frames)[:candidates]
-    return ClipPlan(clip, stride, [int(i) for i in picked], False)
+    windows = []
+    for shot_index, (start, end) in enumerate(shots):
+        length = end - start
+        if length < num_frames:
+            continue
+        shot_stride = stride if (num_frames - 1) * stride + 1 <= length else length // num_frames
+        span = (num_frames - 1) * shot_stride + 1
+        count = length // span
+        offset = int(rng.integers(0, length - count * span + 1))
+        windows += [(shot_index, start, end, shot_stride, start + offset + j * span) for j in range(count)]
+    if not windows:
+        return []
+    chosen = sorted(rng.choice(len(windows), size=min(max_clips, len(windows)), replace=False))
+    plans = []
+    for clip_index, w in enumerate(chosen):
+        shot_index, start, end, shot_stride, first = windows[int(w)]
+        clip = [first + k * shot_stride for k in range(num_frames)]
+        picked, away = _candidates(rng, clip, start, end, candidates)
+        plans.append(ClipPlan(clip_index, clip, shot_stride, picked, away, shot_index, start, end))
+    return plans

@@ -36,8 +36,9 @@ def _field(name, type_, doc, nullable=True):
 
 
 DATASET_SCHEMA = pa.schema([
-    _field("sample_id", pa.string(), "Stable id: hash of the source id (or URI) and the clip number.", False),
-    _field("source_id", pa.string(), "Manifest source_id, or the file name without extension."),
+    _field("sample_id", pa.string(), "Stable id: hash of the source id and the clip number.", False),
+    _field("source_id", pa.string(), "Manifest source_id, else the path relative to the manifest or input folder."),
+    _field("clip_index", pa.int32(), "Clip number within the source, 0-based in time order."),
     _field("source_uri", pa.string(), "Where the video was read from.", False),
     _field("content_sha256", pa.string(), "SHA-256 of the source file's bytes."),
     _field("codec", pa.string(), "Video codec of the source."),
@@ -46,6 +47,10 @@ DATASET_SCHEMA = pa.schema([
     _field("source_width", pa.int32(), "Source width in pixels."),
     _field("source_height", pa.int32(), "Source height in pixels."),
     _field("source_duration_s", pa.float64(), "Source duration in seconds."),
+    _field("source_num_shots", pa.int32(), "Shots the shot detector found in the source (1 when it is off)."),
+    _field("shot_index", pa.int32(), "Shot of the source this clip and its reference come from."),
+    _field("shot_start_frame", pa.int32(), "First source frame of that shot."),
+    _field("shot_end_frame", pa.int32(), "One past the shot's last source frame."),
     _field("frame_indices", pa.list_(pa.int32()), "Source frame numbers of the 16 clip frames."),
     _field("stride", pa.int32(), "Stride between clip frames (8, or n_frames // 16 for short videos)."),
     _field("reference_candidates", pa.list_(pa.int32()), "Candidate reference frames, in the seeded order tried."),
@@ -80,6 +85,7 @@ QUARANTINE_SCHEMA = pa.schema([
     _field("source_uri", pa.string(), "Where the video was (to be) read from.", False),
     _field("source_id", pa.string(), "Manifest source_id."),
     _field("sample_id", pa.string(), "Sample id it would have had."),
+    _field("clip_index", pa.int32(), "The clip rejected, or null when the whole source was."),
     _field("stage", pa.string(), "Stage that rejected it.", False),
     _field("reason_code", pa.string(), f"One of {sorted(REASONS)}.", False),
     _field("message", pa.string(), "What went wrong and, where known, how to fix it."),
@@ -89,8 +95,19 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 
 # Columns that travel between stages but are not written: raw RGB pixels of the reference candidates
-# (decode -> detect) and of the chosen one (detect -> segment -> highlight), and failure state.
+# (decode -> detect) and of the chosen one (detect -> segment -> highlight), failure state, the
+# source's shots and clip plans, and the bookkeeping of the part file (shard) the row belongs to.
 _WORKING_ONLY = [
+    pa.field("shot_cuts", pa.list_(pa.int32())),
+    pa.field("clip_plans_json", pa.string()),
+    pa.field("source_clips", pa.int32()),
+    pa.field("shard", pa.int64()),
+    pa.field("shard_pending", pa.int32()),
+    pa.field("shard_digest", pa.string()),
+    pa.field("shard_generation", pa.int32()),
+    pa.field("shard_previous", pa.string()),
+    pa.field("shard_reopened", pa.bool_()),
+    pa.field("finished_at", pa.float64()),
     pa.field("candidate_frames", pa.list_(pa.binary())),
     pa.field("reference_frame", pa.binary()),
     pa.field("stage", pa.string()),

@@ -38,6 +38,7 @@ BROKEN_REASONS = {
     "missing": "missing",
     "too_small": "too_small",
     "two_faces": "several_subjects",
+    "tiny_object": "subject_too_small",
 }
 MANIFEST_COLUMNS = ("path", "caption", "subject_class", "source_id", "expected_reason")
 TOO_SMALL_SIZE = (48, 40)
@@ -129,6 +130,7 @@ class CorpusInfo:
         good_videos: Videos that should come through preprocessing.
         broken_videos: Videos that should be quarantined (`missing.mp4` is listed but not written).
         expected: The contents of `expected.json`.
+        true_cuts: For multi-shot videos, the frames where each new shot starts (`shots.json`).
     """
 
     output_dir: Path
@@ -137,6 +139,7 @@ class CorpusInfo:
     good_videos: list[Path]
     broken_videos: list[Path]
     expected: dict[str, str | None]
+    true_cuts: dict[str, list[int]] = field(default_factory=dict)
 
 
 def plan_clip(subject: str, rng: np.random.Generator, *, copies: int = 1) -> ClipPlan:
@@ -288,6 +291,7 @@ def make_corpus(
     size: tuple[int, int] = (160, 128),
     fps: int = 8,
     seed: int = 0,
+    multi_shot: int = 0,
     on_row: Callable[[str], None] | None = None,
 ) -> CorpusInfo:
     """Write good videos with their true masks, optionally broken files, `manifest.csv` and `expected.json`.
@@ -301,6 +305,9 @@ def make_corpus(
         size: (width, height) of the good videos; both even.
         fps: Frame rate of every video.
         seed: Everything rendered follows from it; the same seed renders the same frames.
+        multi_shot: Videos `shots_NNN` of two or three shots (`frames` frames each) of the astronaut's
+            head in different scenes, hard cuts between them; `CorpusInfo.true_cuts` (and
+            `shots.json`) give the frame numbers where each new shot starts.
         on_row: Called with each source id once its files are written (for a progress display).
 
     Returns:
@@ -323,6 +330,10 @@ def make_corpus(
     for index in range(num_objects):
         subject = OBJECT_SUBJECTS[index % len(OBJECT_SUBJECTS)]
         corpus.add_clip(f"{subject}_{index // len(OBJECT_SUBJECTS):03d}", plan_clip(subject, corpus.rng(1, index)))
+    for index in range(multi_shot):
+        rng = corpus.rng(3, index)
+        plans = [plan_clip("face", rng) for _ in range(2 + index % 2)]
+        corpus.add_shots(f"shots_{index:03d}", plans)
     if broken:
         _add_broken(corpus)
     return corpus.finish()
@@ -339,6 +350,7 @@ class _CorpusWriter:
     seed: int
     on_row: Callable[[str], None] | None
     rows: list[dict] = field(default_factory=list)
+    cuts: dict[str, list[int]] = field(default_factory=dict)
 
     def rng(self, *stream: int) -> np.random.Generator:
         """An independent generator per video, so adding videos of one kind leaves the others unchanged."""
@@ -351,6 +363,17 @@ class _CorpusWriter:
         path = write_mp4(video, self.output_dir / f"{source_id}.mp4", fps=self.fps)
         np.savez_compressed(self.output_dir / f"{source_id}.masks.npz", masks=masks)
         self.add_row(source_id, path, plan.caption, SUBJECTS[plan.subject].subject_class)
+        return path
+
+    def add_shots(self, source_id: str, plans: list[ClipPlan]) -> Path:
+        """One video of several shots, each rendered from its own plan, cut hard from one to the next."""
+        shots = [render_clip(plan, frames=self.frames, size=self.size) for plan in plans]
+        video = np.concatenate([frames for frames, _ in shots])
+        masks = np.concatenate([m for _, m in shots])
+        path = write_mp4(video, self.output_dir / f"{source_id}.mp4", fps=self.fps)
+        np.savez_compressed(self.output_dir / f"{source_id}.masks.npz", masks=masks)
+        self.cuts[source_id] = [self.frames * k for k in range(1, len(plans))]
+        self.add_row(source_id, path, plans[0].caption, SUBJECTS[plans[0].subject].subject_class)
         return path
 
     def add_row(self, source_id: str, path: Path, caption: str, subject_class: str) -> None:
@@ -373,6 +396,8 @@ class _CorpusWriter:
         expected = {row["source_id"]: row["expected_reason"] or None for row in self.rows}
         expected_path = self.output_dir / "expected.json"
         expected_path.write_text(json.dumps(expected, indent=2) + "\n")
+        if self.cuts:
+            (self.output_dir / "shots.json").write_text(json.dumps(self.cuts, indent=2) + "\n")
         return CorpusInfo(
             output_dir=self.output_dir,
             manifest_path=manifest_path,
@@ -380,6 +405,7 @@ class _CorpusWriter:
             good_videos=[Path(row["path"]) for row in self.rows if not row["expected_reason"]],
             broken_videos=[Path(row["path"]) for row in self.rows if row["expected_reason"]],
             expected=expected,
+            true_cuts=dict(self.cuts),
         )
 
 
@@ -405,3 +431,13 @@ def _add_broken(corpus: _CorpusWriter) -> None:
     corpus.add_row("missing", corpus.output_dir / "missing.mp4", "A video whose file was never written.", "person")
     corpus.add_clip("too_small", plan_clip("cup", corpus.rng(2, 2)), size=TOO_SMALL_SIZE)
     corpus.add_clip("two_faces", plan_clip("face", corpus.rng(2, 3), copies=2))
+
+    # A degenerate detection: on a flat frame the only foreground is a 3-pixel dot, so the object
+    # detector returns a box of a few pixels, which the segmenter cannot work with.
+    width, height = corpus.size
+    video = np.full((corpus.frames, height, width, 3), 190, np.uint8)
+    for t in range(corpus.frames):
+        x, y = width // 2 + t % 3, height // 2
+        video[t, y : y + 3, x : x + 3] = (200, 30, 30)
+    path = write_mp4(video, corpus.output_dir / "tiny_object.mp4", fps=corpus.fps)
+    corpus.add_row("tiny_object", path, "A dot on a grey wall.", "cup")

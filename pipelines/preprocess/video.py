@@ -34,17 +34,31 @@ class Probe:
     duration_s: float
 
 
+_last_read: tuple[str, bytes] | None = None  # (uri|size|mtime, bytes)
+
+
 def read_bytes(uri: str) -> bytes:
-    """The whole file; videos are read once and hashed and probed from memory."""
+    """The whole file; videos are read once and hashed, probed, cut into shots and decoded from memory.
+
+    The stages of one source run one after another in one process, so the last file read is kept
+    for the next stage instead of being read again from storage.
+    """
+    global _last_read
     fs, path = resolve(uri)
     info = fs.get_file_info(path)
     if info.type == pa_fs.FileType.NotFound:
         raise Rejected("missing", f"{uri} does not exist; fix the manifest path or restore the file.")
+    key = f"{uri}|{info.size}|{info.mtime_ns}"
+    if _last_read is not None and _last_read[0] == key:
+        return _last_read[1]
+    _last_read = None
     try:
         with fs.open_input_stream(path) as f:
-            return f.read()
+            data = f.read()
     except OSError as err:
         raise Rejected("missing", f"{uri} could not be read ({err}); check permissions or the storage.") from err
+    _last_read = (key, data)
+    return data
 
 
 def _open(data: bytes, uri: str):

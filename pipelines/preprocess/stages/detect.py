@@ -6,9 +6,11 @@ becomes the reference frame. If none qualifies, the clip is rejected with the mo
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 from pipelines.preprocess.backends import make_face_detector, make_object_detector
+from pipelines.preprocess.backends._common import clip_box
 from pipelines.preprocess.backends.base import Box
 from pipelines.preprocess.config import BackendConfig
 from pipelines.preprocess.images import frame_from_bytes
@@ -30,6 +32,14 @@ def head_box(face: Box, scale: float, width: int, height: int) -> Box:
     )
 
 
+def usable_box(box: Box, width: int, height: int) -> Box | None:
+    """The box cut to the frame, or None when it is not finite, empty or wholly off the frame."""
+    values = box.as_list()
+    if not all(math.isfinite(v) for v in values):
+        return None
+    return clip_box(*values, box.score, width, height)
+
+
 class DetectStage(RowStage):
     name = "detect"
 
@@ -41,9 +51,12 @@ class DetectStage(RowStage):
         human_classes: tuple[str, ...],
         head_scale: float,
         min_face_fraction: float,
+        min_object_fraction: float = 0.1,
     ):
         self.arguments = dict(face_detector=face_detector, object_detector=object_detector, human_classes=human_classes,
-                              head_scale=head_scale, min_face_fraction=min_face_fraction)
+                              head_scale=head_scale, min_face_fraction=min_face_fraction,
+                              min_object_fraction=min_object_fraction)
+        self.min_object_fraction = min_object_fraction
         self.face_detector = make_face_detector(face_detector.name, **face_detector.options)
         self.object_detector = make_object_detector(object_detector.name, **object_detector.options)
         self.human_classes = set(human_classes)
@@ -55,8 +68,8 @@ class DetectStage(RowStage):
         return partial(DetectStage, **self.arguments), ()
 
     def _human(self, image) -> tuple[Box, dict]:
-        faces = self.face_detector.detect(image)
         height, width = image.shape[:2]
+        faces = [box for face in self.face_detector.detect(image) if (box := usable_box(face, width, height))]
         if not faces:
             raise Rejected("no_subject", "no face found")
         if len(faces) > 1:
@@ -67,14 +80,27 @@ class DetectStage(RowStage):
                 "subject_too_small",
                 f"face is {face.width:.0f} px wide; needs >= {self.min_face_fraction:.0%} of {min(height, width)} px",
             )
-        box = head_box(face, self.head_scale, width, height)
+        box = usable_box(head_box(face, self.head_scale, width, height), width, height)
+        if box is None:
+            raise Rejected("no_subject", f"the head box of face {face.as_list()} lies outside the {width}x{height} frame")
         return box, {"face_count": 1, "face_size_px": face.width, "detector": self.face_detector}
 
     def _object(self, image, class_name: str) -> tuple[Box, dict]:
-        boxes = self.object_detector.detect(image, class_name)
+        height, width = image.shape[:2]
+        found = self.object_detector.detect(image, class_name)
+        boxes = [box for raw in found if (box := usable_box(raw, width, height))]
         if not boxes:
-            raise Rejected("no_subject", f"no {class_name!r} found")
-        return boxes[0], {"face_count": None, "face_size_px": None, "detector": self.object_detector}
+            off = f" (only empty or off-frame boxes: {[b.as_list() for b in found]})" if found else ""
+            raise Rejected("no_subject", f"no {class_name!r} found{off}")
+        box = boxes[0]
+        least = self.min_object_fraction * min(height, width)
+        if min(box.width, box.height) < least:
+            raise Rejected(
+                "subject_too_small",
+                f"the {class_name!r} box is {box.width:.0f}x{box.height:.0f} px; each side needs >= "
+                f"{self.min_object_fraction:.0%} of {min(height, width)} px (config `min_object_fraction`)",
+            )
+        return box, {"face_count": None, "face_size_px": None, "detector": self.object_detector}
 
     def process(self, row: dict) -> None:
         is_human = row["subject_class"] in self.human_classes

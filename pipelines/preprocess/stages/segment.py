@@ -10,6 +10,10 @@ from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import Rejected
 
 
+MIN_MASK_PIXELS = 16
+MIN_MASK_BOX_SHARE = 0.02
+
+
 class SegmentStage(RowStage):
     name = "segment"
 
@@ -23,9 +27,17 @@ class SegmentStage(RowStage):
 
     def process(self, row: dict) -> None:
         image = frame_from_bytes(row["reference_frame"], row["width"], row["height"])
-        mask = self.segmenter.segment(image, Box(*row["box"]))
-        if not mask.any():
-            raise Rejected("empty_mask", f"{row['source_uri']}: the segmenter returned an empty mask for box {row['box']}.")
+        box = Box(*row["box"])
+        mask = self.segmenter.segment(image, box)
+        pixels = int(mask.sum())
+        # A mask of a few pixels is noise, not a subject: a reference made from it would be all white.
+        least = max(MIN_MASK_PIXELS, round(MIN_MASK_BOX_SHARE * box.width * box.height))
+        if pixels < least:
+            raise Rejected(
+                "empty_mask",
+                f"{row['source_uri']}: the segmenter's mask for box {[round(v, 1) for v in row['box']]} has {pixels} "
+                f"pixels; a subject needs >= {least} ({MIN_MASK_BOX_SHARE:.0%} of the box, at least {MIN_MASK_PIXELS}).",
+            )
         row.update(
             mask_png=encode_png(mask.astype("uint8") * 255),
             segmenter=self.segmenter.name,
