@@ -1,15 +1,20 @@
 """The preprocessing dataflow: sources -> stages -> Parquet, streamed through Ray Data.
 
-probe -> validate -> clip sampling (clip frames + seeded reference candidates) -> decode
--> detect (tries the candidates in order; the first with one usable subject is the reference)
--> segment -> highlight -> [encode_latents] -> write.
+plan (driver) -> read plan -> probe -> validate -> shots -> clip sampling (clips inside shots,
+seeded reference candidates) -> decode (one row per clip) -> detect (tries the candidates in order;
+the first with one usable subject is the reference) -> segment -> highlight -> [encode_latents]
+-> write.
 
-CPU stages run as tasks with a fraction of a CPU each; Ray fuses consecutive ones into one task. The
-detect and segment stages run where their backends belong: models that load weights (insightface,
-Grounding DINO, SAM) on actor pools sized by the config (GPUs, batch size, pool size), weight-free
-algorithms (cascade, GrabCut) inside the decode tasks, so their frames never leave the process that
-decoded them (bench/RESULTS.md). The writer collects a few rows per part file. Nothing is
-materialised: the driver only sees the small per-source summary rows the writer returns.
+The driver streams the input in shards of `sources_per_part` consecutive sources and writes the
+sources still to do of each open shard to `_plan/`; it holds one shard at a time and an 8-byte
+digest per source for the duplicate check. Ray Data reads the plans in blocks of
+`sources_per_block`, so only the blocks the executor asks for exist at a time. CPU stages run as
+tasks with a fraction of a CPU each; Ray fuses consecutive ones into one task. Detection and
+segmentation run where their backends belong: models that load weights on actor pools sized by the
+config, weight-free algorithms inside the decode tasks, so their frames never leave the process
+that decoded them (bench/RESULTS.md). One writer actor on the driver's node commits each shard when
+its last source is done and stages finished rows meanwhile (`output.py`). The driver only sees
+the small per-row summaries the writer returns.
 """
 
 from __future__ import annotations
@@ -20,28 +25,40 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pa_fs
 import ray
+from ray.data import ActorPoolStrategy
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
 from tqdm.auto import tqdm
 
 from pipelines.cluster import connect_or_start_ray
 from pipelines.preprocess.backends import backend_class
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
+from pipelines.preprocess.output import (
+    DATA_DIR, LAYOUT_FILE, MARKER_DIR, PLAN_DIR, OutputState, commit_shard, committed_rows, parquet_bytes, plan_path, read_plan, shard_digest,
+    staged_rows, write_atomically,
+)
 from pipelines.preprocess.schema import WORKING_SCHEMA
-from pipelines.preprocess.sources import read_sources
+from pipelines.preprocess.sources import iter_sources
 from pipelines.preprocess.stages.clip_sampling import ClipSamplingStage
 from pipelines.preprocess.stages.decode import DecodeStage
 from pipelines.preprocess.stages.detect import DetectStage
 from pipelines.preprocess.stages.highlight import HighlightStage
-from pipelines.preprocess.stages.latents import EncodeLatentsStage
 from pipelines.preprocess.stages.probe import ProbeStage
 from pipelines.preprocess.stages.segment import SegmentStage
+from pipelines.preprocess.stages.base import StageChain
+from pipelines.preprocess.stages.shots import ShotsStage
 from pipelines.preprocess.stages.validate import ValidateStage
+from pipelines.preprocess.stages.write import WriteStage
 from videomaker import storage
 from videomaker.storage import resolve
-from pipelines.preprocess.stages.write import OutputState, WriteStage
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +70,13 @@ class PreprocessResult:
     skipped: int
     statuses: Counter = field(default_factory=Counter)
     summary: dict = field(default_factory=dict)
+
+
+READ_NUM_CPUS = 0.1
+# The writer asks for no CPU: its work is I/O, and with a CPU share it waited for one behind the
+# decode tasks, which took every CPU as they freed up; rows then sat unwritten for 90 s and more
+# (bench/RESULTS.md).
+WRITER_NUM_CPUS = 0
 
 
 def _actor_stage(ds, stage, kwargs: dict, pool: ActorPoolConfig):
@@ -77,16 +101,20 @@ def segment_in_tasks(config: PreprocessConfig) -> bool:
 
 def _decode_task_options(config: PreprocessConfig) -> dict:
     """`map_batches` options of the decode tasks; stages given the same ones fuse into them."""
-    return dict(batch_format="pyarrow", batch_size=1, num_cpus=config.decode_num_cpus)
+    # A whole block per call: the chain takes its rows one by one, and Ray Data's slicing of a block
+    # into one-row batches cost more than probing a missing file.
+    return dict(batch_format="pyarrow", batch_size=None, num_cpus=config.decode_num_cpus)
 
 
 def decode_stages(config: PreprocessConfig) -> list:
-    """probe -> validate -> clip sampling -> decode, as configured."""
+    """probe -> validate -> shots -> clip sampling -> decode, as configured."""
     return [
         ProbeStage(supported_codecs=config.supported_codecs),
         ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side),
+        ShotsStage(detector=config.shot_detector, threshold=config.shot_threshold, min_shot_frames=config.min_shot_frames),
         ClipSamplingStage(
-            num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates, seed=config.seed
+            num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates, seed=config.seed,
+            max_clips=config.max_clips_per_source,
         ),
         DecodeStage(size=config.size, resize_policy=config.resize_policy),
     ]
@@ -100,45 +128,88 @@ def detect_arguments(config: PreprocessConfig) -> dict:
         human_classes=config.human_classes,
         head_scale=config.head_scale,
         min_face_fraction=config.min_face_fraction,
+        min_object_fraction=config.min_object_fraction,
     )
 
 
-def decode_chain(rows: list[dict], config: PreprocessConfig):
-    """The lazy dataset of probe -> validate -> clip sampling -> decode over `rows` (working-schema dicts)."""
-    table = pa.Table.from_pylist(rows, schema=WORKING_SCHEMA)
-    # One small block per source lets the CPU stages spread over all cores from the start.
-    ds = ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
-    for stage in decode_stages(config):
-        ds = ds.map_batches(stage, **_decode_task_options(config))
-    return ds
+class PlanDatasource(Datasource):
+    """The `_plan/` files of a run, read in blocks of `block_rows` sources."""
+
+    def __init__(self, output_dir: str, shards: list[tuple[int, int]], block_rows: int):
+        super().__init__()
+        self.output_dir = output_dir
+        self.shards = shards  # (shard, sources to do)
+        self.block_rows = block_rows
+
+    def estimate_inmemory_data_size(self) -> int:
+        return 1024 * sum(n for _, n in self.shards)
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
+        # One task per block: Ray Data merges the small tables a task returns into one block (up to
+        # its target block size, which plan rows never reach), and a block is what one decode task takes.
+        # `read_plan` lives in a light module: a read task's worker must not import the stages' libraries.
+        return [
+            ReadTask(partial(read_plan, self.output_dir, shard, start, min(self.block_rows, n - start)),
+                     BlockMetadata(num_rows=min(self.block_rows, n - start), size_bytes=1024 * self.block_rows,
+                                   exec_stats=None, input_files=None), schema=WORKING_SCHEMA)
+            for shard, n in self.shards for start in range(0, n, self.block_rows)
+        ]
 
 
-def build_dataset(rows: list[dict], config: PreprocessConfig):
-    """The lazy Ray dataset of the whole pipeline over `rows` (working-schema dicts)."""
-    tasks = _decode_task_options(config)
-    ds = decode_chain(rows, config)
-    detect = detect_arguments(config)
+def task_stages(config: PreprocessConfig) -> list:
+    """The stages that run in the decode tasks: decoding, and the weight-free detection, segmentation
+    and highlight that follow it, so a clip's frames never leave the process that decoded them."""
+    stages = decode_stages(config)
     if detect_in_tasks(config):
-        ds = ds.map_batches(DetectStage(**detect), **tasks)
-    else:
-        ds = _actor_stage(ds, DetectStage, detect, config.detect)
-    if segment_in_tasks(config):
-        ds = ds.map_batches(SegmentStage(segmenter=config.segmenter), **tasks)
-    else:
-        ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.segmenter), config.segment)
-    # Highlight joins the tasks before it, or after a segment actor the light tasks of the writer.
-    highlight_cpus = config.decode_num_cpus if segment_in_tasks(config) else config.cpu_stage_num_cpus
-    ds = ds.map_batches(HighlightStage(human_classes=config.human_classes, size=config.size), batch_format="pyarrow",
-                        batch_size=1, num_cpus=highlight_cpus)
+        stages.append(DetectStage(**detect_arguments(config)))
+        if segment_in_tasks(config):
+            stages += [SegmentStage(segmenter=config.segmenter), HighlightStage(human_classes=config.human_classes,
+                                                                                size=config.size)]
+    return stages
+
+
+def block_rows(config: PreprocessConfig, shards: list[tuple[int, int]]) -> int:
+    """Sources per block: `sources_per_block`, or fewer when that leaves some decode slots without work."""
+    slots = max(1, math.floor((ray.cluster_resources().get("CPU", 1)) / config.decode_num_cpus))
+    total = sum(n for _, n in shards)
+    return max(1, min(config.sources_per_block, math.ceil(total / (4 * slots))))
+
+
+def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
+    """The lazy Ray dataset of the whole pipeline over the planned `shards`."""
+    # The read is light and must not fuse with decode (a shard would become one task): own resources.
+    # One read task per block and no splitting of it: `block_rows` sets the decode task size.
+    rows = block_rows(config, shards)
+    ds = ray.data.read_datasource(PlanDatasource(config.output_dir, shards, rows), num_cpus=READ_NUM_CPUS, concurrency=1,
+                                  override_num_blocks=sum(math.ceil(n / rows) for _, n in shards))
+    # Plan rows are tiny, so the object-store budget never stops the read: cap it by queue length.
+    ds.context.enable_dynamic_output_queue_size_backpressure = True
+    in_tasks = task_stages(config)
+    ds = ds.map_batches(StageChain(in_tasks), **_decode_task_options(config))
+    done = {stage.name for stage in in_tasks}
+    if "detect" not in done:
+        ds = _actor_stage(ds, DetectStage, detect_arguments(config), config.detect)
+    if "segment" not in done:
+        if segment_in_tasks(config):  # after a detect actor: in light tasks of their own
+            ds = ds.map_batches(StageChain([SegmentStage(segmenter=config.segmenter)]),
+                                **_decode_task_options(config))
+        else:
+            ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.segmenter), config.segment)
+    if "highlight" not in done:
+        ds = ds.map_batches(StageChain([HighlightStage(human_classes=config.human_classes, size=config.size)]),
+                            batch_format="pyarrow", batch_size=1, num_cpus=config.cpu_stage_num_cpus)
     if config.encode_latents:
+        from pipelines.preprocess.stages.latents import EncodeLatentsStage  # imports torch
+
         ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latent_preset), config.latents)
-    ds = ds.map_batches(WriteStage(output_dir=config.output_dir), batch_format="pyarrow", batch_size=4,
-                        num_cpus=config.cpu_stage_num_cpus)
-    # Ray Data reserves an equal share of the CPUs for every operator. The writer needs a sliver of
-    # its share, and the rest sat idle: a fifth of a 2-core node (bench/RESULTS.md). Without the
-    # reservation, a writer task still runs as soon as a decode task frees its CPUs.
-    ds.context.op_resource_reservation_enabled = False
-    return ds
+    # One writer: shards complete in the order its calls see their rows. If its node is lost, the
+    # shards it held open are planned again by `run_preprocess` (their staged rows are kept).
+    # A batch size, so that Ray Data hands over each block as it comes instead of bundling blocks
+    # up to its target block size (hundreds of clips) before the writer sees them.
+    return ds.map_batches(WriteStage, fn_constructor_kwargs=dict(output_dir=config.output_dir,
+                                                                 flush_interval_s=config.flush_interval_s),
+                          compute=ActorPoolStrategy(size=1), batch_format="pyarrow",
+                          batch_size=block_rows(config, shards), num_cpus=WRITER_NUM_CPUS)
 
 
 def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
@@ -151,7 +222,7 @@ def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
     pools = [pool for pool, in_tasks in ((config.detect, detect_in_tasks(config)), (config.segment, segment_in_tasks(config)))
              if not in_tasks]
     pools += [config.latents] if config.encode_latents else []
-    # Decode tasks, the model actors, and the writer's (or highlight -> write) tasks.
+    # Decode tasks, the model actors, the writer and the plan reads (or highlight tasks).
     return math.floor(num_cpus / config.decode_num_cpus) + sum(pool.max_size for pool in pools) + 2
 
 
@@ -160,50 +231,204 @@ def start_ray_for(config: PreprocessConfig) -> None:
     connect_or_start_ray({"num_workers_soft_limit": worker_processes(config, os.cpu_count() or 1)})
 
 
-def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> PreprocessResult:
-    """Preprocess every source not yet complete in `config.output_dir`; safe to re-run after a kill."""
+def _shards(tables: Iterator[pa.Table], size: int) -> Iterator[tuple[int, pa.Table]]:
+    """(shard number, table of `size` consecutive sources) from a stream of tables of any size."""
+    pending, count, shard = [], 0, 0
+    for table in tables:
+        pending.append(table)
+        count += table.num_rows
+        while count >= size:
+            merged = pa.concat_tables(pending)
+            yield shard, merged.slice(0, size)
+            shard += 1
+            pending, count = [merged.slice(size)], count - size
+    if count:
+        yield shard, pa.concat_tables(pending)
+
+
+def _complete_sources(staged: pa.Table) -> set[str]:
+    """Sources all of whose rows are staged (a source makes `source_clips` rows, a rejected one 1);
+    a row staged twice (by a run killed and the one that redid it) counts once."""
+    ids = staged.column("source_id").to_pylist()
+    distinct: dict[str, set] = {}
+    for source_id, sample_id in zip(ids, staged.column("sample_id").to_pylist()):
+        distinct.setdefault(source_id, set()).add(sample_id)
+    expected = dict(zip(ids, staged.column("source_clips").to_pylist()))
+    return {s for s, rows in distinct.items() if len(rows) >= (expected[s] or 1)}
+
+
+def check_layout(config: PreprocessConfig) -> None:
+    """An output directory keeps its shard size and row-shaping config; refuse a run that would mix."""
+    fs, root = resolve(config.output_dir)
+    layout = {"sources_per_part": config.sources_per_part, "config_hash": config.config_hash()}
+    path = f"{root}/{LAYOUT_FILE}"
+    if fs.get_file_info(path).type != pa_fs.FileType.File and any(
+            fs.get_file_info(pa_fs.FileSelector(f"{root}/{d}", allow_not_found=True)) for d in (DATA_DIR, MARKER_DIR)):
+        raise ValueError(
+            f"`output_dir` {config.output_dir!r} holds a `data/` or `_markers/` folder but no {LAYOUT_FILE}: a dataset "
+            "from another tool or an earlier version of this job. Use a new output_dir; nothing there was changed."
+        )
+    if fs.get_file_info(path).type == pa_fs.FileType.File:
+        with fs.open_input_stream(path) as f:
+            found = json.loads(f.read())
+        if found != layout:
+            raise ValueError(
+                f"`output_dir` {config.output_dir!r} holds a dataset written with {found}, this run has {layout}: "
+                "resuming would mix incompatible rows. Use the same config (and sources_per_part), or a new output_dir."
+            )
+        return
+    fs.create_dir(root, recursive=True)
+    write_atomically(fs, path, json.dumps(layout).encode())
+
+
+@dataclass
+class Plan:
+    shards: list[tuple[int, int]] = field(default_factory=list)  # (shard, sources to process)
+    sources: int = 0
+    skipped: int = 0
+    committed_here: int = 0
+
+
+def plan_run(config: PreprocessConfig) -> Plan:
+    """Stream the input, decide per shard what is left to do, and write it to `_plan/`."""
+    fs, root = resolve(config.output_dir)
+    state = OutputState(config.output_dir)
+    # Staging of a committed shard (a commit cut short after its marker) or of other sources than
+    # the input's now (it changed) is removed as its shard is planned; the rest after the loop.
+    staging = state.staging()
+    if fs.get_file_info(f"{root}/{PLAN_DIR}").type == pa_fs.FileType.Directory:
+        fs.delete_dir(f"{root}/{PLAN_DIR}")  # an earlier run's; rewritten below for what is still open
+    plan = Plan()
+    columns = {"run_id": config.run_id, "config_hash": config.config_hash()}
+    sources = iter_sources(config.input, default_subject_class=config.default_subject_class)
+    shards = 0
+    for shard, table in _shards(sources, config.sources_per_part):
+        shards = shard + 1
+        plan.sources += table.num_rows
+        digest = shard_digest(table)
+        commit = state.commits.get(shard)
+        same = commit is not None and commit.digest == digest
+        generation = commit.generation + 1 if commit else 1
+        for staged_generation, staged_digest, path in staging.pop(shard, []):
+            if (staged_generation, staged_digest) != (generation, digest):  # of a committed or an other input
+                fs.delete_dir(path)
+        attempts: dict[str, int] = {}
+        todo = table
+        if same:
+            if not (config.retry_quarantined and state.marker(shard).get("retryable")):
+                plan.skipped += table.num_rows
+                continue
+            old = committed_rows(fs, root, shard, commit.generation, columns=["source_id", "retryable", "attempt"])
+            retry = old.filter(pc.fill_null(old.column("retryable"), False))
+            attempts = dict(zip(retry.column("source_id").to_pylist(), retry.column("attempt").to_pylist()))
+            todo = table.filter(pc.is_in(table.column("source_id"), pa.array(list(attempts), pa.string())))
+        done = _complete_sources(staged_rows(fs, root, shard, generation, digest,
+                                             columns=["source_id", "sample_id", "source_clips"]))
+        if done:
+            todo = todo.filter(pc.invert(pc.is_in(todo.column("source_id"), pa.array(sorted(done), pa.string()))))
+        plan.skipped += table.num_rows - todo.num_rows
+        previous = commit.marker.rsplit("/", 1)[-1] if commit else None
+        if todo.num_rows == 0:  # everything left is staged: commit it here
+            commit_shard(fs, root, shard=shard, digest=digest, generation=generation, current=[], previous=previous,
+                         keep_previous_rows=same)
+            plan.committed_here += 1
+            continue
+        n = todo.num_rows
+        extra = {
+            **{k: [v] * n for k, v in columns.items()},
+            "attempt": [attempts.get(s, 0) + 1 for s in todo.column("source_id").to_pylist()],
+            "shard": [shard] * n, "shard_pending": [n] * n, "shard_digest": [digest] * n,
+            "shard_generation": [generation] * n, "shard_previous": [previous] * n, "shard_reopened": [same] * n,
+        }
+        full = {f.name: todo.column(f.name) if f.name in todo.column_names else extra.get(f.name) for f in WORKING_SCHEMA}
+        rows = pa.table({k: v if v is not None else pa.nulls(n, WORKING_SCHEMA.field(k).type) for k, v in full.items()},
+                        schema=WORKING_SCHEMA)
+        fs.create_dir(f"{root}/{PLAN_DIR}", recursive=True)
+        write_atomically(fs, plan_path(root, shard), parquet_bytes(rows))
+        plan.shards.append((shard, n))
+    for folders in staging.values():  # shards past the end of the input
+        for _, _, path in folders:
+            fs.delete_dir(path)
+    for shard in [s for s in state.commits if s >= shards]:  # the input has fewer shards now
+        state.drop(shard)
+    return plan
+
+
+def dataset_totals(output_dir: str) -> Counter:
+    """Rows of the committed dataset by status, from the markers."""
+    state = OutputState(output_dir)
+    totals: Counter = Counter()
+    for shard in state.commits:
+        totals.update(state.marker(shard)["by_status"])
+    return totals
+
+
+def run_preprocess(config: PreprocessConfig, *, progress: bool = True,
+                   on_rows: Callable[[pa.Table], None] | None = None) -> PreprocessResult:
+    """Preprocess every source not yet committed in `config.output_dir`; safe to re-run after a kill.
+
+    `on_rows` is called with each table of summary rows the writer returns (`stages.write.SUMMARY_SCHEMA`).
+    """
     started = time.perf_counter()
     storage.check_access(config.input, argument="`input`")
     storage.check_access(config.output_dir, argument="`output_dir`", write=True)
-    sources = read_sources(config.input, default_subject_class=config.default_subject_class)
-    state = OutputState(config.output_dir)
-    todo = [s for s in sources if not state.is_done(s["sample_id"], retry_quarantined=config.retry_quarantined)]
-    rows = [
-        {**s, "run_id": config.run_id, "config_hash": config.config_hash(), "attempt": state.attempt(s["sample_id"])}
-        for s in todo
-    ]
-    logger.info("%d sources, %d already complete, %d to process", len(sources), len(sources) - len(todo), len(todo))
-
+    check_layout(config)
     statuses: Counter = Counter()
     stage_seconds: Counter = Counter()
-    if rows:
+    processed = 0
+    plan = first = plan_run(config)
+    logger.info("%d sources, %d already complete, %d to process in %d parts", first.sources, first.skipped,
+                sum(n for _, n in first.shards), len(first.shards))
+    # A writer lost with its node leaves shards open: plan and run again while that makes progress.
+    for round_ in range(3):
+        if not plan.shards:
+            break
+        if round_ == 2:
+            raise RuntimeError(f"Parts {[s for s, _ in plan.shards][:10]} of {config.output_dir!r} stayed open after "
+                               "two runs; see the log above for the writer's error, fix it and run the same command again.")
         start_ray_for(config)
-        with tqdm(total=len(rows), desc="preprocess", unit="video", disable=not progress) as bar:
-            for batch in build_dataset(rows, config).iter_batches(batch_format="pyarrow", batch_size=None):
-                for row in batch.to_pylist():
-                    statuses[row["status"]] += 1
-                    stage_seconds.update(json.loads(row["timings_json"] or "{}"))
-                    bar.update(1)
+        total = sum(n for _, n in plan.shards)
+        with tqdm(total=total, desc="preprocess", unit="video", disable=not progress) as bar:
+            for batch in build_dataset(config, plan.shards).iter_batches(batch_format="pyarrow", batch_size=None):
+                if on_rows is not None:
+                    on_rows(batch)
+                clip = batch.column("clip_index").to_pylist()
+                for status, index, timings in zip(batch.column("status").to_pylist(), clip,
+                                                  batch.column("timings_json").to_pylist()):
+                    statuses[status] += 1
+                    stage_seconds.update(json.loads(timings or "{}"))
+                    if not index:  # a source's first clip, or the row of a source rejected whole
+                        processed += 1
+                        bar.update(1)
                 bar.set_postfix(ok=statuses["ok"], quarantined=sum(statuses.values()) - statuses["ok"])
+        fs, root = resolve(config.output_dir)
+        if not [i for i in fs.get_file_info(pa_fs.FileSelector(f"{root}/{PLAN_DIR}", allow_not_found=True)) if i.is_file]:
+            break  # every planned shard committed (its writer deletes its plan)
+        left = plan_run(config)
+        if sum(n for _, n in left.shards) >= total:
+            raise RuntimeError(f"Parts {[s for s, _ in left.shards][:10]} of {config.output_dir!r} made no progress; "
+                               "see the log above for the writer's error.")
+        if left.shards:
+            logger.warning("%d parts were left open (a writer or node was lost); running them again", len(left.shards))
+        plan = left
     wall_s = time.perf_counter() - started
 
-    final = OutputState(config.output_dir)
-    totals = Counter(final.sources[s["sample_id"]]["status"] for s in sources if s["sample_id"] in final.sources)
+    totals = dataset_totals(config.output_dir)
     summary = {
         "run_id": config.run_id,
         "config_hash": config.config_hash(),
         "input": config.input,
         "output_dir": config.output_dir,
-        "sources": len(sources),
-        "processed_this_run": len(rows),
-        "skipped_complete": len(sources) - len(todo),
+        "sources": first.sources,
+        "processed_this_run": processed,
+        "skipped_complete": first.skipped,
         "this_run_by_status": dict(sorted(statuses.items())),
         "dataset_by_status": dict(sorted(totals.items())),
         "samples": totals["ok"],
         "quarantined": sum(totals.values()) - totals["ok"],
         "wall_s": round(wall_s, 3),
         "clips_per_s": round(statuses["ok"] / wall_s, 4) if wall_s else 0.0,
-        "videos_per_s": round(len(rows) / wall_s, 4) if wall_s else 0.0,
+        "videos_per_s": round(processed / wall_s, 4) if wall_s else 0.0,
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())},
         "backends": {
             "face_detector": config.face_detector.name,
@@ -212,7 +437,5 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True) -> Prepro
         },
     }
     fs, root = resolve(config.output_dir)
-    fs.create_dir(root, recursive=True)
-    with fs.open_output_stream(f"{root}/summary.json") as stream:
-        stream.write(json.dumps(summary, indent=2).encode())
-    return PreprocessResult(config.output_dir, len(rows), len(sources) - len(todo), statuses, summary)
+    write_atomically(fs, f"{root}/summary.json", json.dumps(summary, indent=2).encode())
+    return PreprocessResult(config.output_dir, processed, first.skipped, statuses, summary)

@@ -16,7 +16,7 @@ from PIL import Image
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.images import decode_image
 from videomaker.storage import resolve
-from pipelines.preprocess.stages.write import DATA_DIR
+from pipelines.preprocess.output import DATA_DIR
 
 
 def contact_sheet(output_dir: str, path: Path, *, tile: int = 128, limit: int = 64) -> Path | None:

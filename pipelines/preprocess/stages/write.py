@@ -1,115 +1,114 @@
-"""Write: good rows to `data/`, rejected rows to `quarantine/`, then a completion marker.
+"""Write: the one stateful stage. Collects each shard's rows, stages them, commits whole shards.
 
-Each batch becomes one part file per dataset, named by a digest of its sample ids, written to a
-temporary name and moved into place. The marker, written last, is what makes the batch's
-sources count as done: a part without a marker is an interrupted write, deleted on the next run
-(see `OutputState`), so a re-run never duplicates rows.
+It runs as a single actor (the order of its calls is what makes a shard complete) on the driver's
+node. Its work is writing files; the stages before it do the computing. See `output.py` for the
+layout and the commit protocol.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import threading
+import time
+from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.fs as pa_fs
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from pipelines.preprocess.schema import DATASET_SCHEMA, QUARANTINE_SCHEMA
+from pipelines.preprocess.output import commit_shard, stage_rows
 from videomaker.storage import resolve
-
-DATA_DIR, QUARANTINE_DIR, MARKER_DIR = "data", "quarantine", "_markers"
 
 SUMMARY_SCHEMA = pa.schema([
     pa.field("sample_id", pa.string()),
     pa.field("source_uri", pa.string()),
+    pa.field("clip_index", pa.int32()),
     pa.field("status", pa.string()),
+    pa.field("shard", pa.int64()),
+    pa.field("committed", pa.bool_()),
+    pa.field("finished_at", pa.float64()),
     pa.field("timings_json", pa.string()),
 ])
 
 
-def _write_atomically(fs: pa_fs.FileSystem, path: str, write) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with fs.open_output_stream(tmp) as stream:
-        write(stream)
-    if isinstance(fs, pa_fs.LocalFileSystem):
-        with open(tmp, "rb+") as f:  # durable before it becomes visible
-            os.fsync(f.fileno())
-    fs.move(tmp, path)
+@dataclass
+class _OpenShard:
+    pending: int
+    digest: str
+    generation: int
+    previous: str | None
+    reopened: bool
+    received: dict = field(default_factory=dict)  # source id -> its sample ids received
+    expected: dict = field(default_factory=dict)  # source id -> rows it makes
+    rows: list = field(default_factory=list)  # tables not yet staged
+
+    def done_sources(self) -> int:
+        return sum(1 for s, ids in self.received.items() if len(ids) >= self.expected[s])
 
 
 class WriteStage:
-    """Task-based writer; returns one summary row per source for progress and the run summary."""
+    """Returns one summary row per row written, for progress and the run summary.
 
-    def __init__(self, *, output_dir: str):
+    A timer thread stages rows that have waited `flush_interval_s`, whether or not more rows arrive.
+    """
+
+    def __init__(self, *, output_dir: str, flush_interval_s: float):
         self.output_dir = output_dir
+        self.flush_interval_s = flush_interval_s
+        self.open: dict[int, _OpenShard] = {}
+        self.lock = threading.Lock()
+        self.oldest: float | None = None  # monotonic time of the oldest row not yet durable
+        threading.Thread(target=self._flush_when_due, daemon=True).start()
+
+    def _flush_when_due(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.flush_interval_s / 4))
+            with self.lock:
+                if self.oldest is not None and time.monotonic() - self.oldest >= self.flush_interval_s:
+                    self._flush()
+
+    def _flush(self) -> None:
+        fs, root = resolve(self.output_dir)
+        for shard, state in self.open.items():
+            if state.rows:
+                stage_rows(fs, root, shard, state.generation, state.digest, pa.concat_tables(state.rows))
+                state.rows = []
+        self.oldest = None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        with self.lock:
+            committed = self._add(batch)
+        return pa.table({
+            "sample_id": batch.column("sample_id"),
+            "source_uri": batch.column("source_uri"),
+            "clip_index": batch.column("clip_index"),
+            "status": pc.fill_null(batch.column("reason_code"), "ok"),
+            "shard": batch.column("shard"),
+            "committed": pa.array([s in committed for s in batch.column("shard").to_pylist()]),
+            "finished_at": batch.column("finished_at"),
+            "timings_json": batch.column("timings_json"),
+        }, schema=SUMMARY_SCHEMA)
+
+    def _add(self, batch: pa.Table) -> set[int]:
         fs, root = resolve(self.output_dir)
-        rows = batch.to_pylist()
-        key = hashlib.sha256("\n".join(sorted(r["sample_id"] for r in rows)).encode()).hexdigest()[:20]
-        good = [r for r in rows if r["reason_code"] is None]
-        bad = [r for r in rows if r["reason_code"] is not None]
-        for rows_, directory, schema in ((good, DATA_DIR, DATASET_SCHEMA), (bad, QUARANTINE_DIR, QUARANTINE_SCHEMA)):
-            if rows_:
-                table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows_], schema=schema)
-                fs.create_dir(f"{root}/{directory}", recursive=True)
-                _write_atomically(fs, f"{root}/{directory}/part-{key}.parquet", lambda s, t=table: pq.write_table(t, s))
-        marker = {
-            "part": f"part-{key}.parquet",
-            "sources": {
-                r["sample_id"]: {
-                    "status": r["reason_code"] or "ok",
-                    "retryable": bool(r["retryable"]) if r["reason_code"] else False,
-                    "attempt": r["attempt"],
-                }
-                for r in rows
-            },
-        }
-        fs.create_dir(f"{root}/{MARKER_DIR}", recursive=True)
-        _write_atomically(fs, f"{root}/{MARKER_DIR}/part-{key}.json", lambda s: s.write(json.dumps(marker).encode()))
-        return pa.Table.from_pylist(
-            [
-                {"sample_id": r["sample_id"], "source_uri": r["source_uri"], "status": r["reason_code"] or "ok",
-                 "timings_json": r["timings_json"]}
-                for r in rows
-            ],
-            schema=SUMMARY_SCHEMA,
-        )
+        committed = set()
+        for shard in pc.unique(batch.column("shard")).to_pylist():
+            rows = batch.filter(pc.equal(batch.column("shard"), shard))
+            first = rows.slice(0, 1).to_pylist()[0]
+            state = self.open.setdefault(shard, _OpenShard(
+                first["shard_pending"], first["shard_digest"], first["shard_generation"], first["shard_previous"],
+                bool(first["shard_reopened"])))
+            state.rows.append(rows)
+            for source_id, sample_id, clips in zip(rows.column("source_id").to_pylist(), rows.column("sample_id").to_pylist(),
+                                                   rows.column("source_clips").to_pylist()):
+                state.received.setdefault(source_id, set()).add(sample_id)
+                state.expected[source_id] = clips or 1
+            if state.done_sources() >= state.pending:
+                self._commit(fs, root, shard, state)
+                committed.add(shard)
+        if self.oldest is None and any(state.rows for state in self.open.values()):
+            self.oldest = time.monotonic()
+        return committed
 
-
-class OutputState:
-    """What earlier runs finished, read from the markers; orphaned parts are removed on load."""
-
-    def __init__(self, output_dir: str):
-        self.fs, self.root = resolve(output_dir)
-        self.sources: dict[str, dict] = {}
-        markers = self._list(MARKER_DIR, ".json")
-        for path in markers:
-            with self.fs.open_input_stream(path) as f:
-                marker = json.loads(f.read())
-            for sample_id, status in marker["sources"].items():
-                # A retried source appears in several markers; its latest attempt counts.
-                if status["attempt"] > self.sources.get(sample_id, {"attempt": 0})["attempt"]:
-                    self.sources[sample_id] = status
-        finished = {p.rsplit("/", 1)[-1].removesuffix(".json") + ".parquet" for p in markers}
-        for directory in (DATA_DIR, QUARANTINE_DIR):
-            for path in self._list(directory, ""):
-                name = path.rsplit("/", 1)[-1]
-                if name not in finished:  # interrupted write or leftover temp file
-                    self.fs.delete_file(path)
-
-    def _list(self, directory: str, suffix: str) -> list[str]:
-        selector = pa_fs.FileSelector(f"{self.root}/{directory}", allow_not_found=True)
-        return sorted(i.path for i in self.fs.get_file_info(selector) if i.is_file and i.path.endswith(suffix))
-
-    def is_done(self, sample_id: str, *, retry_quarantined: bool) -> bool:
-        status = self.sources.get(sample_id)
-        if status is None:
-            return False
-        return not (retry_quarantined and status["status"] != "ok" and status["retryable"])
-
-    def attempt(self, sample_id: str) -> int:
-        status = self.sources.get(sample_id)
-        return 1 if status is None else status["attempt"] + 1
+    def _commit(self, fs, root, shard: int, state: _OpenShard) -> None:
+        commit_shard(fs, root, shard=shard, digest=state.digest, generation=state.generation, current=state.rows,
+                     previous=state.previous, keep_previous_rows=state.reopened)
+        del self.open[shard]
