@@ -1,7 +1,7 @@
 """Benchmark the preprocessing job: is the Ray Data pipeline close to decode speed and better than a loop?
 
 In one run, on synthetic corpora of N and 2N videos (weight-free backends):
-1. decode-only: the job's own Ray Data probe/validate/clip-sampling/decode dataflow and nothing else;
+1. decode-only: the job's own Ray Data probe/validate/shots/clip-sampling/decode tasks and nothing else;
 2. pipeline: the full job (detect, segment, highlight, write);
 3. sequential: the same stages called one after the other in this process, no Ray, each library on
    one thread (OMP_NUM_THREADS=1, as Ray gives a task of one CPU or less): a sequential loop. The
@@ -45,17 +45,16 @@ import ray  # noqa: E402
 
 from pipelines.preprocess.config import PreprocessConfig  # noqa: E402
 from pipelines.preprocess.dataflow import (  # noqa: E402
-    decode_chain,
+    _decode_task_options,
     decode_stages,
-    detect_arguments,
     run_preprocess,
+    task_stages,
     worker_processes,
 )
+from pipelines.preprocess.output import shard_digest  # noqa: E402
 from pipelines.preprocess.schema import WORKING_SCHEMA  # noqa: E402
-from pipelines.preprocess.sources import read_sources  # noqa: E402
-from pipelines.preprocess.stages.detect import DetectStage  # noqa: E402
-from pipelines.preprocess.stages.highlight import HighlightStage  # noqa: E402
-from pipelines.preprocess.stages.segment import SegmentStage  # noqa: E402
+from pipelines.preprocess.sources import iter_sources  # noqa: E402
+from pipelines.preprocess.stages.base import StageChain  # noqa: E402
 from pipelines.preprocess.stages.write import WriteStage  # noqa: E402
 from pipelines.preprocess.synthetic import make_corpus  # noqa: E402
 
@@ -139,13 +138,18 @@ def config_for(manifest: Path, output_dir: Path, size: int) -> PreprocessConfig:
 
 
 def working_rows(config: PreprocessConfig) -> list[dict]:
-    sources = read_sources(config.input, default_subject_class=config.default_subject_class)
-    return [{**s, "run_id": config.run_id, "config_hash": config.config_hash(), "attempt": 1} for s in sources]
+    """Every source as one shard's planned rows, as `dataflow.plan_run` writes them."""
+    sources = [r for t in iter_sources(config.input, default_subject_class=config.default_subject_class) for r in t.to_pylist()]
+    shard = dict(shard=0, shard_pending=len(sources), shard_digest=shard_digest(pa.Table.from_pylist(sources)),
+                 shard_generation=1, shard_previous=None, shard_reopened=False)
+    return [{**s, "run_id": config.run_id, "config_hash": config.config_hash(), "attempt": 1, **shard} for s in sources]
 
 
 def decode_only(config: PreprocessConfig) -> tuple[float, float]:
-    """The job's own probe -> validate -> clip sampling -> decode dataflow, and nothing else."""
-    ds = decode_chain(working_rows(config), config)
+    """The job's own probe -> validate -> shots -> clip sampling -> decode tasks, and nothing else."""
+    table = pa.Table.from_pylist(working_rows(config), schema=WORKING_SCHEMA)
+    ds = ray.data.from_arrow([table.slice(i, 4) for i in range(0, table.num_rows, 4)])
+    ds = ds.map_batches(StageChain(decode_stages(config)), **_decode_task_options(config))
     with JobMeter() as meter:
         start = time.perf_counter()
         for _ in ds.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -156,12 +160,7 @@ def decode_only(config: PreprocessConfig) -> tuple[float, float]:
 
 def loop_stages(config: PreprocessConfig):
     """The job's stages as configured, for the loops to call one after the other."""
-    return decode_stages(config) + [
-        DetectStage(**detect_arguments(config)),
-        SegmentStage(segmenter=config.segmenter),
-        HighlightStage(human_classes=config.human_classes, size=config.size),
-        WriteStage(output_dir=config.output_dir),
-    ]
+    return [StageChain(task_stages(config)), WriteStage(output_dir=config.output_dir, flush_interval_s=30.0)]
 
 
 def run_loop(config: PreprocessConfig, rows: list[dict], stages) -> tuple[float, float]:

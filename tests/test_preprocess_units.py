@@ -12,31 +12,79 @@ from pipelines.preprocess.backends.base import Box
 from pipelines.preprocess.backends import backend_class
 from pipelines.preprocess.config import ActorPoolConfig, BackendConfig, PreprocessConfig
 from pipelines.preprocess.dataflow import detect_in_tasks, segment_in_tasks, start_ray_for, worker_processes
-from pipelines.preprocess.sampling import plan_clip
-from pipelines.preprocess.sources import read_sources, sample_id_for
+from pipelines.preprocess.sampling import plan_clips
+from pipelines.preprocess.sources import iter_sources, sample_id_for
 from pipelines.preprocess.stages.detect import head_box
 from pipelines.preprocess.stages.highlight import crop_to_square
 
 
+def one_clip(key, frames, **kw):
+    [plan] = plan_clips(key, [(0, frames)], **kw)
+    return plan
+
+
 def test_long_video_clip_uses_stride_8_and_references_outside_it():
-    plan = plan_clip("abc", 400, num_frames=16, stride=8, candidates=4, seed=42)
+    plan = one_clip("abc", 400, num_frames=16, stride=8, candidates=4, seed=42)
     assert plan.stride == 8 and len(plan.frame_indices) == 16
     assert np.all(np.diff(plan.frame_indices) == 8) and plan.frame_indices[-1] < 400
     assert plan.reference_away_from_clip
     assert all(i < plan.frame_indices[0] or i > plan.frame_indices[-1] for i in plan.reference_candidates)
     assert len(set(plan.reference_candidates)) == 4
-    assert plan == plan_clip("abc", 400, num_frames=16, stride=8, candidates=4, seed=42)
-    starts = {plan_clip(f"id{i}", 400, num_frames=16, stride=8, candidates=4, seed=42).frame_indices[0] for i in range(20)}
+    assert plan == one_clip("abc", 400, num_frames=16, stride=8, candidates=4, seed=42)
+    starts = {one_clip(f"id{i}", 400, num_frames=16, stride=8, candidates=4, seed=42).frame_indices[0] for i in range(20)}
     assert len(starts) > 10  # the start really depends on the sample id
 
 
 def test_short_video_falls_back_to_n_over_16_stride():
-    plan = plan_clip("abc", 50, num_frames=16, stride=8, candidates=4, seed=0)
+    plan = one_clip("abc", 50, num_frames=16, stride=8, candidates=4, seed=0)
     assert plan.stride == 50 // 16
     assert plan.frame_indices[-1] < 50
     assert not set(plan.reference_candidates) & set(plan.frame_indices)  # between the clip's frames
-    exact = plan_clip("abc", 16, num_frames=16, stride=8, candidates=4, seed=0)
+    exact = one_clip("abc", 16, num_frames=16, stride=8, candidates=4, seed=0)
     assert exact.frame_indices == list(range(16)) and not exact.reference_away_from_clip
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_clips_stay_inside_their_shots_and_do_not_overlap(seed):
+    shots = [(0, 300), (300, 320), (320, 330), (330, 700)]  # 320-330 is too short for any clip
+    plans = plan_clips(f"s{seed}", shots, num_frames=16, stride=8, candidates=4, seed=seed, max_clips=50)
+    span = 15 * 8 + 1
+    # Independent count: back-to-back windows per shot, full stride where it fits, else length // 16.
+    expected = 300 // span + 1 + 0 + 370 // span
+    assert len(plans) == expected
+    assert [p.clip_index for p in plans] == list(range(expected))
+    taken = set()
+    for plan in plans:
+        start, end = shots[plan.shot_index]
+        assert (plan.shot_start_frame, plan.shot_end_frame) == (start, end)
+        assert start <= plan.frame_indices[0] and plan.frame_indices[-1] < end  # never across a cut
+        assert all(start <= i < end for i in plan.reference_candidates)  # references from the clip's own shot
+        assert not taken & set(range(plan.frame_indices[0], plan.frame_indices[-1] + 1))
+        taken |= set(range(plan.frame_indices[0], plan.frame_indices[-1] + 1))
+    assert [p.frame_indices[0] for p in plans] == sorted(p.frame_indices[0] for p in plans)  # time order
+    capped = plan_clips(f"s{seed}", shots, num_frames=16, stride=8, candidates=4, seed=seed, max_clips=2)
+    assert len(capped) == 2
+    assert plan_clips("x", [(0, 15), (15, 30)], num_frames=16, stride=8, candidates=4, seed=0) == []
+
+
+def test_content_detector_scores_match_an_independent_hsv_difference():
+    from pipelines.preprocess.shots import content_score, cuts_from_scores
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(2))
+    ha, hb = cv2.cvtColor(a, cv2.COLOR_RGB2HSV), cv2.cvtColor(b, cv2.COLOR_RGB2HSV)
+    # PySceneDetect's formula: per channel, sum |x - y| over pixels / pixel count; then the mean of H, S, V.
+    expected = np.mean([np.abs(ha[..., c].astype(int) - hb[..., c].astype(int)).sum() / (24 * 32) for c in range(3)])
+    assert content_score(ha, hb) == pytest.approx(expected, rel=1e-9)
+    scores = [0, 40] + [1] * 18 + [40, 1, 1, 1, 50] + [1] * 20 + [27]
+    # Frame 1 and 24 are within min_shot_frames of the last shot start (0 and 20): not cuts; 45 is.
+    assert cuts_from_scores(scores, threshold=27, min_shot_frames=15) == [20, 45]
+
+
+def read_sources(uri, **kw):
+    return pa.concat_tables(list(iter_sources(uri, **kw))).to_pylist()
 
 
 def write_manifest(tmp_path, fmt, rows):
@@ -71,15 +119,31 @@ def test_directory_input_and_file_uri(tmp_path):
     for name in ("b.mp4", "a.mov", "notes.txt"):
         (tmp_path / "v" / name).write_bytes(b"")
     sources = read_sources(f"file://{tmp_path}/v", default_subject_class="person")
-    assert [s["source_id"] for s in sources] == ["a", "b"]
+    assert [s["source_id"] for s in sources] == ["a.mov", "b.mp4"]
     assert all(s["source_uri"].startswith("file://") for s in sources)
+
+
+def test_same_file_name_in_two_folders_is_two_sources_the_same_file_twice_is_refused(tmp_path):
+    for folder in ("a", "b", "b/deeper"):
+        (tmp_path / "v" / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "v" / folder / "clip001.mp4").write_bytes(b"")
+    sources = read_sources(str(tmp_path / "v"), default_subject_class="person")
+    assert [s["source_id"] for s in sources] == ["a/clip001.mp4", "b/clip001.mp4", "b/deeper/clip001.mp4"]
+    assert len({s["sample_id"] for s in sources}) == 3
+    assert [s["source_uri"] for s in sources] == [str(tmp_path / "v" / f / "clip001.mp4") for f in ("a", "b", "b/deeper")]
+
+    rows = [{"path": "a/clip001.mp4", "caption": "x"}, {"path": "b/clip001.mp4", "caption": "y"},
+            {"path": "a/clip001.mp4", "caption": "z"}]
+    manifest = write_manifest(tmp_path / "v", "csv", rows)
+    with pytest.raises(ValueError, match=r"Rows 0 and 2 of .* are the same source 'a/clip001.mp4' \(.*a/clip001.mp4 and .*a/clip001.mp4\)"):
+        read_sources(str(manifest), default_subject_class="person")
 
 
 def test_manifest_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"lacks columns \['caption'\]"):
         read_sources(str(write_manifest(tmp_path, "jsonl", [{"path": "a.mp4"}])), default_subject_class="person")
     duplicated = [{"path": "a.mp4", "caption": "x", "source_id": "s"}, {"path": "b.mp4", "caption": "y", "source_id": "s"}]
-    with pytest.raises(ValueError, match="share source_id 's'"):
+    with pytest.raises(ValueError, match="Rows 0 and 1 of .* are the same source 's'"):
         read_sources(str(write_manifest(tmp_path, "jsonl", duplicated)), default_subject_class="person")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_sources(str(tmp_path / "nope.csv"), default_subject_class="person")
@@ -163,13 +227,54 @@ def test_decode_stage_candidates_are_the_decoded_frames_bit_for_bit(tmp_path):
 
     rng = np.random.default_rng(0)
     path = write_mp4(rng.integers(0, 255, (12, 48, 64, 3), dtype=np.uint8), tmp_path / "v.mp4", fps=10)
-    row = {"source_uri": str(path), "sample_id": "s", "frame_indices": [0, 2, 4], "reference_candidates": [9, 11]}
-    out = DecodeStage(size=32, resize_policy="center_crop")(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()[0]
+    plans = [{"clip_index": 0, "frame_indices": [0, 2, 4], "reference_candidates": [9, 11], "stride": 2,
+              "reference_away_from_clip": True, "shot_index": 0, "shot_start_frame": 0, "shot_end_frame": 12},
+             {"clip_index": 1, "frame_indices": [6, 7, 8], "reference_candidates": [11, 10], "stride": 1,
+              "reference_away_from_clip": True, "shot_index": 0, "shot_start_frame": 0, "shot_end_frame": 12}]
+    row = {"source_uri": str(path), "source_id": "v.mp4", "sample_id": "s", "clip_plans_json": json.dumps(plans)}
+    clips = DecodeStage(size=32, resize_policy="center_crop")(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()
+    # One row per clip, each with its own sample id; clip 0 keeps the source's.
+    assert [c["sample_id"] for c in clips] == [sample_id_for("v.mp4", 0), sample_id_for("v.mp4", 1)]
+    assert [c["source_clips"] for c in clips] == [2, 2] and clips[1]["frame_indices"] == [6, 7, 8]
+    out = clips[0]
     # Candidates travel as raw pixels: exactly what the detector, segmenter and highlight must see.
     expected = decode_frames(path.read_bytes(), str(path), [9, 11], size=32, policy="center_crop")
     for pixels, index in zip(out["candidate_frames"], [9, 11]):
         np.testing.assert_array_equal(frame_from_bytes(pixels, out["width"], out["height"]), expected[index])
     assert [decode_image(f).shape for f in out["frames"]] == [(32, 32, 3)] * 3
+
+
+def test_degenerate_boxes_are_no_subject_or_too_small_never_an_error():
+    from pipelines.preprocess.stages.detect import usable_box
+
+    assert usable_box(Box(-30, -30, -1, -1), 64, 64) is None  # wholly off the frame
+    assert usable_box(Box(10, 10, 10, 30), 64, 64) is None  # zero width
+    assert usable_box(Box(float("nan"), 0, 5, 5), 64, 64) is None
+    assert usable_box(Box(-5, 60, 20, 90), 64, 64).as_list() == [0, 60, 20, 64]  # cut to the frame
+
+
+@pytest.mark.parametrize("pixels, reason", [(0, "empty_mask"), (1, "empty_mask"), (15, "empty_mask"), (400, None)])
+def test_a_mask_of_a_few_pixels_is_empty_mask(pixels, reason):
+    from pipelines.preprocess.images import frame_to_bytes
+    from pipelines.preprocess.schema import WORKING_SCHEMA
+    from pipelines.preprocess.stages.segment import SegmentStage
+
+    class FixedMask:  # stands for a backend's output: the stage's handling of it is under test
+        name, version = "fixed", "1"
+
+        def segment(self, image, box):
+            mask = np.zeros(image.shape[:2], bool)
+            mask.flat[:pixels] = True
+            return mask
+
+    stage = SegmentStage(segmenter=BackendConfig("grabcut"))
+    stage.segmenter = FixedMask()
+    row = {"source_uri": "v.mp4", "sample_id": "s", "width": 64, "height": 64, "box": [0.0, 0.0, 40.0, 40.0],
+           "reference_frame": frame_to_bytes(np.zeros((64, 64, 3), np.uint8))}
+    [out] = stage(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()
+    assert out["reason_code"] == reason, out["message"]
+    if reason:
+        assert f"has {pixels} pixels" in out["message"] and out["stage"] == "segment"
 
 
 MODEL_BACKENDS = dict(face_detector=BackendConfig("insightface", {"model_dir": "models/buffalo_l"}),

@@ -104,7 +104,7 @@ class PreprocessConfig:
     mlflow_experiment: str = "videomaker-curation"
     retry_quarantined: bool = False
     sources_per_part: int = 256
-    sources_per_block: int = 16
+    sources_per_block: int = 64
     flush_interval_s: float = 30.0
 
     def __post_init__(self):

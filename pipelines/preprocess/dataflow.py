@@ -77,6 +77,7 @@ READ_NUM_CPUS = 0.1
 # decode tasks, which took every CPU as they freed up; rows then sat unwritten for 90 s and more
 # (bench/RESULTS.md).
 WRITER_NUM_CPUS = 0
+OUTPUT_BLOCK_BYTES = 1 << 20
 
 
 def _actor_stage(ds, stage, kwargs: dict, pool: ActorPoolConfig):
@@ -133,26 +134,23 @@ def detect_arguments(config: PreprocessConfig) -> dict:
 
 
 class PlanDatasource(Datasource):
-    """The `_plan/` files of a run, read in blocks of `block_rows` sources."""
+    """The `_plan/` files of a run: one read task per shard."""
 
-    def __init__(self, output_dir: str, shards: list[tuple[int, int]], block_rows: int):
+    def __init__(self, output_dir: str, shards: list[tuple[int, int]]):
         super().__init__()
         self.output_dir = output_dir
         self.shards = shards  # (shard, sources to do)
-        self.block_rows = block_rows
 
     def estimate_inmemory_data_size(self) -> int:
         return 1024 * sum(n for _, n in self.shards)
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
-        # One task per block: Ray Data merges the small tables a task returns into one block (up to
-        # its target block size, which plan rows never reach), and a block is what one decode task takes.
         # `read_plan` lives in a light module: a read task's worker must not import the stages' libraries.
         return [
-            ReadTask(partial(read_plan, self.output_dir, shard, start, min(self.block_rows, n - start)),
-                     BlockMetadata(num_rows=min(self.block_rows, n - start), size_bytes=1024 * self.block_rows,
-                                   exec_stats=None, input_files=None), schema=WORKING_SCHEMA)
-            for shard, n in self.shards for start in range(0, n, self.block_rows)
+            ReadTask(partial(read_plan, self.output_dir, shard), BlockMetadata(num_rows=n, size_bytes=1024 * n,
+                                                                              exec_stats=None, input_files=None),
+                     schema=WORKING_SCHEMA)
+            for shard, n in self.shards
         ]
 
 
@@ -168,9 +166,14 @@ def task_stages(config: PreprocessConfig) -> list:
     return stages
 
 
+def decode_slots(config: PreprocessConfig) -> int:
+    """Decode tasks the cluster runs at once."""
+    return max(1, math.floor(ray.cluster_resources().get("CPU", 1) / config.decode_num_cpus))
+
+
 def block_rows(config: PreprocessConfig, shards: list[tuple[int, int]]) -> int:
     """Sources per block: `sources_per_block`, or fewer when that leaves some decode slots without work."""
-    slots = max(1, math.floor((ray.cluster_resources().get("CPU", 1)) / config.decode_num_cpus))
+    slots = decode_slots(config)
     total = sum(n for _, n in shards)
     return max(1, min(config.sources_per_block, math.ceil(total / (4 * slots))))
 
@@ -178,12 +181,16 @@ def block_rows(config: PreprocessConfig, shards: list[tuple[int, int]]) -> int:
 def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
     """The lazy Ray dataset of the whole pipeline over the planned `shards`."""
     # The read is light and must not fuse with decode (a shard would become one task): own resources.
-    # One read task per block and no splitting of it: `block_rows` sets the decode task size.
+    # One read task per shard, its rows then cut into blocks of `block_rows` as they stream: a block is
+    # what one decode task takes. (Ray Data merges the small tables of one read into one block, and a
+    # read task per block was ~20 ms of scheduling per 16 sources.)
     rows = block_rows(config, shards)
-    ds = ray.data.read_datasource(PlanDatasource(config.output_dir, shards, rows), num_cpus=READ_NUM_CPUS, concurrency=1,
-                                  override_num_blocks=sum(math.ceil(n / rows) for _, n in shards))
-    # Plan rows are tiny, so the object-store budget never stops the read: cap it by queue length.
-    ds.context.enable_dynamic_output_queue_size_backpressure = True
+    ds = ray.data.read_datasource(PlanDatasource(config.output_dir, shards), num_cpus=READ_NUM_CPUS, concurrency=1,
+                                  override_num_blocks=len(shards))
+    ds = ds.repartition(target_num_rows_per_block=rows)
+    # A decode task hands on its rows as they finish, not once it has made Ray Data's default 128 MB
+    # block (hundreds of small clips): the writer stages them within `flush_interval_s`.
+    ds.context.target_max_block_size = OUTPUT_BLOCK_BYTES
     in_tasks = task_stages(config)
     ds = ds.map_batches(StageChain(in_tasks), **_decode_task_options(config))
     done = {stage.name for stage in in_tasks}
@@ -204,12 +211,10 @@ def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
         ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latent_preset), config.latents)
     # One writer: shards complete in the order its calls see their rows. If its node is lost, the
     # shards it held open are planned again by `run_preprocess` (their staged rows are kept).
-    # A batch size, so that Ray Data hands over each block as it comes instead of bundling blocks
-    # up to its target block size (hundreds of clips) before the writer sees them.
     return ds.map_batches(WriteStage, fn_constructor_kwargs=dict(output_dir=config.output_dir,
                                                                  flush_interval_s=config.flush_interval_s),
-                          compute=ActorPoolStrategy(size=1), batch_format="pyarrow",
-                          batch_size=block_rows(config, shards), num_cpus=WRITER_NUM_CPUS)
+                          compute=ActorPoolStrategy(size=1), batch_format="pyarrow", batch_size=None,
+                          num_cpus=WRITER_NUM_CPUS)
 
 
 def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:

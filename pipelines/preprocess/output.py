@@ -223,11 +223,11 @@ def committed_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int,
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def read_plan(output_dir: str, shard: int, start: int, rows: int) -> list[pa.Table]:
-    """Rows [start, start + rows) of a shard's planned sources (runs in a Ray read task)."""
+def read_plan(output_dir: str, shard: int) -> list[pa.Table]:
+    """A shard's planned sources (runs in a Ray read task)."""
     fs, root = resolve(output_dir)
     with fs.open_input_file(plan_path(root, shard)) as f:
-        return [pq.read_table(f).slice(start, rows).cast(WORKING_SCHEMA)]
+        return [pq.read_table(f).cast(WORKING_SCHEMA)]
 
 
 def generation_of(marker: str | None) -> int:
