@@ -158,7 +158,9 @@ def corpus(tmp_path_factory):
 
 def preprocess_args(corpus, output: Path) -> list[str]:
     return ["jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--input", str(corpus.manifest_path),
-            "--output-dir", str(output), "--set", f"size={SIZE}", "--set", "mlflow_tracking_uri=null", "--no-progress"]
+            "--output-dir", str(output), "--set", f"size={SIZE}", "--set", "mlflow_tracking_uri=null", "--no-progress",
+            # Parts of 4 sources, so that some are committed before the kill and others after it.
+            "--set", "sources_per_part=4", "--set", "flush_interval_s=2"]
 
 
 def run_locally(*args: str) -> subprocess.CompletedProcess:
