@@ -26,7 +26,7 @@ SIZE = 128
 def corpus(tmp_path_factory):
     from pipelines.preprocess.synthetic import make_corpus
 
-    return make_corpus(tmp_path_factory.mktemp("corpus"), num_faces=8, num_objects=6, seed=0)
+    return make_corpus(tmp_path_factory.mktemp("corpus"), num_faces=8, num_objects=6, seed=0, degenerate=True)
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,10 @@ BROKEN_REASONS = {
     "missing": "missing",
     "too_small": "too_small",
     "two_faces": "several_subjects",
-    "tiny_object": "subject_too_small",
 }
+# With `degenerate=True`: a video whose detection is degenerate (a box of a few pixels). Whether the
+# box falls under `min_object_fraction` depends on the output size; at 128 px from 160x128 it does.
+DEGENERATE_REASONS = {"tiny_object": "subject_too_small"}
 MANIFEST_COLUMNS = ("path", "caption", "subject_class", "source_id", "expected_reason")
 TOO_SMALL_SIZE = (48, 40)
 TRUNCATE_FRACTION = 0.4
@@ -292,6 +294,7 @@ def make_corpus(
     fps: int = 8,
     seed: int = 0,
     multi_shot: int = 0,
+    degenerate: bool = False,
     on_row: Callable[[str], None] | None = None,
 ) -> CorpusInfo:
     """Write good videos with their true masks, optionally broken files, `manifest.csv` and `expected.json`.
@@ -305,6 +308,7 @@ def make_corpus(
         size: (width, height) of the good videos; both even.
         fps: Frame rate of every video.
         seed: Everything rendered follows from it; the same seed renders the same frames.
+        degenerate: Also write `DEGENERATE_REASONS`' video (a dot on a flat wall).
         multi_shot: Videos `shots_NNN` of two or three shots (`frames` frames each) of the astronaut's
             head in different scenes, hard cuts between them; `CorpusInfo.true_cuts` (and
             `shots.json`) give the frame numbers where each new shot starts.
@@ -336,6 +340,8 @@ def make_corpus(
         corpus.add_shots(f"shots_{index:03d}", plans)
     if broken:
         _add_broken(corpus)
+    if degenerate:
+        _add_tiny_object(corpus)
     return corpus.finish()
 
 
@@ -382,7 +388,7 @@ class _CorpusWriter:
             "caption": caption,
             "subject_class": subject_class,
             "source_id": source_id,
-            "expected_reason": BROKEN_REASONS.get(source_id, ""),
+            "expected_reason": {**BROKEN_REASONS, **DEGENERATE_REASONS}.get(source_id, ""),
         })
         if self.on_row is not None:
             self.on_row(source_id)
@@ -432,8 +438,11 @@ def _add_broken(corpus: _CorpusWriter) -> None:
     corpus.add_clip("too_small", plan_clip("cup", corpus.rng(2, 2)), size=TOO_SMALL_SIZE)
     corpus.add_clip("two_faces", plan_clip("face", corpus.rng(2, 3), copies=2))
 
-    # A degenerate detection: on a flat frame the only foreground is a 3-pixel dot, so the object
-    # detector returns a box of a few pixels, which the segmenter cannot work with.
+
+
+def _add_tiny_object(corpus: _CorpusWriter) -> None:
+    """A degenerate detection: on a flat frame the only foreground is a 3-pixel dot, so the object
+    detector returns a box of a few pixels, which the segmenter cannot work with."""
     width, height = corpus.size
     video = np.full((corpus.frames, height, width, 3), 190, np.uint8)
     for t in range(corpus.frames):
