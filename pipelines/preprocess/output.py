@@ -95,11 +95,6 @@ def _files(fs: pa_fs.FileSystem, folder: str) -> list[pa_fs.FileInfo]:
     return [i for i in fs.get_file_info(pa_fs.FileSelector(folder, allow_not_found=True)) if i.is_file]
 
 
-def _read(fs: pa_fs.FileSystem, path: str) -> pa.Table:
-    with fs.open_input_file(path) as f:
-        return pq.read_table(f)
-
-
 def to_staging(rows: pa.Table) -> pa.Table:
     return rows.select(_OUTPUT_COLUMNS).cast(STAGING_SCHEMA)
 
