@@ -1,8 +1,12 @@
-"""Trained VideoMaker weights on disk: the trainable tensors in safetensors plus JSON metadata.
+"""Trained VideoMaker weights: load a checkpoint, whatever its format.
 
-Only the fine-tuned parameters are stored (the base model comes from the preset), and nothing is
-unpickled on load. The metadata names the preset and switches so a checkpoint cannot silently be
-applied to a different model or ablation.
+This project's format is a directory with the trainable tensors in safetensors plus JSON metadata:
+only the fine-tuned parameters are stored (the base model comes from the preset), nothing is
+unpickled on load, and the metadata names the preset and switches so a checkpoint cannot silently
+be applied to a different model or ablation.
+
+`load_checkpoint` also reads the authors' released files (`videomaker.released`): a local `.bin`
+file, a directory holding one (a staged weight folder), or `hf:SugerWu/VideoMaker/<file>`.
 """
 
 from __future__ import annotations
@@ -98,11 +102,60 @@ class VideoMakerCheckpoint:
                 param.copy_(self.tensors[name])
 
 
-def load_checkpoint(directory: str | Path) -> VideoMakerCheckpoint:
-    """Read a checkpoint directory written by `save_checkpoint` (safetensors only, no pickle).
+def load_checkpoint(directory: str | Path):
+    """Read a checkpoint, whatever its format.
 
-    `directory` may be a URI (s3://...): its two files are read from there.
+    Args:
+        directory: One of
+            - a directory written by `save_checkpoint` (safetensors + JSON; no pickle), local or a
+              URI (s3://...);
+            - a released-format file (`human_pytorch_model.bin`, `object_pytorch_model.bin`, or any
+              `.bin/.pt/.pth` full UNetMotionModel state dict), local or a URI;
+            - a directory holding exactly one such file (e.g. a folder staged by `videomaker models
+              stage --released`);
+            - `hf:OWNER/REPO/FILE`, e.g. `hf:SugerWu/VideoMaker/human_pytorch_model.bin`, read from
+              the hub cache (offline with HF_HUB_OFFLINE=1) or downloaded.
+
+    Returns:
+        A `VideoMakerCheckpoint`, or a `videomaker.released.ReleasedCheckpoint`; both have
+        `switches`, `path` and `apply_to(unet, preset=...)`.
     """
+    from videomaker import released
+
+    text = str(directory)
+    if text.startswith(released.HF_PREFIX):
+        return released.load_released(released.download_hf_file(text), source=text)
+    if not storage.is_local(directory) and Path(storage.name(text)).suffix in released.FILE_SUFFIXES:
+        import tempfile
+
+        if storage.size(text) is None:
+            raise FileNotFoundError(f"`checkpoint` {text!r}: no such file.")
+        with tempfile.TemporaryDirectory(prefix="videomaker-checkpoint-") as scratch:
+            local = Path(scratch) / storage.name(text)
+            local.write_bytes(storage.read_bytes(text))
+            return released.load_released(local, source=text)
+    if storage.is_local(directory):
+        path = storage.local_path(directory)
+        if released.looks_released(path):
+            return released.load_released(path)
+        if path.is_file():
+            raise ValueError(
+                f"`checkpoint` {str(path)!r} is a file, but neither a released-format state dict ({', '.join(released.FILE_SUFFIXES)}) "
+                f"nor a checkpoint directory: pass the directory holding {WEIGHTS_FILE} and {METADATA_FILE}, or a "
+                f"released file such as {released.RELEASED_FILES['human']}."
+            )
+        if path.is_dir() and not (path / METADATA_FILE).exists():
+            files = released.released_files_in(path)
+            if len(files) == 1:
+                return released.load_released(files[0], source=str(path))
+            if len(files) > 1:
+                raise ValueError(f"`checkpoint` {str(path)!r} holds several released-format files {[f.name for f in files]}; "
+                                 "pass the one to load.")
+    return _load_native(directory)
+
+
+def _load_native(directory: str | Path) -> VideoMakerCheckpoint:
+    """Read a checkpoint directory written by `save_checkpoint`; a URI's two files are read from there."""
     if not storage.is_local(directory):
         import tempfile
 
@@ -113,7 +166,7 @@ def load_checkpoint(directory: str | Path) -> VideoMakerCheckpoint:
                     raise FileNotFoundError(f"Checkpoint directory {directory} has no {name}; expected {WEIGHTS_FILE} and "
                                             f"{METADATA_FILE} as written by `videomaker.checkpoint.save_checkpoint`.")
                 (Path(scratch) / name).write_bytes(storage.read_bytes(source))
-            loaded = load_checkpoint(scratch)
+            loaded = _load_native(scratch)
         return dataclasses.replace(loaded, path=directory)
     directory = storage.local_path(directory)
     weights, metadata_file = directory / WEIGHTS_FILE, directory / METADATA_FILE
@@ -121,7 +174,8 @@ def load_checkpoint(directory: str | Path) -> VideoMakerCheckpoint:
         if not required.is_file():
             raise FileNotFoundError(
                 f"Checkpoint directory {directory} has no {required.name}; expected {WEIGHTS_FILE} and {METADATA_FILE} "
-                "as written by `videomaker.checkpoint.save_checkpoint`."
+                "as written by `videomaker.checkpoint.save_checkpoint`, or one released-format file "
+                "(e.g. human_pytorch_model.bin)."
             )
     metadata = json.loads(metadata_file.read_text())
     if metadata.get("format_version") != FORMAT_VERSION:

@@ -10,7 +10,7 @@ import gzip
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,14 +19,18 @@ from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from videomaker.presets import PRESET_FILE, Preset, load_preset
-from videomaker.scheduling import make_scheduler
+from videomaker.scheduling import SchedulerOrigin, load_scheduler, save_scheduler_config
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class VideoMakerComponents:
-    """Everything inference and training need, on one device and dtype."""
+    """Everything inference and training need, on one device and dtype.
+
+    `scheduler` serves both sampling and training's `add_noise`; `scheduler_origin` says where its
+    config came from (the backbone's stored config, or a recorded fallback).
+    """
 
     preset: Preset
     unet: UNetMotionModel
@@ -34,6 +38,7 @@ class VideoMakerComponents:
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
     scheduler: DDIMScheduler
+    scheduler_origin: SchedulerOrigin = field(default_factory=lambda: SchedulerOrigin("unknown"))
 
     @property
     def device(self) -> torch.device:
@@ -107,6 +112,10 @@ def load_components(
 ) -> VideoMakerComponents:
     """Build a preset's components in eval mode, with the VideoMaker DDIM schedule.
 
+    The scheduler is the backbone's stored `scheduler/` config with the release overrides
+    (`videomaker.scheduling.load_scheduler`); a random-initialised preset has none and falls back
+    to the SD1.5 stored config, recorded in `scheduler_origin`.
+
     Args:
         preset: A `Preset`, a shipped preset name, or a saved preset directory.
         device: Where the modules live.
@@ -125,7 +134,9 @@ def load_components(
         if current.device != torch.device(device) or current.dtype != dtype:
             module.to(device=device, dtype=dtype)
         module.eval().requires_grad_(False)
-    return VideoMakerComponents(preset, unet, vae, text_encoder, tokenizer, make_scheduler())
+    scheduler, origin = load_scheduler(
+        preset.base_model, reason_if_none=f"preset {preset.name!r} is random-initialised: its backbone stores no scheduler config")
+    return VideoMakerComponents(preset, unet, vae, text_encoder, tokenizer, scheduler, origin)
 
 
 def save_preset(preset: Preset | str, directory: str | Path) -> Path:
@@ -143,6 +154,8 @@ def save_preset(preset: Preset | str, directory: str | Path) -> Path:
     vae.save_pretrained(directory / "base" / "vae")
     text_encoder.save_pretrained(directory / "base" / "text_encoder")
     tokenizer.save_pretrained(directory / "base" / "tokenizer")
+    if not preset.is_random_init:  # the stored scheduler config travels with the backbone, unchanged
+        save_scheduler_config(preset.base_model, directory / "base")
     adapter.save_pretrained(directory / "motion_adapter")
     record = asdict(preset) | {"base_model": "base", "motion_adapter": "motion_adapter"}
     (directory / PRESET_FILE).write_text(json.dumps(record, indent=2))

@@ -14,6 +14,7 @@ from videomaker.checkpoint import load_checkpoint
 from videomaker.encoding import decode_latents, encode_frames, encode_prompts, images_to_tensor
 from videomaker.loading import VideoMakerComponents, load_components
 from videomaker.pisa import PISASwitches, install_pisa
+from videomaker.references import prepare_reference
 
 NEGATIVE_PROMPT_HUMAN = (
     "semi-realistic, cgi, 3d, render, sketch, cartoon, drawing, anime, text, close up, cropped, out of frame, "
@@ -24,6 +25,12 @@ NEGATIVE_PROMPT_HUMAN = (
 )
 NEGATIVE_PROMPT_OBJECT = (
     "asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch"
+)
+# The one negative prompt the authors' benchmark-generation script used for every subject; the
+# evaluation configs that reproduce the published tables set it (`generation.negative_prompt`).
+NEGATIVE_PROMPT_BENCHMARK = (
+    "asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch, multiple people, "
+    "text on the screen, nobody, awkward angles, Facial blur"
 )
 
 
@@ -59,10 +66,12 @@ class VideoMakerPipeline:
         *,
         switches: PISASwitches = PISASwitches(),
         checkpoint: str | None = None,
+        checkpoint_report: dict | None = None,
     ):
         self.components = components
         self.switches = switches
         self.checkpoint = checkpoint
+        self.checkpoint_report = checkpoint_report
         self.num_frames = components.preset.num_frames
         install_pisa(components.unet, switches, num_frames=self.num_frames + 1)
 
@@ -75,14 +84,30 @@ class VideoMakerPipeline:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> VideoMakerPipeline:
-        """Load a preset and, optionally, trained weights (their switches come from the checkpoint)."""
+        """Load a preset and, optionally, trained weights (their switches come from the checkpoint).
+
+        Args:
+            preset: Preset name or saved preset directory.
+            checkpoint: A checkpoint directory of this project, a released-format file of the
+                authors (`human_pytorch_model.bin`, `object_pytorch_model.bin`), a directory holding
+                one, or `hf:SugerWu/VideoMaker/<file>`; see `videomaker.checkpoint.load_checkpoint`.
+                Released files carry the final model's switches and must fit the preset's UNet
+                (the published ones fit preset `paper`).
+            device, dtype: Where and in what precision the modules run.
+        """
         components = load_components(preset, device=device, dtype=dtype)
         if checkpoint is None:
             return cls(components)
         state = load_checkpoint(checkpoint)
-        pipe = cls(components, switches=state.switches, checkpoint=str(checkpoint))
-        state.apply_to(components.unet, preset=components.preset.name)
-        return pipe
+        report = state.apply_to(components.unet, preset=components.preset.name)
+        return cls(components, switches=state.switches, checkpoint=str(checkpoint), checkpoint_report=report)
+
+    def prepare_reference_pixels(self, reference_images: list, height: int, width: int) -> torch.Tensor:
+        """References as the released code feeds them: stretched to `(height, width)`, `(N, 3, H, W)` in [-1, 1].
+
+        Load files with `videomaker.references.load_reference` first (EXIF orientation, alpha on white).
+        """
+        return images_to_tensor([prepare_reference(image, (height, width)) for image in reference_images], (height, width))
 
     def check_inputs(self, reference_images, prompts, seeds, negative_prompt, num_inference_steps, guidance_scale, height, width):
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
@@ -122,8 +147,9 @@ class VideoMakerPipeline:
         """Generate one video per (reference image, prompt, seed), all in one batch.
 
         Args:
-            reference_images: PIL images or uint8 `(H, W, 3)` arrays, one per prompt; resized to the
-                output size. Use subject-highlighted references (subject on white) as in training.
+            reference_images: PIL images or uint8 `(H, W, 3)` arrays, one per prompt; stretched to the
+                output size as the released code does (`resize((W, H))`, no crop). Use
+                subject-highlighted references (subject on white) as in training.
             prompts: Text prompts.
             seeds: One seed per video; each video's noise comes from its own generator, so a video
                 does not depend on what else is in the batch. Defaults to 0, 1, 2, ...
@@ -147,7 +173,7 @@ class VideoMakerPipeline:
         text = text.to(c.dtype).repeat_interleave(self.num_frames + 1, dim=0)  # (2N (F+1)), 77, D
 
         # 3. Encode references without noise; the uncond branch gets a zero reference latent
-        pixels = images_to_tensor(reference_images, (height, width)).unsqueeze(1)  # N, 1, 3, H, W
+        pixels = self.prepare_reference_pixels(reference_images, height, width).unsqueeze(1)  # N, 1, 3, H, W
         reference = encode_frames(c.vae, pixels)  # N, C, 1, h, w
         reference = torch.cat([torch.zeros_like(reference), reference])  # 2N, C, 1, h, w
 
@@ -180,11 +206,15 @@ class VideoMakerPipeline:
                 "preset": c.preset.name,
                 "switches": asdict(self.switches),
                 "checkpoint": self.checkpoint,
+                "checkpoint_report": self.checkpoint_report,
                 "negative_prompt": negative_prompt,
                 "num_inference_steps": num_inference_steps,
                 "guidance_scale": guidance_scale,
                 "height": height,
                 "width": width,
                 "scheduler": "DDIM",
+                "scheduler_origin": c.scheduler_origin.as_record(),
+                "dtype": str(c.dtype).removeprefix("torch."),
+                "reference_preprocessing": "exif-transpose, alpha on white, stretch to height x width (PIL default filter)",
             },
         )
