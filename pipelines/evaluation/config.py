@@ -58,7 +58,18 @@ class MethodConfig:
 
 @dataclass
 class GenerationSettings:
-    """Sampler settings of SPEC section 6; `size` None means the preset's resolution."""
+    """Sampler settings (DDIM, eta 0).
+
+    Args:
+        num_inference_steps, guidance_scale: DDIM steps and classifier-free guidance scale.
+        size: Square output size in pixels; None means the preset's resolution.
+        fps: Frame rate of the saved mp4 and GIF.
+        device, dtype: Where generation runs and in what precision (the published tables were
+            generated in float32).
+        negative_prompt: One negative prompt for every subject (the authors' benchmark script used
+            `videomaker.pipeline.NEGATIVE_PROMPT_BENCHMARK` for all sets); None picks the human or
+            object default of the released inference code per subject.
+    """
 
     num_inference_steps: int = 30
     guidance_scale: float = 8.0
@@ -66,8 +77,12 @@ class GenerationSettings:
     fps: int = 8
     device: str = "cpu"
     dtype: str = "float32"
+    negative_prompt: str | None = None
 
     def __post_init__(self):
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise ValueError(f"Invalid generation.negative_prompt {self.negative_prompt!r}: give a string, or null for the "
+                             "per-subject defaults.")
         if self.num_inference_steps < 1 or self.guidance_scale < 1 or self.fps < 1:
             raise ValueError(f"Invalid generation settings {asdict(self)}: steps, guidance_scale and fps must be >= 1.")
         if self.dtype not in ("float32", "float16", "bfloat16"):

@@ -97,8 +97,8 @@ class GenerateBatch:
                 continue
             references = [np.asarray(load_reference(item.subject.reference, argument="reference")) for item in group]
             started = time.perf_counter()
-            batch = self.generator(references, [i.prompt for i in group], [i.seed for i in group],
-                                   NEGATIVE_PROMPT_HUMAN if is_human else NEGATIVE_PROMPT_OBJECT)
+            negative = self.settings.negative_prompt or (NEGATIVE_PROMPT_HUMAN if is_human else NEGATIVE_PROMPT_OBJECT)
+            batch = self.generator(references, [i.prompt for i in group], [i.seed for i in group], negative)
             seconds = (time.perf_counter() - started) / len(group)
             for item, frames in zip(group, batch.frames):
                 sidecar = {**item_row(item), **batch.provenance, "fps": self.settings.fps, "seconds": round(seconds, 3)}
