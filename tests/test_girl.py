@@ -114,3 +114,42 @@ def test_bad_shapes_are_refused():
         girl_loss(unet, make_scheduler(), torch.zeros(2, 4, 16, 2, 2), torch.zeros(2, 4, 1, 2, 2), torch.zeros(1, 77, 4))
     with pytest.raises(ValueError, match="drop_text"):
         GIRLConfig(drop_text=0.9, drop_reference=0.2)
+
+
+def test_girl_false_is_the_plain_epsilon_loss_on_the_video_frames():
+    """The ablation row without GIRL: clean reference in, no remind noise, no L_reg, video loss as before."""
+    torch.manual_seed(1)
+    batch, channels, frames, h, w = 3, 4, 16, 2, 2
+    video = torch.randn(batch, channels, frames, h, w)
+    reference = torch.randn(batch, channels, 1, h, w)
+    text = torch.randn(batch, 77, 8)
+    prediction = torch.randn(batch, channels, frames + 1, h, w)
+    unet = KnownOutputUNet(prediction)
+    config = GIRLConfig(girl=False, drop_text=0.0, drop_reference=0.0, drop_both=0.0)
+    out = girl_loss(unet, make_scheduler(), video, reference, text, generator=torch.Generator().manual_seed(5), config=config)
+
+    ac = hand_alphas_cumprod()
+    t = out.timesteps.numpy()
+    eps = out.noise.double().numpy()
+    snr = ac[t] / (1 - ac[t])
+    per_sample = ((prediction.double().numpy()[:, :, :16] - eps) ** 2).mean(axis=(1, 2, 3, 4))
+    expected = (np.minimum(snr, 5.0) / snr * per_sample).mean()
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+    assert out.loss_video.item() == pytest.approx(expected, rel=1e-5) and out.loss_reg.item() == 0.0
+    sample, timestep, _ = unet.calls[0]
+    np.testing.assert_array_equal(sample[:, :, 16:].numpy(), reference.numpy())  # the reference enters clean
+    assert torch.equal(timestep, out.timesteps) and not out.remind_timesteps.any()
+    # The loss ignores the reference frame's prediction entirely.
+    prediction[:, :, 16:] += 100.0
+    again = girl_loss(unet, make_scheduler(), video, reference, text, generator=torch.Generator().manual_seed(5), config=config)
+    assert again.loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_girl_false_still_drops_the_reference_for_classifier_free_guidance():
+    batch, channels, h, w = 8, 4, 2, 2
+    reference = torch.ones(batch, channels, 1, h, w)
+    unet = KnownOutputUNet(torch.zeros(batch, channels, 17, h, w))
+    config = GIRLConfig(girl=False, drop_text=0.0, drop_reference=1.0, drop_both=0.0)
+    girl_loss(unet, make_scheduler(), torch.zeros(batch, channels, 16, h, w), reference, torch.ones(batch, 77, 8),
+              generator=torch.Generator().manual_seed(0), config=config)
+    assert not unet.calls[0][0][:, :, 16:].any()

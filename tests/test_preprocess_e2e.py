@@ -83,15 +83,20 @@ def test_dataset_has_the_documented_schema(first_run):
             assert written.names == schema.names
             assert [f.type for f in written] == [f.type for f in schema]
     row = read_dir(out / "data").to_pylist()[0]
-    assert len(row["frames"]) == 16 and decode_image(row["frames"][0]).shape == (SIZE, SIZE, 3)
-    assert len(row["frame_indices"]) == 16 and row["resize_policy"] == "center_crop"
+    assert len(row["frames"]) == len(row["frame_indices"]) >= 16 and decode_image(row["frames"][0]).shape == (SIZE, SIZE, 3)
+    assert len(row["frame_indices"]) <= config.clip_span_frames and row["resize_policy"] == "stretch"  # the paper's default
+    steps = np.diff(row["frame_indices"])
+    assert np.all(steps == row["stride"])  # one span at the clip's stride: any 16 in a row are a training window
     assert row["reference_frame_index"] in row["reference_candidates"] and len(row["box"]) == 4
+    assert 1 <= len(row["reference_pngs"]) <= config.references_per_clip and row["reference_pngs"][0] == row["reference_png"]
+    assert row["reference_frame_indices"][0] == row["reference_frame_index"] and row["reference_mode"] == "shp"
+    assert len(row["mask_pngs"]) == len(row["reference_boxes"]) == len(row["reference_pngs"])
     assert row["detector"] and row["detector_version"] and row["segmenter"] and row["config_hash"] == config.config_hash()
 
 
 def true_mask(corpus, source_id, frame_index, size):
     masks = np.load(corpus.output_dir / f"{source_id}.masks.npz")["masks"]
-    return resize(masks[frame_index].astype(np.uint8)[..., None].repeat(3, -1) * 255, size, "center_crop")[..., 0] > 127
+    return resize(masks[frame_index].astype(np.uint8)[..., None].repeat(3, -1) * 255, size, "stretch")[..., 0] > 127
 
 
 def test_reference_masks_match_the_true_masks_on_face_videos(corpus, first_run):
@@ -99,15 +104,36 @@ def test_reference_masks_match_the_true_masks_on_face_videos(corpus, first_run):
     rows = [r for r in read_dir(Path(config.output_dir) / "data").to_pylist() if r["subject_class"] == "person"]
     assert len(rows) >= 6
     ious = []
-    for row in rows:
-        truth = true_mask(corpus, row["source_id"], row["reference_frame_index"], SIZE)
-        predicted = decode_image(row["mask_png"]) > 127
-        ious.append((predicted & truth).sum() / (predicted | truth).sum())
-        reference = decode_image(row["reference_png"])
-        assert np.all(reference[~predicted] == 255)  # white background
+    for row in rows:  # every kept reference of a clip, not only the primary one
+        for frame_index, mask_png, reference_png in zip(row["reference_frame_indices"], row["mask_pngs"], row["reference_pngs"]):
+            truth = true_mask(corpus, row["source_id"], frame_index, SIZE)
+            predicted = decode_image(mask_png) > 127
+            ious.append((predicted & truth).sum() / (predicted | truth).sum())
+            reference = decode_image(reference_png)
+            assert np.all(reference[~predicted] == 255)  # white background
     # Weight-free GrabCut is imperfect next to busy textures; the set as a whole must reach 0.8.
     assert np.mean(ious) >= 0.8, ious
     assert np.mean(np.array(ious) >= 0.8) >= 0.75, ious
+
+
+def test_raw_frame_references_keep_the_same_clips_with_the_frame_itself(corpus, first_run, ray_cluster, tmp_path):
+    """The ablation rows without SHP: same clips and reference frames as SHP, the reference is the raw frame."""
+    from pipelines.preprocess.dataflow import run_preprocess
+    from pipelines.preprocess.video import decode_frames, read_bytes
+
+    shp_config, _ = first_run
+    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(tmp_path / "raw"), size=SIZE, reference="raw_frame")
+    run_preprocess(config, progress=False)
+    raw = {r["sample_id"]: r for r in read_dir(tmp_path / "raw" / "data").to_pylist()}
+    shp = {r["sample_id"]: r for r in read_dir(Path(shp_config.output_dir) / "data").to_pylist()}
+    assert raw.keys() == shp.keys() and len(raw) >= 8
+    for sample_id, row in raw.items():
+        assert row["reference_mode"] == "raw_frame" and row["reference_frame_indices"] == shp[sample_id]["reference_frame_indices"]
+        indices = row["reference_frame_indices"]
+        frames = decode_frames(read_bytes(row["source_uri"]), row["source_uri"], indices, size=SIZE, policy="stretch")
+        for frame_index, reference_png, shp_png in zip(indices, row["reference_pngs"], shp[sample_id]["reference_pngs"]):
+            np.testing.assert_array_equal(decode_image(reference_png), frames[frame_index])
+            assert not np.array_equal(decode_image(shp_png), frames[frame_index])  # SHP painted the background white
 
 
 def optimized_physical_plan(ds) -> str:

@@ -270,7 +270,8 @@ def test_a_mask_of_a_few_pixels_is_empty_mask(pixels, reason):
     stage = SegmentStage(segmenter=BackendConfig("grabcut"))
     stage.segmenter = FixedMask()
     row = {"source_uri": "v.mp4", "sample_id": "s", "width": 64, "height": 64, "box": [0.0, 0.0, 40.0, 40.0],
-           "reference_frame": frame_to_bytes(np.zeros((64, 64, 3), np.uint8))}
+           "reference_boxes": [[0.0, 0.0, 40.0, 40.0]], "reference_frame_indices": [3],
+           "reference_frames": [frame_to_bytes(np.zeros((64, 64, 3), np.uint8))]}
     [out] = stage(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()
     assert out["reason_code"] == reason, out["message"]
     if reason:

@@ -132,6 +132,26 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
         torch.testing.assert_close(final_b[name], final_a[name], rtol=1e-6, atol=1e-7)
     assert len(checkpoints(tmp_path / "killed")) == 2  # keep_checkpoints
 
+    # The resumed run drew the same windows and references as the uninterrupted one, step for step.
+    uninterrupted, resumed_draws = draws(tmp_path / "uninterrupted"), draws(tmp_path / "killed")
+    assert [d["step"] for d in uninterrupted] == list(range(1, 13))
+    assert [d for d in resumed_draws if d["step"] > killed_at] == [d for d in uninterrupted if d["step"] > killed_at]
+    # 12 steps over 5 clips: each clip is drawn in epochs 0 and 1, with a new window or reference.
+    stored = stored_clips(dataset)
+    by_clip = {}
+    for d in uninterrupted:
+        span = stored[d["sample_id"]]
+        start = span["frame_indices"].index(d["frame_indices"][0])
+        assert d["frame_indices"] == span["frame_indices"][start : start + 16]  # 16 consecutive stored frames
+        assert d["reference_frame_index"] in span["reference_frame_indices"]
+        by_clip.setdefault(d["sample_id"], {})[d["epoch"]] = (d["frame_indices"][0], d["reference_frame_index"])
+    assert len(by_clip) == 5 and all({0, 1} <= set(epochs) for epochs in by_clip.values())
+    changed = [c for c, epochs in by_clip.items() if epochs[0] != epochs[1]]
+    assert len(changed) >= 4, by_clip
+    assert any(e[0][0] != e[1][0] for e in by_clip.values()) and any(e[0][1] != e[1][1] for e in by_clip.values())
+    order = [d["sample_id"] for d in uninterrupted]
+    assert order[:5] != order[5:10] and sorted(order[:5]) == sorted(order[5:10])  # each epoch in its own order
+
     # update_motion=false: only the PISA attention layers were trained, and they did change.
     from videomaker.loading import load_components
     from videomaker.trainable import select_trainable
@@ -140,6 +160,22 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
     assert set(final_a) == set(select_trainable(load_components("tiny").unet, update_motion=False))
     assert not any("motion_modules" in name for name in final_a)
     assert all(not torch.equal(final_a[name], initial[name].detach()) for name in final_a)
+
+
+def draws(run_dir: Path) -> list[dict]:
+    """What rank 0 trained on, step by step, from the run's draw records."""
+    import json
+
+    records = [json.loads(line) for path in sorted((run_dir / "draws" / "rank-0000").glob("step-*.jsonl"))
+               for line in path.read_text().splitlines()]
+    return sorted(records, key=lambda d: (d["step"], d["micro"]))
+
+
+def stored_clips(dataset: Path) -> dict[str, dict]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(dataset / "data", columns=["sample_id", "frame_indices", "reference_frame_indices"])
+    return {row["sample_id"]: row for row in table.to_pylist()}
 
 
 def ray_train_worker_pids(job_pid: int) -> list[int]:

@@ -19,6 +19,9 @@ class GIRLConfig:
     """Loss hyper-parameters; defaults are the paper's.
 
     Args:
+        girl: True for GIRL. False is the plain loss of the paper's ablation row without GIRL: the
+            epsilon loss on the video frames only, the reference latent entering clean (no remind
+            noise) and no L_reg. min-SNR weighting and CFG dropout apply in both.
         reg_weight: Weight of the reference-frame loss L_reg in L = L_video + reg_weight * L_reg.
         remind_factor: t' = floor(remind_factor * t), the remind-noise timestep of the reference.
         snr_gamma: min-SNR gamma for the video loss; None disables the weighting.
@@ -27,6 +30,7 @@ class GIRLConfig:
         drop_both: Probability that both are dropped.
     """
 
+    girl: bool = True
     reg_weight: float = 0.1
     remind_factor: float = 0.01
     snr_gamma: float | None = 5.0
@@ -134,19 +138,22 @@ def girl_loss(
     timesteps = torch.randint(
         0, scheduler.config.num_train_timesteps, (batch,), generator=generator, device=gen_device
     ).to(device)
-    reminds = remind_timesteps(timesteps, config.remind_factor)
+    reminds = remind_timesteps(timesteps, config.remind_factor) if config.girl else torch.zeros_like(timesteps)
     text_dropped, reference_dropped = sample_condition_dropout(batch, generator, config)
     text_dropped, reference_dropped = text_dropped.to(device), reference_dropped.to(device)
     noise = randn_tensor(video_latents.shape, generator=generator, device=device, dtype=video_latents.dtype)
-    reference_noise = randn_tensor(
-        reference_latents.shape, generator=generator, device=device, dtype=reference_latents.dtype
+    reference_noise = (
+        randn_tensor(reference_latents.shape, generator=generator, device=device, dtype=reference_latents.dtype)
+        if config.girl else torch.zeros_like(reference_latents)
     )
 
     # Dropped conditions become zeros; the reference is zeroed before its remind noise is added.
     keep_reference = (~reference_dropped).to(reference_latents.dtype).view(batch, 1, 1, 1, 1)
     keep_text = (~text_dropped).to(text_embeddings.dtype).view(batch, 1, 1)
     noisy_video = scheduler.add_noise(video_latents, noise, timesteps)
-    noisy_reference = scheduler.add_noise(reference_latents * keep_reference, reference_noise, reminds)
+    noisy_reference = reference_latents * keep_reference
+    if config.girl:
+        noisy_reference = scheduler.add_noise(noisy_reference, reference_noise, reminds)
     sample = torch.cat([noisy_video, noisy_reference], dim=2)  # B, C, F+1, h, w
     text = (text_embeddings * keep_text).repeat_interleave(frames + 1, dim=0)  # (B (F+1)), 77, D
 
@@ -157,9 +164,13 @@ def girl_loss(
     if config.snr_gamma is not None:
         per_sample_video = per_sample_video * min_snr_weights(scheduler, timesteps, config.snr_gamma)
     loss_video = per_sample_video.mean()
-    loss_reg = F.mse_loss(prediction[:, :, frames:], reference_noise.float())
+    if config.girl:
+        loss_reg = F.mse_loss(prediction[:, :, frames:], reference_noise.float())
+        loss = loss_video + config.reg_weight * loss_reg
+    else:
+        loss_reg, loss = torch.zeros((), device=device), loss_video
     return GIRLOutput(
-        loss=loss_video + config.reg_weight * loss_reg,
+        loss=loss,
         loss_video=loss_video,
         loss_reg=loss_reg,
         timesteps=timesteps,

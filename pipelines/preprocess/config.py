@@ -27,10 +27,14 @@ class PreprocessConfig:
             `source_id`) or a directory of videos; local paths or URIs pyarrow can open.
         output_dir: Where `data/`, `quarantine/`, markers and `summary.json` go.
         run_id: Recorded in every row; default: a hash of the config.
-        num_frames: Frames per clip.
+        num_frames: Frames of one training window.
         stride: Frame stride of a clip; shorter videos fall back to n_frames // num_frames.
+        clip_span_frames: Frames kept per clip at its stride (>= num_frames), within one shot:
+            training draws a new `num_frames` window from them at every draw, as the authors'
+            training drew a new window each time. `num_frames` keeps one fixed window.
         size: Output frames are size x size pixels.
-        resize_policy: `center_crop` keeps the aspect ratio, `stretch` does not.
+        resize_policy: `stretch` (the paper's: the whole frame squeezed to size x size) or
+            `center_crop` (keeps the aspect ratio, loses the sides).
         seed: Mixed with each sample id for clip starts and reference candidates.
         max_clips_per_source: Clips cut from one source, non-overlapping and never across a shot cut.
             1 (a pre-clipped corpus such as CelebV-Text: one clip per file); e.g. 16 for long videos.
@@ -39,6 +43,11 @@ class PreprocessConfig:
         shot_threshold: Content score (0-255) at which a new shot starts; 27 as in PySceneDetect.
         min_shot_frames: A shot is at least this many frames long (closer cuts are ignored).
         reference_candidates: Candidate reference frames per clip.
+        references_per_clip: References kept per clip: the first usable candidates in their seeded
+            order (<= reference_candidates). Training draws one of them at every draw; 1 keeps one.
+        reference: `shp` (subject on white: Subject Highlight Preprocessing) or `raw_frame` (the
+            candidate frame itself, for the paper's ablation rows without SHP). Detection and
+            segmentation run in both, so both modes keep the same clips.
         min_source_side: Videos whose short side is smaller are quarantined as too_small.
         supported_codecs: FFmpeg codec names accepted (e.g. [h264, hevc, vp9]); others are
             quarantined as unsupported_codec. None accepts whatever FFmpeg decodes.
@@ -76,13 +85,16 @@ class PreprocessConfig:
     num_frames: int = 16
     stride: int = 8
     size: int = 512
-    resize_policy: Literal["center_crop", "stretch"] = "center_crop"
+    clip_span_frames: int = 32
+    resize_policy: Literal["center_crop", "stretch"] = "stretch"
     seed: int = 42
     max_clips_per_source: int = 1
     shot_detector: Literal["content", "none"] = "content"
     shot_threshold: float = 27.0
     min_shot_frames: int = 15
     reference_candidates: int = 4
+    references_per_clip: int = 4
+    reference: Literal["shp", "raw_frame"] = "shp"
     min_source_side: int = 64
     supported_codecs: tuple[str, ...] | None = None
     default_subject_class: str = "person"
@@ -115,6 +127,14 @@ class PreprocessConfig:
                 f"Invalid PreprocessConfig(num_frames={self.num_frames}, stride={self.stride}, "
                 f"reference_candidates={self.reference_candidates}): each must be >= 1."
             )
+        if self.clip_span_frames < self.num_frames:
+            raise ValueError(f"Invalid PreprocessConfig(clip_span_frames={self.clip_span_frames}): must be >= num_frames "
+                             f"({self.num_frames}); use {self.num_frames} for one fixed window per clip.")
+        if not 1 <= self.references_per_clip <= self.reference_candidates:
+            raise ValueError(f"Invalid PreprocessConfig(references_per_clip={self.references_per_clip}): must be between 1 "
+                             f"and reference_candidates ({self.reference_candidates}).")
+        if self.reference not in ("shp", "raw_frame"):
+            raise ValueError(f"Invalid PreprocessConfig(reference={self.reference!r}): use 'shp' or 'raw_frame'.")
         if self.shot_detector not in ("content", "none"):
             raise ValueError(f"Invalid PreprocessConfig(shot_detector={self.shot_detector!r}): use 'content' or 'none'.")
         for name in ("max_clips_per_source", "min_shot_frames", "sources_per_part", "sources_per_block"):

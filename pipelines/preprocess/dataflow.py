@@ -115,7 +115,7 @@ def decode_stages(config: PreprocessConfig) -> list:
         ShotsStage(detector=config.shot_detector, threshold=config.shot_threshold, min_shot_frames=config.min_shot_frames),
         ClipSamplingStage(
             num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates, seed=config.seed,
-            max_clips=config.max_clips_per_source,
+            max_clips=config.max_clips_per_source, span_frames=config.clip_span_frames,
         ),
         DecodeStage(size=config.size, resize_policy=config.resize_policy),
     ]
@@ -130,6 +130,7 @@ def detect_arguments(config: PreprocessConfig) -> dict:
         head_scale=config.head_scale,
         min_face_fraction=config.min_face_fraction,
         min_object_fraction=config.min_object_fraction,
+        references=config.references_per_clip,
     )
 
 
@@ -162,7 +163,7 @@ def task_stages(config: PreprocessConfig) -> list:
         stages.append(DetectStage(**detect_arguments(config)))
         if segment_in_tasks(config):
             stages += [SegmentStage(segmenter=config.segmenter), HighlightStage(human_classes=config.human_classes,
-                                                                                size=config.size)]
+                                                                                size=config.size, mode=config.reference)]
     return stages
 
 
@@ -203,7 +204,8 @@ def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
         else:
             ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.segmenter), config.segment)
     if "highlight" not in done:
-        ds = ds.map_batches(StageChain([HighlightStage(human_classes=config.human_classes, size=config.size)]),
+        ds = ds.map_batches(StageChain([HighlightStage(human_classes=config.human_classes, size=config.size,
+                                                         mode=config.reference)]),
                             batch_format="pyarrow", batch_size=1, num_cpus=config.cpu_stage_num_cpus)
     if config.encode_latents:
         from pipelines.preprocess.stages.latents import EncodeLatentsStage  # imports torch

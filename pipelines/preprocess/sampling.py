@@ -40,15 +40,18 @@ def _candidates(rng, clip: list[int], start: int, end: int, count: int) -> tuple
 
 def plan_clips(
     sample_id: str, shots: list[tuple[int, int]], *, num_frames: int, stride: int, candidates: int, seed: int,
-    max_clips: int = 1,
+    max_clips: int = 1, span_frames: int | None = None,
 ) -> list[ClipPlan]:
-    """Up to `max_clips` non-overlapping clips, none crossing a shot boundary (SPEC sections 4-5).
+    """Up to `max_clips` non-overlapping clips, none crossing a shot boundary.
 
-    A clip takes `num_frames` frames at `stride`; in a shot too short for that, the stride falls
-    back to its length // num_frames. Each shot holds as many back-to-back windows as fit, at a
-    seeded offset; the clips are a seeded choice among all windows, numbered in time order.
-    Returns [] when no shot has `num_frames` frames.
+    A clip keeps up to `span_frames` frames at `stride` (at least `num_frames`; default
+    `num_frames`): training draws a `num_frames` window from them at every draw. In a shot too
+    short for `num_frames` frames at `stride`, the stride falls back to its length // num_frames
+    and the clip is one window. Each shot holds as many back-to-back clips as fit, at a seeded
+    offset; the clips are a seeded choice among them, numbered in time order. Returns [] when no
+    shot has `num_frames` frames.
     """
+    span_frames = max(num_frames, span_frames or num_frames)
     rng = rng_for(sample_id, seed)
     windows = []
     for shot_index, (start, end) in enumerate(shots):
@@ -56,17 +59,18 @@ def plan_clips(
         if length < num_frames:
             continue
         shot_stride = stride if (num_frames - 1) * stride + 1 <= length else length // num_frames
-        span = (num_frames - 1) * shot_stride + 1
+        kept = min(span_frames, 1 + (length - 1) // shot_stride)  # frames of the clip, at its stride
+        span = (kept - 1) * shot_stride + 1
         count = length // span
         offset = int(rng.integers(0, length - count * span + 1))
-        windows += [(shot_index, start, end, shot_stride, start + offset + j * span) for j in range(count)]
+        windows += [(shot_index, start, end, shot_stride, kept, start + offset + j * span) for j in range(count)]
     if not windows:
         return []
     chosen = sorted(rng.choice(len(windows), size=min(max_clips, len(windows)), replace=False))
     plans = []
     for clip_index, w in enumerate(chosen):
-        shot_index, start, end, shot_stride, first = windows[int(w)]
-        clip = [first + k * shot_stride for k in range(num_frames)]
+        shot_index, start, end, shot_stride, kept, first = windows[int(w)]
+        clip = [first + k * shot_stride for k in range(kept)]
         picked, away = _candidates(rng, clip, start, end, candidates)
         plans.append(ClipPlan(clip_index, clip, shot_stride, picked, away, shot_index, start, end))
     return plans

@@ -1,7 +1,8 @@
 """The Parquet schemas the preprocessing job writes, and the reasons a source is quarantined.
 
 Encodings, and why:
-- `frames`: 16 JPEG images (quality 95). Source videos are already lossy, training re-augments
+- `frames`: the clip's span of JPEG images (quality 95): `clip_span_frames` at its stride, of which
+  training draws a 16-frame window at every draw. Source videos are already lossy, training re-augments
   them, and JPEG is ~8x smaller than PNG at 512x512, which matters at tens of thousands of clips;
   any reader (PIL, torchvision, browsers) decodes them.
 - `reference_png`, `mask_png`: lossless PNG, because the white background must stay exactly 255
@@ -51,20 +52,25 @@ DATASET_SCHEMA = pa.schema([
     _field("shot_index", pa.int32(), "Shot of the source this clip and its reference come from."),
     _field("shot_start_frame", pa.int32(), "First source frame of that shot."),
     _field("shot_end_frame", pa.int32(), "One past the shot's last source frame."),
-    _field("frame_indices", pa.list_(pa.int32()), "Source frame numbers of the 16 clip frames."),
+    _field("frame_indices", pa.list_(pa.int32()), "Source frame numbers of the clip's frames (16 or more, at the stride)."),
     _field("stride", pa.int32(), "Stride between clip frames (8, or n_frames // 16 for short videos)."),
     _field("reference_candidates", pa.list_(pa.int32()), "Candidate reference frames, in the seeded order tried."),
-    _field("reference_frame_index", pa.int32(), "Source frame the reference image was made from."),
+    _field("reference_frame_index", pa.int32(), "Source frame the primary reference image was made from."),
+    _field("reference_frame_indices", pa.list_(pa.int32()), "Source frames of every kept reference, primary first."),
     _field("reference_away_from_clip", pa.bool_(), "True if the reference frame lies outside the clip's frames."),
     _field("width", pa.int32(), "Output frame width."),
     _field("height", pa.int32(), "Output frame height."),
     _field("resize_policy", pa.string(), "center_crop or stretch."),
     _field("caption", pa.string(), "Caption from the manifest."),
     _field("subject_class", pa.string(), "person for humans, else the object class word."),
-    _field("frames", pa.list_(pa.binary()), "The clip: 16 JPEG (q95) frames."),
-    _field("reference_png", pa.binary(), "Subject on white (objects: cropped to the box, padded square), PNG."),
-    _field("mask_png", pa.binary(), "Subject mask on the reference frame, 8-bit PNG (0 or 255)."),
+    _field("frames", pa.list_(pa.binary()), "The clip: its JPEG (q95) frames, one per frame_indices entry."),
+    _field("reference_png", pa.binary(), "Primary reference, PNG: subject on white (objects: cropped to the box, padded square), or the raw frame."),
+    _field("reference_pngs", pa.list_(pa.binary()), "Every kept reference, PNG, primary first (training draws one per draw)."),
+    _field("reference_mode", pa.string(), "shp (subject on white) or raw_frame (the frame itself)."),
+    _field("mask_png", pa.binary(), "Subject mask on the primary reference frame, 8-bit PNG (0 or 255)."),
+    _field("mask_pngs", pa.list_(pa.binary()), "Subject masks of every kept reference frame."),
     _field("box", pa.list_(pa.float32()), "Subject box x0, y0, x1, y1 in output pixels (the head box for humans)."),
+    _field("reference_boxes", pa.list_(pa.list_(pa.float32())), "Subject boxes of every kept reference frame."),
     _field("face_count", pa.int32(), "Faces found on the reference frame (null for objects)."),
     _field("face_size_px", pa.float32(), "Width of the detected face in output pixels (null for objects)."),
     _field("detector", pa.string(), "Detection backend name."),
@@ -73,7 +79,7 @@ DATASET_SCHEMA = pa.schema([
     _field("segmenter_version", pa.string(), "Its weights digest or library version."),
     _field("config_hash", pa.string(), "Digest of the config fields that shape rows."),
     _field("run_id", pa.string(), "Run that wrote the row."),
-    _field("video_latents", pa.binary(), "float16 VAE latents (4, 16, h, w) when encode_latents, else null."),
+    _field("video_latents", pa.binary(), "float16 VAE latents (4, F, h, w) of the clip's F frames when encode_latents, else null."),
     _field("reference_latents", pa.binary(), "float16 VAE latents (4, 1, h, w) when encode_latents, else null."),
     _field("text_embeddings", pa.binary(), "float16 caption embeddings (77, D) when encode_latents, else null."),
     _field("latent_shape", pa.list_(pa.int32()), "Shape of video_latents."),
@@ -109,7 +115,7 @@ _WORKING_ONLY = [
     pa.field("shard_reopened", pa.bool_()),
     pa.field("finished_at", pa.float64()),
     pa.field("candidate_frames", pa.list_(pa.binary())),
-    pa.field("reference_frame", pa.binary()),
+    pa.field("reference_frames", pa.list_(pa.binary())),
     pa.field("stage", pa.string()),
     pa.field("reason_code", pa.string()),
     pa.field("message", pa.string()),

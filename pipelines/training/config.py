@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from videomaker.girl import GIRLConfig
 from videomaker.pisa import PISASwitches
 
 
@@ -29,7 +30,9 @@ class TrainConfig:
         storage_path: Where Ray Train keeps checkpoints; with `run_name` it is the resume key.
         run_name: Re-running with the same name and storage path resumes the run.
         preset: Model preset (`tiny` for tests, `paper` for the reproduction) or a preset directory.
-        switches: Ablation switches of SPEC section 3 (every row of the paper's Table 3).
+        switches: PISA ablation switches (rows of the paper's Table 3): reference in cross-attention,
+            reference in the motion modules, motion modules trained.
+        loss: The loss; `girl: false` is the plain epsilon loss of the ablation row without GIRL.
         max_steps: Optimizer steps (150k humans, 100k objects in the paper).
         lr, weight_decay, max_grad_norm, warmup_steps: AdamW recipe; constant LR after warm-up.
         batch_size_per_worker: Clips per worker per micro-batch (1 in the paper).
@@ -37,7 +40,10 @@ class TrainConfig:
         mixed_precision: "bf16" (autocast), "fp16" (autocast and a grad scaler) or "no".
         gradient_checkpointing: Recompute UNet activations in backward to save memory.
         ema_decay: Keep an EMA of the trainable weights with this decay; None disables it.
-        seed: Seeds noise, timesteps, dropout and augmentation per (step, rank, sample).
+        seed: Seeds noise, timesteps, dropout and augmentation per (step, rank, sample), and each
+            draw's window and reference per (epoch, sample).
+        shuffle: Visit part files, and rows within each part, in a seeded order per epoch; False
+            keeps the Parquet order.
         use_latents: Train on the dataset's pre-encoded latents when it has them.
         augmentation: Reference augmentation.
         num_workers, use_gpu, cpus_per_worker: Ray Train `ScalingConfig`.
@@ -57,6 +63,7 @@ class TrainConfig:
     run_name: str = "videomaker"
     preset: str = "tiny"
     switches: PISASwitches = field(default_factory=PISASwitches)
+    loss: GIRLConfig = field(default_factory=GIRLConfig)
     max_steps: int = 150_000
     lr: float = 1e-5
     weight_decay: float = 1e-2
@@ -68,6 +75,7 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     ema_decay: float | None = None
     seed: int = 42
+    shuffle: bool = True
     use_latents: bool = True
     augmentation: ReferenceAugmentation = field(default_factory=ReferenceAugmentation)
     num_workers: int = 4
@@ -88,6 +96,8 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.switches, dict):
             self.switches = PISASwitches(**self.switches)
+        if isinstance(self.loss, dict):
+            self.loss = GIRLConfig(**self.loss)
         if isinstance(self.augmentation, dict):
             self.augmentation = ReferenceAugmentation(**self.augmentation)
         positive = ("max_steps", "batch_size_per_worker", "grad_accumulation", "num_workers", "checkpoint_every_steps",

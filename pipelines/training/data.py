@@ -2,6 +2,11 @@
 
 All epochs are one Ray Data stream (`range(epochs * files)`, each item reading one Parquet part
 file), so an epoch boundary costs nothing and a data position is simply the batches consumed.
+
+Every draw of a clip picks a new 16-frame window from the clip's stored span and one of its
+stored references, seeded by (seed, epoch, sample id), as the authors' training drew a new window
+and reference each time. Each epoch visits the part files in a seeded order and the rows of a part
+in a seeded order: a two-level shuffle that needs no random access across the whole dataset.
 Rows that fail to decode are written to `<run>/decode_failures/` and dropped, never replaced, so
 every batch holds only real samples and the failures are counted from that folder.
 """
@@ -10,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,9 +28,12 @@ if TYPE_CHECKING:  # decode tasks import this module; keep them free of torch an
 
     from pipelines.training.config import ReferenceAugmentation
 
+WINDOW_FRAMES = 16
 PIXEL_COLUMNS = ["sample_id", "caption", "frames", "reference_png"]
 LATENT_COLUMNS = ["sample_id", "caption", "reference_png", "video_latents", "latent_shape", "text_embeddings",
                   "text_embedding_shape", "latent_preset"]
+# Read when the dataset has them (older outputs kept one window and one reference per clip).
+DRAW_COLUMNS = ["frame_indices", "reference_pngs", "reference_frame_index", "reference_frame_indices"]
 
 
 def dataset_path(dataset: str) -> str:
@@ -56,6 +63,22 @@ def has_latents(path: str, preset: str) -> bool:
     return bool(first) and first[0]["video_latents"] is not None and first[0]["latent_preset"] == preset
 
 
+def dataset_facts(path: str) -> dict:
+    """What the first row says about how the dataset was made: reference mode, frames and references kept."""
+    dataset = pq.ParquetDataset(path)
+    names = set(dataset.schema.names)
+    columns = [c for c in ("reference_mode", "frame_indices", "reference_pngs", "resize_policy", "stride") if c in names]
+    rows = dataset.fragments[0].head(1, columns=columns).to_pylist()
+    row = rows[0] if rows else {}
+    return {
+        "reference_mode": row.get("reference_mode") or "shp",  # outputs before the mode existed were SHP
+        "clip_frames": len(row["frame_indices"]) if row.get("frame_indices") else None,
+        "references_per_clip": len(row["reference_pngs"]) if row.get("reference_pngs") else 1,
+        "resize_policy": row.get("resize_policy"),
+        "stride": row.get("stride"),
+    }
+
+
 def _decode_image(data: bytes) -> np.ndarray:
     from PIL import Image
 
@@ -63,20 +86,47 @@ def _decode_image(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str) -> dict[str, np.ndarray]:
-    """Parquet rows -> arrays: frames in [-1, 1] (or latents), the reference as uint8 RGB, captions."""
-    out: dict[str, list] = {"sample_id": [], "caption": [], "reference": []}
+def draw_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """The generator of one draw: the same (seed, epoch, key) always draws the same."""
+    from pipelines.preprocess.sampling import rng_for
+
+    return rng_for(f"train/{epoch}/{key}", seed)
+
+
+def draw_clip(row: dict, *, seed: int, epoch: int) -> tuple[int, int]:
+    """(window start within the clip's frames, index of the reference) of this epoch's draw of `row`."""
+    count = row["latent_shape"][1] if row.get("video_latents") is not None else len(row["frames"])
+    if count < WINDOW_FRAMES:
+        raise ValueError(f"{count} frames, expected at least {WINDOW_FRAMES}")
+    references = row.get("reference_pngs") or [row["reference_png"]]
+    rng = draw_rng(seed, epoch, row["sample_id"])
+    return int(rng.integers(0, count - WINDOW_FRAMES + 1)), int(rng.integers(0, len(references)))
+
+
+def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str, seed: int = 0, epoch: int = 0,
+                   shuffle_key: str | None = None) -> dict[str, np.ndarray]:
+    """Parquet rows -> arrays: this draw's 16 frames in [-1, 1] (or latents), its reference as uint8 RGB,
+    captions, and what was drawn (`frame_indices`, `reference_frame_index`, `epoch`).
+
+    With `shuffle_key`, the rows come in an order seeded by (seed, epoch, shuffle_key).
+    """
+    out: dict[str, list] = {"sample_id": [], "caption": [], "reference": [], "frame_indices": [], "reference_frame_index": [],
+                            "epoch": []}
     out.update({"video_latents": [], "text_embeddings": []} if use_latents else {"frames": []})
-    for row in batch.to_pylist():
+    rows = batch.to_pylist()
+    if shuffle_key is not None:
+        rows = [rows[i] for i in draw_rng(seed, epoch, shuffle_key).permutation(len(rows))]
+    for row in rows:
         try:
-            reference = _decode_image(row["reference_png"])
+            start, which = draw_clip(row, seed=seed, epoch=epoch)
+            window = slice(start, start + WINDOW_FRAMES)
+            references = row.get("reference_pngs") or [row["reference_png"]]
+            reference = _decode_image(references[which])
             if use_latents:
-                latents = np.frombuffer(row["video_latents"], dtype="<f2").reshape(row["latent_shape"]).astype(np.float32)
+                latents = np.frombuffer(row["video_latents"], dtype="<f2").reshape(row["latent_shape"])[:, window].astype(np.float32)
                 text = np.frombuffer(row["text_embeddings"], dtype="<f2").reshape(row["text_embedding_shape"]).astype(np.float32)
             else:
-                frames = np.stack([_decode_image(f) for f in row["frames"]])
-                if frames.shape[0] != 16:
-                    raise ValueError(f"{frames.shape[0]} frames, expected 16")
+                frames = np.stack([_decode_image(f) for f in row["frames"][window]])
         except Exception as error:  # a bad sample is recorded and dropped, the stream goes on
             fs, root = storage.resolve(failures_dir)
             fs.create_dir(root, recursive=True)
@@ -84,9 +134,14 @@ def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str) -> 
             with fs.open_output_stream(f"{root}/{row['sample_id']}.json") as stream:
                 stream.write(json.dumps(record).encode())
             continue
+        indices = row.get("frame_indices") or list(range(len(row["frames"]) if row.get("frames") else row["latent_shape"][1]))
+        reference_indices = row.get("reference_frame_indices") or [row.get("reference_frame_index", -1)]
         out["sample_id"].append(row["sample_id"])
         out["caption"].append(row["caption"])
         out["reference"].append(reference)
+        out["frame_indices"].append(np.asarray(indices[window], dtype=np.int64))
+        out["reference_frame_index"].append(np.int64(reference_indices[which] if reference_indices[which] is not None else -1))
+        out["epoch"].append(np.int64(epoch))
         if use_latents:
             out["video_latents"].append(latents)
             out["text_embeddings"].append(text)
@@ -100,19 +155,36 @@ def _stack(values: list[np.ndarray]) -> np.ndarray:
     return np.stack(values) if values else np.zeros((0,), np.float32)
 
 
-def read_and_decode_parts(batch: dict, *, files: list[str], filesystem, use_latents: bool, failures_dir: str) -> dict:
-    """Stream items (epoch * len(files) + part) -> decoded rows of those part files."""
+def epoch_part_order(files: int, *, seed: int, epoch: int, shuffle: bool) -> list[int]:
+    """The part files of `epoch` in the order training visits them."""
+    if not shuffle:
+        return list(range(files))
+    return [int(i) for i in draw_rng(seed, epoch, "parts").permutation(files)]
+
+
+def read_and_decode_parts(batch: dict, *, files: list[str], filesystem, use_latents: bool, failures_dir: str,
+                          seed: int = 0, shuffle: bool = True) -> dict:
+    """Stream items (epoch * len(files) + position) -> decoded rows of that epoch's part at that position."""
     columns = LATENT_COLUMNS if use_latents else PIXEL_COLUMNS
-    tables = [pq.read_table(files[int(item) % len(files)], filesystem=filesystem, columns=columns) for item in batch["id"]]
-    return decode_samples(pa.concat_tables(tables), use_latents=use_latents, failures_dir=failures_dir)
+    decoded = []
+    for item in batch["id"]:
+        epoch, position = divmod(int(item), len(files))
+        path = files[epoch_part_order(len(files), seed=seed, epoch=epoch, shuffle=shuffle)[position]]
+        available = set(pq.read_schema(path, filesystem=filesystem).names)
+        table = pq.read_table(path, filesystem=filesystem, columns=columns + [c for c in DRAW_COLUMNS if c in available])
+        decoded.append(decode_samples(table, use_latents=use_latents, failures_dir=failures_dir, seed=seed, epoch=epoch,
+                                      shuffle_key=path if shuffle else None))
+    return decoded[0] if len(decoded) == 1 else {key: np.concatenate([d[key] for d in decoded]) for key in decoded[0]}
 
 
-def training_dataset(dataset: str, *, epochs: int, use_latents: bool, failures_dir: str, num_cpus: float = 0.5):
-    """The lazy Ray dataset of `epochs` passes over the decoded samples, in Parquet order."""
+def training_dataset(dataset: str, *, epochs: int, use_latents: bool, failures_dir: str, num_cpus: float = 0.5,
+                     seed: int = 0, shuffle: bool = True):
+    """The lazy Ray dataset of `epochs` passes over the decoded samples (shuffled per epoch when `shuffle`)."""
     import ray
 
     files, filesystem, _ = parquet_parts(dataset_path(dataset))
-    options = {"files": files, "filesystem": filesystem, "use_latents": use_latents, "failures_dir": failures_dir}
+    options = {"files": files, "filesystem": filesystem, "use_latents": use_latents, "failures_dir": failures_dir,
+               "seed": seed, "shuffle": shuffle}
     return ray.data.range(epochs * len(files)).map_batches(
         read_and_decode_parts, fn_kwargs=options, batch_size=1, batch_format="numpy", num_cpus=num_cpus)
 
@@ -140,6 +212,6 @@ def augment_reference(image: np.ndarray, config: ReferenceAugmentation, generato
         angle = (2 * draws[1] - 1) * config.rotation_deg
         translate = [round((2 * draws[2] - 1) * config.translate * width), round((2 * draws[3] - 1) * config.translate * height)]
         low, high = config.scale
-        scale = math.exp(math.log(low) + draws[4] * (math.log(high) - math.log(low)))
+        scale = low + draws[4] * (high - low)  # uniform, as the authors' RandomAffine draws it
         tensor = F.affine(tensor, angle=angle, translate=translate, scale=scale, shear=[0.0, 0.0], fill=[255, 255, 255])
     return tensor.float() / 127.5 - 1.0

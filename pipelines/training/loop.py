@@ -41,6 +41,29 @@ def _to_training_batch(batch: dict, config: TrainConfig, generator: torch.Genera
     return TrainingBatch(frames=torch.from_numpy(batch["frames"]), reference=reference, captions=[str(c) for c in batch["caption"]])
 
 
+def batch_draws(batch: dict, *, step: int, micro: int) -> list[dict]:
+    """One record per sample of a batch: the window and reference its draw picked."""
+    if "frame_indices" not in batch:
+        return []
+    return [{"step": step, "micro": micro, "epoch": int(epoch), "sample_id": str(sample), "frame_indices": [int(i) for i in frames],
+             "reference_frame_index": int(reference)}
+            for sample, epoch, frames, reference in zip(batch["sample_id"], batch["epoch"], batch["frame_indices"],
+                                                       batch["reference_frame_index"])]
+
+
+def write_draws(run_dir: str, rank: int, step: int, draws: list[dict]) -> None:
+    """`<run>/draws/rank-RRRR/step-SSSSSSSS.jsonl`: what a rank trained on up to a checkpoint (a resumed
+    run rewrites the same file with the same lines)."""
+    import json
+
+    from videomaker import storage
+
+    fs, root = storage.resolve(storage.join(run_dir, "draws", f"rank-{rank:04d}"))
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(f"{root}/step-{step:08d}.jsonl") as stream:
+        stream.write("".join(json.dumps(d) + "\n" for d in draws).encode())
+
+
 MAX_CONSECUTIVE_SKIPS = 10  # beyond this the weights themselves are broken; skipping cannot help
 
 
@@ -70,7 +93,7 @@ def should_skip_batch(loss: torch.Tensor, *, step: int, rank: int, world_size: i
 class _MLflowLogger:
     """MLflow from rank 0: the config as params once, metrics per step, checkpoint locations as tags."""
 
-    def __init__(self, config: TrainConfig, progress: Progress):
+    def __init__(self, config: TrainConfig, progress: Progress, data: dict | None = None):
         import mlflow
 
         self.mlflow = mlflow
@@ -82,7 +105,7 @@ class _MLflowLogger:
         else:
             self.run = mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name)
             mlflow.set_tags({"videomaker.job": "train", "videomaker.run_name": config.run_name})
-            mlflow.log_params(config.as_params())
+            mlflow.log_params({**config.as_params(), **{f"data.{k}": str(v) for k, v in (data or {}).items()}})
             progress.mlflow_run_id = self.run.info.run_id
 
     def metrics(self, values: dict, step: int) -> None:
@@ -123,7 +146,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train.torch
     from torch.nn.parallel import DistributedDataParallel
 
-    from videomaker.girl import GIRLConfig, girl_loss
+    from dataclasses import asdict
+
+    from videomaker.girl import girl_loss
     from videomaker.loading import load_components
     from videomaker.training import encode_batch, make_optimizer, prepare_for_training
 
@@ -154,8 +179,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
             progress = load_training_state(Path(directory), unet=components.unet, preset=config.preset, optimizer=optimizer,
                                            scheduler=scheduler, scaler=scaler, ema=ema)
         logger.info("rank %d resumed at step %d, batch %d", rank, progress.global_step, progress.batches_consumed)
-    tracker = _MLflowLogger(config, progress) if rank == 0 and config.mlflow_tracking_uri else None
-    girl = GIRLConfig()
+    tracker = _MLflowLogger(config, progress, loop_config.get("data")) if rank == 0 and config.mlflow_tracking_uri else None
+    girl = config.loss
+    training_facts = {"loss": asdict(config.loss), "switches": asdict(config.switches), "data": loop_config.get("data", {}),
+                      "seed": config.seed, "shuffle": config.shuffle}
+    draws: list[dict] = []  # what this rank trained on since its last checkpoint
     shard = ray.train.get_dataset_shard("train")
     run_dir = f"{config.storage_path.rstrip('/')}/{config.run_name}"
 
@@ -169,8 +197,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             if rank == 0:
                 save_training_state(Path(tmp), unet=components.unet, preset=config.preset, switches=config.switches,
                                     progress=progress, optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema,
-                                    named_parameters=named)
+                                    named_parameters=named, training=training_facts)
                 saved = ray.train.Checkpoint.from_directory(tmp)
+            write_draws(loop_config.get("run_dir", run_dir), rank, progress.global_step, draws)
+            draws.clear()
             ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=name)
         if tracker is not None:
             tracker.checkpoint(f"{run_dir}/{name}", progress.global_step)
@@ -192,6 +222,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             progress.batches_consumed = seen
             generator = torch.Generator(device=device).manual_seed(step_seed(config.seed, progress.global_step, rank, micro))
             training_batch = _to_training_batch(batch, config, generator, use_latents)
+            draws += batch_draws(batch, step=progress.global_step + 1, micro=micro)
             video, reference, text = encode_batch(components, training_batch)
             last_micro = micro == config.grad_accumulation - 1
             sync = contextlib.nullcontext() if last_micro or world == 1 else model.no_sync()

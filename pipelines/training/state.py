@@ -42,13 +42,16 @@ class EMA:
 
 
 def save_training_state(directory: Path, *, unet, preset: str, switches, progress: Progress, optimizer, scheduler,
-                        scaler, ema: EMA | None, named_parameters: dict[str, torch.nn.Parameter]) -> None:
-    extra = {"progress": asdict(progress)}
+                        scaler, ema: EMA | None, named_parameters: dict[str, torch.nn.Parameter],
+                        training: dict | None = None) -> None:
+    """Weights, optimizer, schedulers, RNG and progress; `training` (loss switches, data facts) goes into
+    the checkpoint metadata so an evaluation knows what the weights were trained with."""
+    extra = {"progress": asdict(progress), "training": training or {}}
     save_checkpoint(directory, unet, preset=preset, switches=switches, global_step=progress.global_step, extra=extra)
     if ema is not None:
         with _swapped_in(named_parameters, ema.shadow):
             save_checkpoint(directory / "ema", unet, preset=preset, switches=switches, global_step=progress.global_step,
-                            extra={"ema_decay": ema.decay})
+                            extra={"ema_decay": ema.decay, "training": training or {}})
     state = {
         "progress": asdict(progress),
         "optimizer": optimizer.state_dict(),

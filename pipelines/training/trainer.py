@@ -11,7 +11,7 @@ import math
 
 from pipelines.cluster import connect_or_start_ray
 from pipelines.training.config import TrainConfig
-from pipelines.training.data import dataset_path, has_latents, parquet_parts, training_dataset
+from pipelines.training.data import dataset_facts, dataset_path, has_latents, parquet_parts, training_dataset
 from pipelines.training.loop import train_loop_per_worker
 from videomaker import storage
 
@@ -36,7 +36,8 @@ def run_training(config: TrainConfig):
     failures_dir = storage.join(storage_path, config.run_name, "decode_failures")
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config, "use_latents": use_latents, "failures_dir": failures_dir},
+        train_loop_config={"config": config, "use_latents": use_latents, "failures_dir": failures_dir,
+                           "data": dataset_facts(path), "run_dir": storage.join(storage_path, config.run_name)},
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
                                      resources_per_worker={"CPU": config.cpus_per_worker}),
         run_config=RunConfig(
@@ -45,7 +46,8 @@ def run_training(config: TrainConfig):
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
             failure_config=FailureConfig(max_failures=config.max_failures),
         ),
-        datasets={"train": training_dataset(config.dataset, epochs=epochs, use_latents=use_latents, failures_dir=failures_dir)},
+        datasets={"train": training_dataset(config.dataset, epochs=epochs, use_latents=use_latents, failures_dir=failures_dir,
+                                            seed=config.seed, shuffle=config.shuffle)},
         # Batches in Parquet order: the data position in a checkpoint then means the same samples.
         dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )

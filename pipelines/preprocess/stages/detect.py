@@ -1,7 +1,8 @@
 """Detection: the subject's box on a reference candidate (humans: the head; objects: the class word).
 
-Candidates are tried in their seeded order; the first one with exactly one large-enough subject
-becomes the reference frame. If none qualifies, the clip is rejected with the most telling reason.
+Candidates are tried in their seeded order; the first `references` with exactly one large-enough
+subject become the clip's reference frames (the first is the primary one, `reference_frame_index`).
+If none qualifies, the clip is rejected with the most telling reason.
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ class DetectStage(RowStage):
         head_scale: float,
         min_face_fraction: float,
         min_object_fraction: float = 0.1,
+        references: int = 1,
     ):
         self.arguments = dict(face_detector=face_detector, object_detector=object_detector, human_classes=human_classes,
                               head_scale=head_scale, min_face_fraction=min_face_fraction,
-                              min_object_fraction=min_object_fraction)
+                              min_object_fraction=min_object_fraction, references=references)
+        self.references = references
         self.min_object_fraction = min_object_fraction
         self.face_detector = make_face_detector(face_detector.name, **face_detector.options)
         self.object_detector = make_object_detector(object_detector.name, **object_detector.options)
@@ -104,25 +107,31 @@ class DetectStage(RowStage):
 
     def process(self, row: dict) -> None:
         is_human = row["subject_class"] in self.human_classes
-        failures = []
+        failures, kept = [], []
         for frame_index, pixels in zip(row["reference_candidates"], row["candidate_frames"]):
+            if len(kept) == self.references:
+                break
             image = frame_from_bytes(pixels, row["width"], row["height"])
             try:
                 box, found = self._human(image) if is_human else self._object(image, row["subject_class"])
             except Rejected as rejection:
                 failures.append((frame_index, rejection))
                 continue
-            detector = found.pop("detector")
-            row.update(
-                reference_frame_index=frame_index,
-                reference_frame=pixels,
-                candidate_frames=None,  # only the chosen one travels on
-                box=box.as_list(),
-                detector=detector.name,
-                detector_version=detector.version,
-                **found,
-            )
-            return
-        reason = min((r.reason for _, r in failures), key=_REASON_PRIORITY.index)
-        details = "; ".join(f"frame {i}: {r.message}" for i, r in failures)
-        raise Rejected(reason, f"{row['source_uri']}: no usable reference frame among {len(failures)} candidates ({details}).")
+            kept.append((frame_index, pixels, box, found))
+        if not kept:
+            reason = min((r.reason for _, r in failures), key=_REASON_PRIORITY.index)
+            details = "; ".join(f"frame {i}: {r.message}" for i, r in failures)
+            raise Rejected(reason, f"{row['source_uri']}: no usable reference frame among {len(failures)} candidates ({details}).")
+        frame_index, pixels, box, found = kept[0]
+        detector = found.pop("detector")
+        row.update(
+            reference_frame_index=frame_index,
+            reference_frame_indices=[k[0] for k in kept],
+            reference_frames=[k[1] for k in kept],
+            candidate_frames=None,  # only the kept ones travel on
+            box=box.as_list(),
+            reference_boxes=[k[2].as_list() for k in kept],
+            detector=detector.name,
+            detector_version=detector.version,
+            **found,
+        )

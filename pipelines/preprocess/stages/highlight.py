@@ -1,4 +1,6 @@
-"""Highlight: the subject on white; objects are also cropped to their box and padded to a square."""
+"""Highlight: the subject on white; objects are also cropped to their box and padded to a square.
+
+With mode `raw_frame` (the paper's ablation rows without SHP) the reference is the frame itself."""
 
 from __future__ import annotations
 
@@ -30,14 +32,22 @@ def crop_to_square(image: np.ndarray, box: list[float], size: int) -> np.ndarray
 class HighlightStage(RowStage):
     name = "highlight"
 
-    def __init__(self, *, human_classes: tuple[str, ...], size: int):
+    def __init__(self, *, human_classes: tuple[str, ...], size: int, mode: str = "shp"):
+        if mode not in ("shp", "raw_frame"):
+            raise ValueError(f"HighlightStage(mode={mode!r}): use 'shp' or 'raw_frame'.")
         self.human_classes = set(human_classes)
         self.size = size
+        self.mode = mode
+
+    def reference(self, row: dict, pixels: bytes, mask_png: bytes, box: list[float]) -> bytes:
+        image = frame_from_bytes(pixels, row["width"], row["height"])
+        if self.mode == "raw_frame":
+            return encode_png(image)
+        reference = white_background(image, decode_image(mask_png) > 127)
+        if row["subject_class"] not in self.human_classes:
+            reference = crop_to_square(reference, box, self.size)
+        return encode_png(reference)
 
     def process(self, row: dict) -> None:
-        image = frame_from_bytes(row["reference_frame"], row["width"], row["height"])
-        mask = decode_image(row["mask_png"]) > 127
-        reference = white_background(image, mask)
-        if row["subject_class"] not in self.human_classes:
-            reference = crop_to_square(reference, row["box"], self.size)
-        row.update(reference_png=encode_png(reference), reference_frame=None)
+        references = [self.reference(row, *kept) for kept in zip(row["reference_frames"], row["mask_pngs"], row["reference_boxes"])]
+        row.update(reference_png=references[0], reference_pngs=references, reference_mode=self.mode, reference_frames=None)

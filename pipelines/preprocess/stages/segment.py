@@ -26,20 +26,31 @@ class SegmentStage(RowStage):
         return partial(SegmentStage, segmenter=self.config), ()
 
     def process(self, row: dict) -> None:
-        image = frame_from_bytes(row["reference_frame"], row["width"], row["height"])
-        box = Box(*row["box"])
-        mask = self.segmenter.segment(image, box)
-        pixels = int(mask.sum())
-        # A mask of a few pixels is noise, not a subject: a reference made from it would be all white.
-        least = max(MIN_MASK_PIXELS, round(MIN_MASK_BOX_SHARE * box.width * box.height))
-        if pixels < least:
+        kept, failures = [], []
+        for frame_index, pixels, box in zip(row["reference_frame_indices"], row["reference_frames"], row["reference_boxes"]):
+            mask = self.segmenter.segment(frame_from_bytes(pixels, row["width"], row["height"]), Box(*box))
+            count = int(mask.sum())
+            # A mask of a few pixels is noise, not a subject: a reference made from it would be all white.
+            least = max(MIN_MASK_PIXELS, round(MIN_MASK_BOX_SHARE * (box[2] - box[0]) * (box[3] - box[1])))
+            if count < least:
+                failures.append(f"frame {frame_index}: the mask for box {[round(v, 1) for v in box]} has {count} pixels, "
+                                f"a subject needs >= {least}")
+                continue
+            kept.append((frame_index, pixels, box, encode_png(mask.astype("uint8") * 255)))
+        if not kept:
             raise Rejected(
                 "empty_mask",
-                f"{row['source_uri']}: the segmenter's mask for box {[round(v, 1) for v in row['box']]} has {pixels} "
-                f"pixels; a subject needs >= {least} ({MIN_MASK_BOX_SHARE:.0%} of the box, at least {MIN_MASK_PIXELS}).",
+                f"{row['source_uri']}: no reference frame has a usable subject mask ({'; '.join(failures)}); a subject "
+                f"needs >= {MIN_MASK_BOX_SHARE:.0%} of its box, at least {MIN_MASK_PIXELS} pixels.",
             )
         row.update(
-            mask_png=encode_png(mask.astype("uint8") * 255),
+            reference_frame_index=kept[0][0],
+            reference_frame_indices=[k[0] for k in kept],
+            reference_frames=[k[1] for k in kept],
+            box=kept[0][2],
+            reference_boxes=[k[2] for k in kept],
+            mask_png=kept[0][3],
+            mask_pngs=[k[3] for k in kept],
             segmenter=self.segmenter.name,
             segmenter_version=self.segmenter.version,
         )
