@@ -73,16 +73,39 @@ def add_models_dir_argument(parser) -> None:
                              f"staged there is read from it (offline clusters). Default: ${MODELS_DIR_ENV}.")
 
 
+EXTENDS_KEY = "extends"
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML config as a dict; `extends: <path relative to this file>` starts from that file's settings
+    and overrides them key by key (nested groups merge, lists and values are replaced)."""
+    path = Path(path)
+    if not path.is_file():
+        where = f" (extended by {_seen[-1]})" if _seen else ""
+        raise FileNotFoundError(f"--config {str(path)!r}{where}: no such file.")
+    if path.resolve() in _seen:
+        raise ValueError(f"--config {str(path)!r}: `{EXTENDS_KEY}` loops back to a file that extends it.")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {str(path)!r} must hold a mapping of settings, got {type(data).__name__}.")
+    base = data.pop(EXTENDS_KEY, None)
+    if base is None:
+        return data
+    return _merge(read_config_file(path.parent / base, (*_seen, path.resolve())), data)
+
+
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None, *,
                 models_dir: str | Path | None = None) -> T:
     """Read YAML at `path` (optional), apply `overrides`, validate through the dataclass, and read
     the weights it names from `models_dir` where they are staged."""
-    data = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config {str(path)!r}: no such file.")
-        data = yaml.safe_load(path.read_text()) or {}
+    data = read_config_file(path) if path is not None else {}
     config = build(cls, apply_overrides(data, overrides or []))
     if models_dir is None:
         return config

@@ -7,6 +7,7 @@ and a MANIFEST.json with the size and SHA-256 of every file.
   videomaker models stage /shared/models                                  # weights of jobs/configs/*.yaml
   videomaker models stage /shared/models --config jobs/configs/score_paper.yaml --list
   videomaker models stage /shared/models --source sam=/mnt/copies/sam_vit_h_4b8939.pth
+  videomaker models stage /shared/models --released                      # + SugerWu/VideoMaker human/object .bin
   videomaker models verify /shared/models                                 # exit 1 on any problem
 
 Re-staging skips weights whose files still match the manifest.
@@ -41,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stage.add_argument("--source", action="append", default=[], metavar="NAME=SOURCE",
                        help="Stage weight NAME from SOURCE instead (a path, URL or hub id), e.g. a copy fetched by "
                             "hand: --source sam=/mnt/sam_vit_h_4b8939.pth. Jobs still find it by its original source.")
+    stage.add_argument("--released", action="store_true",
+                       help="Also stage the authors' released VideoMaker weights (hf:SugerWu/VideoMaker/human_pytorch_model.bin "
+                            "and object_pytorch_model.bin) as videomaker-human/ and videomaker-object/; jobs given "
+                            "`--checkpoint hf:SugerWu/VideoMaker/<file> --models-dir DIRECTORY` read the staged copy. A "
+                            "config whose method.checkpoint is an hf: URI stages that file without this flag.")
     stage.add_argument("--list", action="store_true", help="Print the weights (name, kind, source) and fetch nothing.")
     stage.add_argument("--timeout-s", type=float, default=60.0, help="Network timeout per connection, in seconds.")
     stage.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
@@ -63,16 +69,19 @@ def _overrides(flags: list[str]) -> dict[str, str]:
 
 
 def _stage(args: argparse.Namespace) -> int:
-    import yaml
-
+    from jobs.config import read_config_file
     from jobs.staging import stage
-    from jobs.weight_sources import weights_named_by, with_source_overrides
+    from jobs.weight_sources import released_weights, weights_named_by, with_source_overrides
 
-    paths = [Path(p) for p in args.config] or sorted(CONFIG_DIR.glob("*.yaml"))
+    paths = [Path(p) for p in args.config] or sorted(CONFIG_DIR.rglob("*.yaml"))  # reproduce/ included
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"`--config` {str(path)!r} is not a file.")
-    sources = with_source_overrides(weights_named_by([yaml.safe_load(p.read_text()) for p in paths]), _overrides(args.source))
+    named = weights_named_by([read_config_file(p) for p in paths])  # `extends` resolved
+    if args.released:
+        known = {source.source for source in named}
+        named += [weight for weight in released_weights() if weight.source not in known]
+    sources = with_source_overrides(named, _overrides(args.source))
     if args.list:
         for source in sources:
             aliases = f"  (also named {', '.join(source.aliases)})" if source.aliases else ""

@@ -283,7 +283,7 @@ class _Row:
     face_detection_rate: float | None = None
 
 
-def _rows_by_set(runs: list[tuple[str, list[dict]]], include_published: bool) -> dict[str, list[_Row]]:
+def _rows_by_set(runs: list[tuple[str, list[dict]]], include_published: bool, ablation: bool = False) -> dict[str, list[_Row]]:
     """Per set present in the runs (paper sets first): one row per run, then the paper's rows."""
     if not runs:
         raise ValueError("`runs` is empty; give a list of (label, records) pairs.")
@@ -310,17 +310,18 @@ def _rows_by_set(runs: list[tuple[str, list[dict]]], include_published: bool) ->
             summary = aggregate_set(of_set)
             rows.append(_Row(label, summary, False, summary["videos"], summary["errors"], summary["face_detection_rate"]))
         if include_published and set_name in PUBLISHED_SETS:
-            rows += [_Row(f"{row['method']} (paper)", row, published=True) for row in published_rows(set_name)]
+            rows += [_Row(f"{row['method']} (paper)", row, published=True) for row in published_rows(set_name, ablation=ablation)]
         table[set_name] = rows
     return table
 
 
-def compare_table(runs: list[tuple[str, list[dict]]], *, include_published: bool = True) -> str:
+def compare_table(runs: list[tuple[str, list[dict]]], *, include_published: bool = True, ablation: bool = False) -> str:
     """A paper-style plain-text table per set: each run's SPEC 7 aggregates, then the paper's rows.
 
     Args:
         runs: (label, score records) per run; a run may span sets but holds one method per set.
-        include_published: Add the SPEC 9 rows of each set, labelled "(paper)" (default True).
+        include_published: Add the paper's rows of each set, labelled "(paper)" (default True).
+        ablation: The paper's ablation rows (Table 3, celebrity set) instead of its method comparison.
 
     Returns:
         Per set a title line and a table with N (scored videos), errors, the six metrics and the
@@ -331,7 +332,7 @@ def compare_table(runs: list[tuple[str, list[dict]]], *, include_published: bool
     """
     header = ["method", "N", "errors", *METRIC_LABELS.values(), "face det."]
     sections = []
-    for set_name, rows in _rows_by_set(runs, include_published).items():
+    for set_name, rows in _rows_by_set(runs, include_published, ablation).items():
         body = [
             [
                 row.label,
@@ -346,13 +347,15 @@ def compare_table(runs: list[tuple[str, list[dict]]], *, include_published: bool
     return "\n\n".join(sections)
 
 
-def plot_comparison(runs: list[tuple[str, list[dict]]], path: str | Path, *, include_published: bool = True) -> Path:
+def plot_comparison(runs: list[tuple[str, list[dict]]], path: str | Path, *, include_published: bool = True,
+                    ablation: bool = False) -> Path:
     """A PNG with one panel per set: grouped bars of each metric per run (paper rows hatched).
 
     Args:
         runs: As for `compare_table`.
         path: Where the PNG is written (parent folders are created).
-        include_published: Add the SPEC 9 rows of each set (default True).
+        include_published: Add the paper's rows of each set (default True).
+        ablation: The paper's ablation rows instead of its method comparison.
 
     Returns:
         `path` as a `Path`.
@@ -363,7 +366,7 @@ def plot_comparison(runs: list[tuple[str, list[dict]]], path: str | Path, *, inc
     except ImportError as error:
         raise ImportError("`plot_comparison` needs matplotlib: `pip install matplotlib`.") from error
 
-    sections = _rows_by_set(runs, include_published)
+    sections = _rows_by_set(runs, include_published, ablation)
     figure = Figure(figsize=(11, 3.6 * len(sections)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(sections), 1, squeeze=False)[:, 0]

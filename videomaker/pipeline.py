@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,9 +69,11 @@ class VideoMakerPipeline:
         switches: PISASwitches = PISASwitches(),
         checkpoint: str | None = None,
         checkpoint_report: dict | None = None,
+        trained_switches: PISASwitches | None = None,
     ):
         self.components = components
         self.switches = switches
+        self.trained_switches = trained_switches or switches  # the checkpoint's, when inference overrides them
         self.checkpoint = checkpoint
         self.checkpoint_report = checkpoint_report
         self.num_frames = components.preset.num_frames
@@ -83,6 +87,7 @@ class VideoMakerPipeline:
         checkpoint: str | Path | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        switches: PISASwitches | dict | None = None,
     ) -> VideoMakerPipeline:
         """Load a preset and, optionally, trained weights (their switches come from the checkpoint).
 
@@ -94,13 +99,20 @@ class VideoMakerPipeline:
                 Released files carry the final model's switches and must fit the preset's UNet
                 (the published ones fit preset `paper`).
             device, dtype: Where and in what precision the modules run.
+            switches: Inference switches overriding the checkpoint's (a `PISASwitches` or the fields
+                to change, e.g. `{"ref_in_motion": False}`: the authors' variant of the ablation rows
+                without motion training, which skipped the reference in temporal attention at inference).
         """
         components = load_components(preset, device=device, dtype=dtype)
-        if checkpoint is None:
-            return cls(components)
-        state = load_checkpoint(checkpoint)
+        state = load_checkpoint(checkpoint) if checkpoint is not None else None
+        trained = state.switches if state is not None else PISASwitches()
+        if isinstance(switches, dict):
+            switches = dataclasses.replace(trained, **switches)
+        if state is None:
+            return cls(components, switches=switches or trained)
         report = state.apply_to(components.unet, preset=components.preset.name)
-        return cls(components, switches=state.switches, checkpoint=str(checkpoint), checkpoint_report=report)
+        return cls(components, switches=switches or trained, checkpoint=str(checkpoint), checkpoint_report=report,
+                   trained_switches=trained)
 
     def prepare_reference_pixels(self, reference_images: list, height: int, width: int) -> torch.Tensor:
         """References as the released code feeds them: stretched to `(height, width)`, `(N, 3, H, W)` in [-1, 1].
@@ -205,6 +217,7 @@ class VideoMakerPipeline:
             provenance={
                 "preset": c.preset.name,
                 "switches": asdict(self.switches),
+                "trained_switches": asdict(self.trained_switches),
                 "checkpoint": self.checkpoint,
                 "checkpoint_report": self.checkpoint_report,
                 "negative_prompt": negative_prompt,

@@ -35,10 +35,11 @@ def _labels(runs) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}@{run.info.run_id[:8]}" for name, run in zip(names, runs)]
 
 
-def compare_records(labelled: list[tuple[str, list[dict]]], *, include_published: bool = True, n_boot: int = 2000,
+def compare_records(labelled: list[tuple[str, list[dict]]], *, include_published: bool = True, ablation: bool = False, n_boot: int = 2000,
                     seed: int = 0) -> Comparison:
     """Table of every run; deltas of each later run against the first, per set both ran."""
-    comparison = Comparison([label for label, _ in labelled], compare_table(labelled, include_published=include_published))
+    comparison = Comparison([label for label, _ in labelled], compare_table(labelled, include_published=include_published,
+                                                                                            ablation=ablation))
     baseline_label, baseline = labelled[0]
     for label, records in labelled[1:]:
         shared = sorted({r["set"] for r in baseline} & {r["set"] for r in records})
@@ -48,7 +49,8 @@ def compare_records(labelled: list[tuple[str, list[dict]]], *, include_published
 
 
 def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | None = None,
-                 output_dir: str | Path | None = None, include_published: bool = True, n_boot: int = 2000) -> Comparison:
+                 output_dir: str | Path | None = None, include_published: bool = True, ablation: bool = False,
+                 n_boot: int = 2000) -> Comparison:
     """Fetch evaluation runs by id or name and compare them; with `output_dir`, write text, JSON and PNG."""
     if len(references) < 1:
         raise ValueError("`runs`: give at least one evaluation run id or name.")
@@ -56,7 +58,7 @@ def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | 
         storage.check_access(output_dir, argument="`output_dir`", write=True)
     runs = [find_evaluation_run(ref, tracking_uri=tracking_uri, experiment=experiment) for ref in references]
     labelled = [(label, load_samples(run, tracking_uri=tracking_uri)) for label, run in zip(_labels(runs), runs)]
-    comparison = compare_records(labelled, include_published=include_published, n_boot=n_boot)
+    comparison = compare_records(labelled, include_published=include_published, ablation=ablation, n_boot=n_boot)
     if output_dir is not None:
         out = storage.absolute(output_dir)
         storage.write_text(storage.join(out, "comparison.txt"), comparison.text() + "\n")
@@ -64,7 +66,8 @@ def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | 
         runs_info = [{"label": label, "run_id": run.info.run_id} for label, run in zip(comparison.labels, runs)]
         storage.write_text(storage.join(out, "comparison.json"), json.dumps({"runs": runs_info, "deltas": deltas}, indent=2))
         with tempfile.TemporaryDirectory() as scratch:
-            chart = plot_comparison(labelled, Path(scratch) / "comparison.png", include_published=include_published)
+            chart = plot_comparison(labelled, Path(scratch) / "comparison.png", include_published=include_published,
+                                    ablation=ablation)
             storage.upload_file(chart, storage.join(out, "comparison.png"))
         comparison.files = [storage.join(out, name) for name in ("comparison.txt", "comparison.json", "comparison.png")]
     return comparison

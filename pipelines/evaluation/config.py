@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from metrics.backends import BackendSpec, MetricBackendsConfig
+from metrics.io import GIF_FRAMES
+from metrics.suite import FACE_PROTOCOLS
 from pipelines.actor_pool import ActorPoolConfig
 from pipelines.evaluation.benchmarks import SETS
 
+FRAME_FILES = ("lossless", "mp4", "gif")  # the files each generated item has: .mkv, .mp4, .gif
+
 GENERATED_KINDS = ("videomaker", "ip-adapter", "ip-adapter-plus", "ip-adapter-faceid")
 METHOD_KINDS = (*GENERATED_KINDS, "imported")
+IP_ADAPTER_KINDS = ("ip-adapter", "ip-adapter-plus", "ip-adapter-faceid")
 
 
 @dataclass
@@ -25,8 +30,28 @@ class MethodConfig:
         checkpoint: VideoMaker weights directory (None: the preset's untrained weights).
         weights, weight_name, subfolder, image_encoder_folder, scale: IP-Adapter weights (hub id or
             directory) as `load_ip_adapter` takes them; None picks the variant's published defaults.
+            FaceID: `weight_name: ip-adapter-faceid-portrait_sd15.bin` is the portrait variant the
+            author's baseline ran. (`jobs/configs/baselines/` holds the author's settings.)
+        motion_adapter: IP-Adapter baselines: hub id or directory of the motion adapter replacing the
+            preset's (the author's baselines: guoyww/animatediff-motion-adapter-v1-5-2); None keeps it.
+        reference_size: IP-Adapter baselines: stretch the reference to this square size before the
+            image encoder's own preprocessing and FaceID's face detection (the author: 640); None
+            passes it as read.
+        lora_weight_name, lora_scale: IP-Adapter-FaceID's LoRA: None applies the one stored in the
+            FaceID file (the portrait file has none), a file name (kohya format, e.g.
+            ip-adapter-faceid_sd15_lora.safetensors) loads that one instead; scale 1 as released,
+            0 leaves it out.
+        generator_device: IP-Adapter baselines: device of each seed's torch.Generator (`cpu`, the
+            same noise everywhere; the author's scripts used `cuda`).
+        face_embedding_protocol: IP-Adapter-FaceID: how the reference's face embedding is taken,
+            `paper` (as the author: the RGB array handed to insightface, the largest face) or
+            `corrected` (BGR, the largest face).
         face: Face embedder of IP-Adapter-FaceID (an insightface model directory).
         videos: `imported` only: CSV/JSONL/Parquet with set, subject_id, prompt, seed, video.
+        switches: `videomaker` only: inference switches overriding the checkpoint's, e.g.
+            `{ref_in_motion: false}` (the authors' ablation rows without motion training kept the
+            reference in temporal attention in training and skipped it at inference). None keeps
+            the checkpoint's. Both are recorded in every video's sidecar and in MLflow.
     """
 
     kind: str = "videomaker"
@@ -38,16 +63,46 @@ class MethodConfig:
     subfolder: str | None = None
     image_encoder_folder: str | None = None
     scale: float | None = None
+    motion_adapter: str | None = None
+    reference_size: int | None = None
+    lora_weight_name: str | None = None
+    lora_scale: float = 1.0
+    generator_device: str = "cpu"
+    face_embedding_protocol: str = "corrected"
     face: BackendSpec | None = None
     videos: str | None = None
+    switches: dict | None = None
 
     def __post_init__(self):
         if isinstance(self.face, dict):
             self.face = BackendSpec(**self.face)
+        if self.switches is not None:
+            from dataclasses import fields
+
+            from videomaker.pisa import PISASwitches
+
+            known = {f.name for f in fields(PISASwitches)}
+            if not isinstance(self.switches, dict) or set(self.switches) - known:
+                raise ValueError(f"Invalid method.switches {self.switches!r}: give a mapping of some of {sorted(known)}.")
+            if self.kind != "videomaker":
+                raise ValueError(f"method.switches applies to kind 'videomaker' only, not {self.kind!r}.")
         if self.kind not in METHOD_KINDS:
             raise ValueError(f"Invalid method.kind {self.kind!r}; choose from {list(METHOD_KINDS)}.")
         if self.kind == "imported" and not self.videos:
             raise ValueError("method.kind 'imported' needs method.videos: a manifest of set, subject_id, prompt, seed, video.")
+        baseline_only = {"motion_adapter": self.motion_adapter, "reference_size": self.reference_size}
+        if self.kind not in IP_ADAPTER_KINDS and any(value is not None for value in baseline_only.values()):
+            raise ValueError(f"method.motion_adapter and method.reference_size apply to the IP-Adapter kinds "
+                             f"{list(IP_ADAPTER_KINDS)} only, not {self.kind!r}.")
+        if self.kind != "ip-adapter-faceid" and (self.lora_weight_name is not None or self.lora_scale != 1.0):
+            raise ValueError(f"method.lora_weight_name and method.lora_scale apply to kind 'ip-adapter-faceid' only, not {self.kind!r}.")
+        if self.reference_size is not None and self.reference_size < 1:
+            raise ValueError(f"Invalid method.reference_size {self.reference_size!r}: give a size in pixels, or null.")
+        if self.lora_scale < 0:
+            raise ValueError(f"Invalid method.lora_scale {self.lora_scale!r}: give a weight >= 0 (0 leaves the LoRA out).")
+        if self.face_embedding_protocol not in FACE_PROTOCOLS:
+            raise ValueError(f"Invalid method.face_embedding_protocol {self.face_embedding_protocol!r}; choose one of "
+                             f"{list(FACE_PROTOCOLS)}.")
         if self.kind == "ip-adapter-faceid" and self.face is None:
             raise ValueError("method.kind 'ip-adapter-faceid' needs method.face, e.g. {name: insightface, options: {model_dir: ...}}.")
         name = self.name or self.kind
@@ -102,7 +157,19 @@ class EvaluationConfig:
         prompts_per_subject: Only the first N prompts per subject (smoke runs); None takes all.
         generation: Sampler settings.
         generators: Actor pool of generators; one pipeline per actor, one GPU each on a cluster.
-        score_file: Which saved file the metrics read: `gif` (as the published DD scripts did) or `mp4`.
+        embedding_frames: Which saved file CLIP-T, CLIP-I, DINO-I, T.Cons and Face Sim read:
+            `lossless` (the exact generated frames, as the author scored them; default), `mp4` or
+            `gif`. An item without that file (imported videos) falls back to lossless, mp4, gif
+            in that order; every record names the file it read.
+        dd_frames: Which saved file DD reads: `gif` (as the published DD; default), `mp4` or
+            `lossless`; same fallback.
+        dd_gif_frames: How DD reads a GIF whose identical consecutive frames were merged:
+            `expand` (back to `expected_frames` by frame duration; default) or `decoded` (the
+            frames as decoded, what the author's DD script iterated over, with its pair-count
+            rule on that number).
+        face_protocol: Face Sim protocol: `paper` (the author's steps; comparable with the
+            published tables) or `corrected` (BGR, largest face; default). See docs/scoring.md.
+        score_file: Replaced by `embedding_frames` and `dd_frames`; setting it is refused.
         backends, scorers, expected_frames: Metric models and their actor pool (see `metrics/`).
         mlflow_tracking_uri: MLflow backend (sqlite:///... or http://...); None skips MLflow.
         mlflow_experiment: Experiment of the evaluation runs.
@@ -117,7 +184,11 @@ class EvaluationConfig:
     prompts_per_subject: int | None = None
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     generators: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
-    score_file: str = "gif"
+    embedding_frames: str = "lossless"
+    dd_frames: str = "gif"
+    dd_gif_frames: str = "expand"
+    face_protocol: str = "corrected"
+    score_file: str | None = None
     backends: MetricBackendsConfig = field(default_factory=MetricBackendsConfig)
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
     expected_frames: int | None = 16
@@ -131,8 +202,18 @@ class EvaluationConfig:
             raise ValueError(f"Invalid sets {self.sets}; choose one or more of {list(SETS)}.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"Invalid seeds {self.seeds}: give one or more distinct integers.")
-        if self.score_file not in ("gif", "mp4"):
-            raise ValueError(f"Invalid score_file {self.score_file!r}; choose 'gif' or 'mp4'.")
+        if self.score_file is not None:
+            raise ValueError(
+                f"EvaluationConfig(score_file={self.score_file!r}) is no longer read: the embedding metrics and DD read "
+                "different files now. Use embedding_frames (lossless, mp4 or gif; default lossless) and dd_frames "
+                "(gif, mp4 or lossless; default gif) instead."
+            )
+        for key, value, choices in (("embedding_frames", self.embedding_frames, FRAME_FILES),
+                                    ("dd_frames", self.dd_frames, FRAME_FILES),
+                                    ("dd_gif_frames", self.dd_gif_frames, GIF_FRAMES),
+                                    ("face_protocol", self.face_protocol, FACE_PROTOCOLS)):
+            if value not in choices:
+                raise ValueError(f"Invalid EvaluationConfig({key}={value!r}); choose one of {list(choices)}.")
         self.run_name = self.run_name or self.method.name
 
     def as_params(self) -> dict[str, str]:

@@ -32,12 +32,14 @@ class VideoGenerator:
             from videomaker.pipeline import VideoMakerPipeline
 
             self.pipe = VideoMakerPipeline.from_preset(method.preset, checkpoint=method.checkpoint,
-                                                       device=settings.device, dtype=dtype)
+                                                       device=settings.device, dtype=dtype, switches=method.switches)
         else:
             from videomaker.baselines import IPAdapterBaseline
 
-            options = {key: getattr(method, key) for key in ("weights", "weight_name", "subfolder", "image_encoder_folder", "scale")
-                       if getattr(method, key) is not None}
+            keys = ("weights", "weight_name", "subfolder", "image_encoder_folder", "scale", "motion_adapter", "reference_size")
+            options = {key: getattr(method, key) for key in keys if getattr(method, key) is not None}
+            if method.kind == "ip-adapter-faceid":
+                options |= {"lora_weight_name": method.lora_weight_name, "lora_scale": method.lora_scale}
             self.pipe = IPAdapterBaseline.from_preset(method.preset, variant=method.kind, device=settings.device,
                                                       dtype=dtype, **options)
             if method.kind == "ip-adapter-faceid":
@@ -46,11 +48,18 @@ class VideoGenerator:
                 self.face_embedder = load_backend("face", method.face, device=settings.device)
 
     def _face_embeddings(self, references: list[np.ndarray]) -> list[np.ndarray]:
-        from metrics.suite import largest_face_embedding
+        """One embedding per reference: its largest face, after the baseline's reference stretch.
+
+        `method.face_embedding_protocol` `paper` repeats the author's FaceID script (the 640-px RGB
+        array handed to insightface, which expects BGR; the last of the faces sorted by box area).
+        """
+        from metrics.suite import protocol_face_embedding
 
         embeddings = []
         for index, reference in enumerate(references):
-            embedding = largest_face_embedding(self.face_embedder, reference)
+            image = np.asarray(self.pipe.prepare_reference(reference), dtype=np.uint8)
+            embedding = protocol_face_embedding(self.face_embedder, image, protocol=self.method.face_embedding_protocol,
+                                                reference=False)  # a frame's rule: no 512 resize, largest face
             if embedding is None:
                 raise ValueError(f"IP-Adapter-FaceID needs a face, and reference {index} of this batch has none.")
             embeddings.append(embedding)
@@ -60,8 +69,12 @@ class VideoGenerator:
         kwargs = dict(seeds=seeds, negative_prompt=negative_prompt, num_inference_steps=self.settings.num_inference_steps,
                       guidance_scale=self.settings.guidance_scale, height=self.settings.size, width=self.settings.size,
                       progress=False)
+        if self.method.kind != "videomaker":
+            kwargs["generator_device"] = self.method.generator_device
         if self.face_embedder is not None:
             kwargs["face_embeddings"] = self._face_embeddings(references)
         out = self.pipe(references, prompts, **kwargs)
         provenance = {"method": self.method.name, "kind": self.method.kind, **out.provenance}
+        if self.face_embedder is not None:
+            provenance["face_embedding_protocol"] = self.method.face_embedding_protocol
         return GeneratedBatch(np.asarray(out.frames), provenance)
