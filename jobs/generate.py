@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from jobs.config import add_models_dir_argument
 from videomaker.references import EXAMPLE_PREFIX, load_reference
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,12 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--preset", default="tiny", help="Preset name (`videomaker presets list`) or saved preset directory.")
-    parser.add_argument("--checkpoint", default=None, help="Trained weights directory (switches are read from it).")
+    parser.add_argument("--checkpoint", default=None,
+                        help="Trained weights: a checkpoint directory of this project (switches are read from it), or "
+                             "the authors' released weights as a local .bin file, a directory holding one, or "
+                             "hf:SugerWu/VideoMaker/human_pytorch_model.bin (object_pytorch_model.bin for objects; "
+                             "they fit --preset paper). See docs/inference.md.")
+    add_models_dir_argument(parser)
     parser.add_argument(
         "--reference",
         required=True,
@@ -34,6 +40,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--size", type=int, default=None, help="Square output size in pixels (default: the preset's).")
     parser.add_argument("--fps", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                        help="Precision of the model (the published videos were generated in float32).")
     parser.add_argument("--output-dir", default="outputs/generate", help="Where the mp4, GIF and JSON files go.")
     parser.set_defaults(run=run)
 
@@ -48,8 +56,16 @@ def run(args: argparse.Namespace) -> int:
     reference = load_reference(args.reference)
     negative = args.negative_prompt or (NEGATIVE_PROMPT_HUMAN if args.subject == "human" else NEGATIVE_PROMPT_OBJECT)
 
+    import torch
+
+    checkpoint = args.checkpoint
+    if checkpoint is not None and args.models_dir is not None and checkpoint.startswith("hf:"):
+        from jobs.staging import resolve_weight
+
+        checkpoint = resolve_weight(checkpoint, args.models_dir)  # the staged copy of the hub file
     logger.info("Loading preset %s", args.preset)
-    pipe = VideoMakerPipeline.from_preset(args.preset, checkpoint=args.checkpoint, device=args.device)
+    pipe = VideoMakerPipeline.from_preset(args.preset, checkpoint=checkpoint, device=args.device,
+                                          dtype=getattr(torch, args.dtype))
     out = pipe(
         [reference] * len(args.prompt),
         args.prompt,

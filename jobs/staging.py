@@ -172,6 +172,7 @@ def _failure(source: WeightSource, error: Exception) -> str:
     fetch = {
         "hf-repo": f"run `hf download {source.source}"
                    + "".join(f' --include "{p}"' for p in source.allow_patterns or ()) + " --local-dir COPY`",
+        "hf-file": f"run `hf download {'/'.join(source.source.split('/')[:2])} {source.source.split('/', 2)[-1]} --local-dir COPY`",
         "url": f"download {source.source}" + (" and unzip it into COPY" if source.source.endswith(".zip") else " as COPY"),
         "torchvision": f"save the file at torchvision's `Raft_Large_Weights.{source.source}.url` as COPY",
         "open_clip": f"download the weights that `open_clip.get_pretrained_cfg({model!r}, {tag!r})` points to as COPY",
@@ -202,6 +203,16 @@ def _fetch_hf_repo(source: WeightSource, target: Path, *, timeout_s: float, **_)
     snapshot_download(source.source, local_dir=target, allow_patterns=list(source.allow_patterns or ()) or None,
                       ignore_patterns=list(IGNORED_HUB_FILES), etag_timeout=timeout_s)
     return ""
+
+
+def _fetch_hf_file(source: WeightSource, target: Path, *, timeout_s: float, **_) -> str:
+    """One file of a hub repo ("OWNER/REPO/FILE"), through the hub cache (so HF_HUB_OFFLINE=1 reads a cached copy)."""
+    from huggingface_hub import hf_hub_download
+
+    owner, repo, filename = source.source.split("/", 2)
+    cached = Path(hf_hub_download(f"{owner}/{repo}", filename, etag_timeout=timeout_s))
+    shutil.copy2(cached, target / Path(filename).name)
+    return Path(filename).name
 
 
 def _fetch_url(source: WeightSource, target: Path, *, progress: bool, timeout_s: float) -> str:
@@ -252,7 +263,7 @@ def _fetch_open_clip(source: WeightSource, target: Path, **kwargs) -> str:
     return _fetch_hf_repo(replace(source, kind="hf-repo", source=repo, allow_patterns=patterns), target, **kwargs)
 
 
-FETCHERS = {"local": _fetch_local, "hf-repo": _fetch_hf_repo, "url": _fetch_url,
+FETCHERS = {"local": _fetch_local, "hf-repo": _fetch_hf_repo, "hf-file": _fetch_hf_file, "url": _fetch_url,
             "torchvision": _fetch_torchvision, "open_clip": _fetch_open_clip}
 
 
@@ -390,6 +401,10 @@ def _staged_open_clip(options: dict, staged: dict[str, str]) -> dict:
     if path is None:
         return options
     options = dict(options)
+    import open_clip
+
+    if options.get("quick_gelu", "auto") == "auto" and open_clip.get_pretrained_cfg(model, pretrained).get("quick_gelu"):
+        options["quick_gelu"] = True  # the staged copy alone no longer says its weights (OpenAI's) need QuickGELU
     if Path(path).is_dir():
         options["model"] = f"local-dir:{path}"
         options.pop("pretrained", None)

@@ -7,11 +7,16 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-KINDS = ("hf-repo", "url", "torchvision", "open_clip", "local")
+KINDS = ("hf-repo", "hf-file", "url", "torchvision", "open_clip", "local")
 # Weights of other frameworks and precisions that hub repos often carry beside the PyTorch ones.
 IGNORED_HUB_FILES = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.ckpt", "*.fp16.*")
-# The SD1.5 components `videomaker.loading` reads from a preset's `base_model`.
-SD15_COMPONENTS = ("model_index.json", "unet/*", "vae/*", "text_encoder/*", "tokenizer/*")
+# The SD1.5 components `videomaker.loading` reads from a preset's `base_model` (the scheduler's
+# stored config too: the sampler takes every field the release overrides do not set from it).
+SD15_COMPONENTS = ("model_index.json", "unet/*", "vae/*", "text_encoder/*", "tokenizer/*", "scheduler/*")
+# The authors' released VideoMaker weights (`videomaker models stage --released`), by staged name.
+RELEASED_WEIGHTS = {"videomaker-human": "SugerWu/VideoMaker/human_pytorch_model.bin",
+                    "videomaker-object": "SugerWu/VideoMaker/object_pytorch_model.bin"}
+HF_FILE_PREFIX = "hf:"
 # Files configs name by where they will be staged, and where they are published.
 SAM_CHECKPOINTS = ("sam_vit_h_4b8939.pth", "sam_vit_l_0b3195.pth", "sam_vit_b_01ec64.pth")
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"  # segment-anything's README
@@ -25,9 +30,10 @@ class WeightSource:
 
     Args:
         name: Folder of the staged copy and its label ("clip", "sam", ...).
-        kind: How it is fetched: `hf-repo` (hub repo id), `url`, `torchvision` (a `Raft_Large_Weights`
-            tag), `open_clip` ("MODEL:TAG"), or `local` (a file or directory, copied).
-        source: The repo id, URL, tag or path.
+        kind: How it is fetched: `hf-repo` (hub repo id), `hf-file` (one file of a hub repo,
+            "OWNER/REPO/FILE"), `url`, `torchvision` (a `Raft_Large_Weights` tag), `open_clip`
+            ("MODEL:TAG"), or `local` (a file or directory, copied).
+        source: The repo id, repo file, URL, tag or path.
         allow_patterns: Files of an `hf-repo` to fetch; None fetches all but other frameworks' weights.
         aliases: Other spellings configs use for the same weight (e.g. the path it is staged for).
     """
@@ -144,6 +150,9 @@ def _method_weights(config: dict) -> list[WeightSource]:
     method = config["method"] or {}
     kind = method.get("kind", MethodConfig.kind)
     weights = _preset_weights({"preset": method.get("preset", MethodConfig.preset)})
+    checkpoint = method.get("checkpoint")
+    if isinstance(checkpoint, str) and checkpoint.startswith(HF_FILE_PREFIX):
+        weights.append(hf_file_weight(checkpoint))
     if kind.startswith("ip-adapter"):
         # Imports diffusers (seconds), so only when a baseline is named.
         from videomaker.baselines import DEFAULT_SOURCES
@@ -158,6 +167,26 @@ def _method_weights(config: dict) -> list[WeightSource]:
     if (method.get("face") or {}).get("name") == "insightface":
         weights.append(_weight_at("insightface", _required(method["face"].get("options") or {}, "model_dir", "method.face.options"), hub=False))
     return weights
+
+
+def hf_file_weight(uri: str, name: str | None = None) -> WeightSource:
+    """The weight an `hf:OWNER/REPO/FILE` URI names (a released checkpoint), staged under `name`.
+
+    Example:
+        >>> hf_file_weight("hf:SugerWu/VideoMaker/human_pytorch_model.bin").name
+        'videomaker-human'
+    """
+    source = uri.removeprefix(HF_FILE_PREFIX)
+    if len(source.split("/")) < 3 or not all(source.split("/")):
+        raise ValueError(f"{uri!r} is not a hub file URI: write hf:OWNER/REPO/FILE, e.g. hf:{RELEASED_WEIGHTS['videomaker-human']}.")
+    known = {value: key for key, value in RELEASED_WEIGHTS.items()}
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", source.split("/")[-1].split(".")[0])
+    return WeightSource(name or known.get(source, f"checkpoint-{stem}"), "hf-file", source, aliases=(f"{HF_FILE_PREFIX}{source}",))
+
+
+def released_weights() -> list[WeightSource]:
+    """Both released VideoMaker files (human, object) as weights to stage."""
+    return [hf_file_weight(HF_FILE_PREFIX + source, name) for name, source in RELEASED_WEIGHTS.items()]
 
 
 def _weight_at(name: str, value: str, *, hub: bool, patterns: tuple[str, ...] | None = None) -> WeightSource:
@@ -226,6 +255,8 @@ def with_source_overrides(sources: list[WeightSource], overrides: dict[str, str]
     for name, value in overrides.items():
         if Path(value).expanduser().exists():
             kind = "local"
+        elif value.startswith(HF_FILE_PREFIX):
+            kind, value = "hf-file", value.removeprefix(HF_FILE_PREFIX)
         elif value.startswith(("http://", "https://")):
             kind = "url"
         elif re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", value):

@@ -149,8 +149,11 @@ class ReleasedCheckpoint:
                 f"{RELEASED_PRESET!r}: pass `--preset {RELEASED_PRESET}` (or the preset the file was trained for)."
             )
 
-    def trainable_keys(self) -> list[str]:
-        return [name for name in self.tensors if is_trainable(name, update_motion=self.switches.update_motion)]
+    def trainable_keys(self, parameter_names) -> list[str]:
+        """The file's keys that are trained parameters of the model (buffers such as `pos_embed.pe` are not)."""
+        parameters = set(parameter_names)
+        return [name for name in self.tensors
+                if name in parameters and is_trainable(name, update_motion=self.switches.update_motion)]
 
     def apply_to(self, unet: torch.nn.Module, *, preset: str, frozen: Literal["compare", "load"] = "compare") -> dict:
         """Check the file against `unet` and copy the trainable tensors in.
@@ -168,7 +171,7 @@ class ReleasedCheckpoint:
             raise ValueError(f"`frozen` must be 'compare' or 'load', got {frozen!r}.")
         state = unet.state_dict(keep_vars=True)
         self.check_against({name: tensor.shape for name, tensor in state.items()}, preset=preset)
-        trainable = set(self.trainable_keys())
+        trainable = set(self.trainable_keys(name for name, _ in unet.named_parameters()))
         differing, max_diff = [], 0.0
         with torch.no_grad():
             for name, target in state.items():
