@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = Tr
     parser.add_argument("--benchmark", help="Subject manifest (CSV, JSONL or Parquet); overrides the config.")
     parser.add_argument("--output-dir", help="Videos, scores and reports; the same directory resumes; overrides the config.")
     if with_checkpoint:
-        parser.add_argument("--checkpoint", help="VideoMaker checkpoint directory to evaluate; overrides method.checkpoint.")
+        parser.add_argument("--checkpoint", help="VideoMaker weights to evaluate; overrides method.checkpoint: a checkpoint "
+                                                 "directory, or the authors' released .bin (a file, a directory holding "
+                                                 "one, or hf:SugerWu/VideoMaker/<file>; with --models-dir its staged copy).")
     parser.add_argument("--run-name", help="MLflow run name (default: the method name); overrides the config.")
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
