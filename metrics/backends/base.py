@@ -72,7 +72,10 @@ class FlowEstimator(Protocol):
     """Optical flow between consecutive frames."""
 
     def consecutive_flows(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 RGB (F, H, W, 3) -> (F - 1, H, W, 2) flow in pixels, (u, v) per pixel."""
+        """uint8 RGB (F, H, W, 3) -> (F - 1, H', W', 2) flow in pixels, (u, v) per pixel.
+
+        H', W' is the frame size, or the padded size a backend's reference scores (RAFT: multiples of 8).
+        """
 
     def describe(self) -> dict: ...
 

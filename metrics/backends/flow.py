@@ -22,20 +22,29 @@ def _check_frames(frames) -> np.ndarray:
 class RAFTFlow:
     """torchvision's `raft_large` with the original `raft-things` weights, as VBench runs it.
 
-    Frames go in as [-1, 1] floats, replicate-padded to a multiple of 8 (split evenly, as RAFT's
-    `InputPadder` does) and the flow is cut back to the frame size.
+    Frames go in as floats in [0, 255] mapped to [-1, 1] (2 * x / 255 - 1, RAFT's own mapping),
+    replicate-padded to a multiple of 8 split evenly on both sides (RAFT's `InputPadder`, the
+    "sintel" mode VBench uses), with `num_flow_updates` refinements, keeping the last (full
+    resolution) flow. VBench takes a pair's top 5 % magnitudes over that padded flow, so by
+    default the flow is returned at the padded size; frame sizes that are multiples of 8 (512 px)
+    are not padded at all.
 
     Args:
         weights (str, default "C_T_V1"): A `Raft_Large_Weights` name (C_T_V1 is the things
-            checkpoint the published DD used) or the path of a local `raft_large` state dict.
-        num_flow_updates (int, default 20): Refinement iterations (SPEC: 20).
+            checkpoint the published DD used; read from torch hub's checkpoint cache,
+            `$TORCH_HOME/hub/checkpoints/`, or downloaded) or the path of a local `raft_large`
+            state dict.
+        num_flow_updates (int, default 20): Refinement iterations (VBench: 20).
+        crop_to_frame (bool, default False): Cut the flow back to the frame size instead of
+            returning it over the padded frame as VBench scores it.
         device (str, default "cpu"): Torch device.
         batch_size (int, default 8): Frame pairs per forward.
     """
 
     name = "raft"
 
-    def __init__(self, weights: str = "C_T_V1", *, num_flow_updates: int = 20, device: str = "cpu", batch_size: int = 8):
+    def __init__(self, weights: str = "C_T_V1", *, num_flow_updates: int = 20, crop_to_frame: bool = False,
+                 device: str = "cpu", batch_size: int = 8):
         import torch
         import torchvision
         from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
@@ -48,7 +57,14 @@ class RAFTFlow:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             digest = file_digest(path)
         elif weights in Raft_Large_Weights.__members__:
-            model = raft_large(weights=Raft_Large_Weights[weights])
+            checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / Path(Raft_Large_Weights[weights].url).name
+            try:
+                model = raft_large(weights=Raft_Large_Weights[weights])
+            except OSError as error:  # offline without the cached checkpoint (URLError is an OSError)
+                raise FileNotFoundError(
+                    f"`weights` {weights!r}: torchvision could not read {checkpoint} nor download it ({error}); on an "
+                    f"offline machine save the file at Raft_Large_Weights.{weights}.url there, or pass a state dict path."
+                ) from error
             digest = state_dict_digest(model)
         else:
             raise FileNotFoundError(
@@ -58,6 +74,7 @@ class RAFTFlow:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.num_flow_updates = num_flow_updates
+        self.crop_to_frame = bool(crop_to_frame)
         self.batch_size = batch_size
         self._description = {
             "name": self.name,
@@ -66,12 +83,15 @@ class RAFTFlow:
             "weights": weights,
             "digest": digest,
             "num_flow_updates": num_flow_updates,
+            "flow_area": "frame" if crop_to_frame else "padded to a multiple of 8 (VBench)",
         }
 
     def describe(self) -> dict:
         return dict(self._description)
 
     def consecutive_flows(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB (F, H, W, 3) -> (F - 1, H', W', 2) flow in pixels; H', W' are H, W rounded up to
+        multiples of 8 (the padded frame), or H, W with `crop_to_frame`."""
         import torch
         import torch.nn.functional as F
 
@@ -81,14 +101,15 @@ class RAFTFlow:
             raise ValueError(f"`frames` of {width}x{height} are too small for RAFT, which needs both sides >= {RAFT_MIN_SIDE}.")
         pad_h, pad_w = (-height) % 8, (-width) % 8
         padding = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
-        video = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        video = F.pad(video, padding, mode="replicate")
+        video = F.pad(torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float(), padding, mode="replicate")
+        video = 2 * (video / 255.0) - 1.0  # RAFT's mapping, after its padding, as VBench runs it
         out = []
         with torch.inference_mode():
             for start in range(0, len(frames) - 1, self.batch_size):
                 stop = min(start + self.batch_size, len(frames) - 1)
                 flow = self.model(video[start:stop], video[start + 1 : stop + 1], num_flow_updates=self.num_flow_updates)[-1]
-                flow = flow[:, :, padding[2] : padding[2] + height, padding[0] : padding[0] + width]
+                if self.crop_to_frame:
+                    flow = flow[:, :, padding[2] : padding[2] + height, padding[0] : padding[0] + width]
                 out.append(flow.permute(0, 2, 3, 1).float().cpu().numpy())
         return np.concatenate(out)
 
