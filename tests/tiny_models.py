@@ -201,8 +201,12 @@ TINY_IP_ADAPTER_WEIGHT_NAMES = {
     "ip-adapter-plus": "ip-adapter-plus_tiny.safetensors",
     "ip-adapter-faceid": "ip-adapter-faceid_tiny.bin",
 }
+TINY_FACEID_PORTRAIT_WEIGHT_NAME = "ip-adapter-faceid-portrait_tiny.bin"
+TINY_FACEID_LORA_WEIGHT_NAME = "ip-adapter-faceid_tiny_lora.safetensors"
 TINY_IP_ADAPTER_TOKENS = 4  # image tokens of plain IP-Adapter and FaceID (fixed by diffusers' converter)
+TINY_FACEID_PORTRAIT_TOKENS = 16  # tokens per face of ip-adapter-faceid-portrait
 TINY_IP_ADAPTER_PLUS_QUERIES = 16  # the Resampler's latents, as in ip-adapter-plus_sd15
+TINY_FACEID_LORA_RANK = 4  # the released FaceID LoRA has rank 128
 
 
 def _tiny_clip_vision(directory: Path, seed: int):
@@ -217,20 +221,24 @@ def _tiny_clip_vision(directory: Path, seed: int):
     return config
 
 
-def _cross_attention_shapes(preset) -> list[tuple[int, int]]:
-    """(hidden, cross_attention_dim) of each spatial cross-attention, numbered like IP-Adapter's keys.
+def sd15_attention_layers(preset="tiny") -> list[tuple[str, int, int]]:
+    """(module name, hidden, cross dim or hidden) of every attention of the preset's SD1.5-style UNet.
 
-    diffusers walks `unet.attn_processors` and gives the n-th spatial attn2 (motion modules skipped)
-    the original checkpoint's keys `2n+1.to_k_ip` / `2n+1.to_v_ip`.
+    Numbered like the original IP-Adapter code numbers its checkpoint keys: the position in a plain
+    `UNet2DConditionModel`'s `attn_processors` (attn1 and attn2 of each transformer block in turn),
+    so no motion module can be counted.
     """
-    from videomaker.loading import build_unet_skeleton
+    from diffusers import UNet2DConditionModel
 
-    unet = build_unet_skeleton(preset)
-    return [
-        tuple(unet.get_submodule(name.removesuffix(".processor")).to_k.weight.shape)
-        for name in unet.attn_processors
-        if name.endswith("attn2.processor") and "motion_modules" not in name
-    ]
+    from videomaker.presets import load_preset
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**load_preset(preset).architecture["unet"])
+    layers = []
+    for name in unet.attn_processors:
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        layers.append((name.removesuffix(".processor"), attn.to_q.in_features, attn.to_k.in_features))
+    return layers
 
 
 def _resampler_state(embed_dims: int, hidden_dims: int, output_dims: int, rand) -> dict:
@@ -256,14 +264,45 @@ def _resampler_state(embed_dims: int, hidden_dims: int, output_dims: int, rand) 
     return state
 
 
-def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", seed: int = 0) -> Path:
+def faceid_lora_state(preset="tiny", seed: int = 1, rank: int = TINY_FACEID_LORA_RANK) -> dict[str, torch.Tensor]:
+    """A random FaceID LoRA in the released `ip_adapter` naming: `N.to_{q,k,v,out}_lora.{down,up}.weight`.
+
+    IP-Adapter's LoRALinearLayer: `down` (rank, in), `up` (out, rank), no alpha (scale 1).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for n, (_, hidden, context) in enumerate(sd15_attention_layers(preset)):
+        for projection, fan_in in (("to_q", hidden), ("to_k", context), ("to_v", context), ("to_out", hidden)):
+            state[f"{n}.{projection}_lora.down.weight"] = torch.randn(rank, fan_in, generator=generator) * fan_in ** -0.5
+            state[f"{n}.{projection}_lora.up.weight"] = torch.randn(hidden, rank, generator=generator) * rank ** -0.5
+    return state
+
+
+def faceid_lora_as_kohya(lora: dict[str, torch.Tensor], preset="tiny") -> dict[str, torch.Tensor]:
+    """The same LoRA in the kohya naming of `ip-adapter-faceid_sd15_lora.safetensors`.
+
+    `lora_unet_<module path with _>_<to_q|to_k|to_v|to_out_0>.lora_<down|up>.weight`, no alpha keys.
+    """
+    names = [name for name, _, _ in sd15_attention_layers(preset)]
+    kohya = {}
+    for key, tensor in lora.items():
+        index, rest = key.split(".", 1)
+        projection, side = rest.split("_lora.")[0], rest.split("_lora.")[1].split(".")[0]
+        target = "to_out_0" if projection == "to_out" else projection
+        kohya[f"lora_unet_{names[int(index)].replace('.', '_')}_{target}.lora_{side}.weight"] = tensor.contiguous()
+    return kohya
+
+
+def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", seed: int = 0, *,
+                         portrait: bool = False) -> Path:
     """Random IP-Adapter weights for `preset`'s UNet in the original checkpoint format, laid out like the hub.
 
     Image variants: `models/<weight name>` (safetensors, `image_proj.*` + `ip_adapter.*`) and a tiny
-    CLIP vision tower in `models/image_encoder`. FaceID: `<weight name>` at the root, a torch file
-    `{"image_proj": ..., "ip_adapter": ...}` projecting 512-d face embeddings; the real checkpoint's
-    LoRA is left out (diffusers only applies it with peft, which is not installed).
-    Weight names: `TINY_IP_ADAPTER_WEIGHT_NAMES[variant]`.
+    CLIP vision tower in `models/image_encoder`. FaceID: at the root, torch files
+    `{"image_proj": ..., "ip_adapter": ...}` projecting 512-d face embeddings, as released:
+    `TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"]` (4 tokens, with its LoRA in `ip_adapter`, see
+    `faceid_lora_state`) plus the same LoRA in kohya format (`TINY_FACEID_LORA_WEIGHT_NAME`); with
+    `portrait`, `TINY_FACEID_PORTRAIT_WEIGHT_NAME` too (16 tokens per face, no LoRA).
     """
     from safetensors.torch import save_file
 
@@ -274,24 +313,33 @@ def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", se
     def rand(*shape):
         return torch.randn(*shape, generator=generator) * shape[-1] ** -0.5
 
-    layers = _cross_attention_shapes(preset)
-    cross_dim = layers[0][1]
+    layers = sd15_attention_layers(preset)
+    cross_dim = next(context for name, _, context in layers if name.endswith("attn2"))
     ip_adapter = {}
-    for n, (hidden, cross) in enumerate(layers):
-        ip_adapter[f"{2 * n + 1}.to_k_ip.weight"] = rand(hidden, cross)
-        ip_adapter[f"{2 * n + 1}.to_v_ip.weight"] = rand(hidden, cross)
+    for n, (name, hidden, context) in enumerate(layers):
+        if name.endswith("attn2"):  # cross-attention: IP-Adapter's keys sit at the odd positions
+            ip_adapter[f"{n}.to_k_ip.weight"] = rand(hidden, context)
+            ip_adapter[f"{n}.to_v_ip.weight"] = rand(hidden, context)
 
     if variant == "ip-adapter-faceid":
         id_dim = 512
-        image_proj = {
-            "proj.0.weight": rand(id_dim, id_dim), "proj.0.bias": rand(id_dim),
-            "proj.2.weight": rand(cross_dim * TINY_IP_ADAPTER_TOKENS, id_dim),
-            "proj.2.bias": rand(cross_dim * TINY_IP_ADAPTER_TOKENS),
-            "norm.weight": 1 + rand(cross_dim), "norm.bias": rand(cross_dim),
-        }
+
+        def faceid_proj(tokens):
+            return {
+                "proj.0.weight": rand(2 * id_dim, id_dim), "proj.0.bias": rand(2 * id_dim),
+                "proj.2.weight": rand(cross_dim * tokens, 2 * id_dim), "proj.2.bias": rand(cross_dim * tokens),
+                "norm.weight": 1 + rand(cross_dim), "norm.bias": rand(cross_dim),
+            }
+
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / TINY_IP_ADAPTER_WEIGHT_NAMES[variant]
-        torch.save({"image_proj": image_proj, "ip_adapter": ip_adapter}, path)
+        lora = faceid_lora_state(preset, seed + 1)
+        torch.save({"image_proj": faceid_proj(TINY_IP_ADAPTER_TOKENS), "ip_adapter": ip_adapter | lora},
+                   directory / TINY_IP_ADAPTER_WEIGHT_NAMES[variant])
+        save_file(faceid_lora_as_kohya(lora, preset), directory / TINY_FACEID_LORA_WEIGHT_NAME)
+        if portrait:
+            portrait_ip = {key: rand(*value.shape) for key, value in ip_adapter.items()}
+            torch.save({"image_proj": faceid_proj(TINY_FACEID_PORTRAIT_TOKENS), "ip_adapter": portrait_ip},
+                       directory / TINY_FACEID_PORTRAIT_WEIGHT_NAME)
         return directory
 
     vision = _tiny_clip_vision(directory / "models" / "image_encoder", seed)
@@ -306,4 +354,20 @@ def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", se
     tensors = {f"image_proj.{k}": v.contiguous() for k, v in image_proj.items()}
     tensors |= {f"ip_adapter.{k}": v.contiguous() for k, v in ip_adapter.items()}
     save_file(tensors, directory / "models" / TINY_IP_ADAPTER_WEIGHT_NAMES[variant])
+    return directory
+
+
+def save_tiny_motion_adapter(directory: Path, preset: str = "tiny", *, mid_block: bool = True, seed: int = 7) -> Path:
+    """A random `MotionAdapter` for `preset` saved like a hub motion adapter (`config.json` + weights).
+
+    `mid_block=True` gives it a mid-block motion module, as `animatediff-motion-adapter-v1-5-2` has
+    (v1-5-3, the paper preset's, has none).
+    """
+    from diffusers import MotionAdapter
+
+    from videomaker.presets import load_preset
+
+    config = dict(load_preset(preset).architecture["motion_adapter"], use_motion_mid_block=mid_block)
+    torch.manual_seed(seed)
+    MotionAdapter(**config).save_pretrained(directory)
     return directory
