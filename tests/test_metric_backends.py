@@ -34,6 +34,8 @@ def textured(height=128, width=128, seed=0):
 
 def test_every_backend_describes_its_weights(backends):
     described = backends.describe()
+    assert described["clip"]["activation"] == "QuickGELU"  # the tiny CLIP's config says quick_gelu, like OpenAI's
+    assert described["dino"]["layer_norm_eps"] == 1e-6
     assert {role: d["name"] for role, d in described.items()} == {
         "clip": "open_clip", "dino": "transformers-dino", "face": "insightface", "flow": "raft"}
     for role, description in described.items():
@@ -70,8 +72,10 @@ def test_dino_uses_the_cls_token_of_the_last_hidden_state(backends, tiny_metric_
 
     image = textured(seed=4)
     model = ViTModel.from_pretrained(tiny_metric_models.dino.options["model"], add_pooling_layer=False).eval()
-    pixels = torch.nn.functional.interpolate(
-        torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, size=(224, 224), mode="bilinear", antialias=True)
+    from PIL import Image
+
+    resized = np.asarray(Image.fromarray(image).resize((224, 224), Image.Resampling.BILINEAR))  # the author's stretch
+    pixels = torch.from_numpy(resized).permute(2, 0, 1)[None].float() / 255
     mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
         expected = model(pixel_values=(pixels - mean) / std).last_hidden_state[0, 0].numpy()
@@ -107,9 +111,12 @@ def test_raft_matches_torchvision_raft_large_called_directly(backends, tiny_metr
     np.testing.assert_allclose(backends.flow.consecutive_flows(frames), expected, atol=1e-4)
 
 
-def test_raft_pads_odd_sizes_and_returns_flow_at_frame_size(backends):
+def test_raft_pads_odd_sizes_and_returns_the_padded_flow_or_the_frame_on_request(backends, tiny_metric_models):
     frames = np.stack([textured(130, 141, seed=s) for s in range(2)])
-    assert backends.flow.consecutive_flows(frames).shape == (1, 130, 141, 2)
+    padded = backends.flow.consecutive_flows(frames)
+    assert padded.shape == (1, 136, 144, 2)  # VBench scores the flow over the frame padded to multiples of 8
+    cropped = RAFTFlow(**tiny_metric_models.flow.options, crop_to_frame=True).consecutive_flows(frames)
+    np.testing.assert_allclose(cropped[0], padded[0, 3:133, 1:142], atol=1e-5)  # 6 and 3 rows/columns split evenly
     with pytest.raises(ValueError, match="too small for RAFT"):
         backends.flow.consecutive_flows(np.zeros((2, 64, 64, 3), np.uint8))
 

@@ -15,11 +15,16 @@ from metrics.backends import BackendSpec, MetricBackendsConfig
 
 
 def save_random_open_clip(model_dir: str | Path, seed: int = 0) -> str:
-    """An open_clip `local-dir:` model (ViT, 1 layer, width 32) with CLIP's real BPE tokenizer."""
+    """An open_clip `local-dir:` model (ViT, 1 layer, width 32) with CLIP's real BPE tokenizer.
+
+    It says `quick_gelu` in its config, as the published (OpenAI) CLIP needs, so offline runs
+    build the same activation.
+    """
     import open_clip
 
     model_cfg = {
         "embed_dim": 32,
+        "quick_gelu": True,
         "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
     }
@@ -34,12 +39,17 @@ def save_random_open_clip(model_dir: str | Path, seed: int = 0) -> str:
 
 
 def save_random_dino(model_dir: str | Path, seed: int = 0) -> Path:
-    """A transformers ViT shaped like dino-vits16 (patch 16, 224 px) but 1 layer of width 32."""
+    """A transformers ViT shaped like dino-vits16 (patch 16, 224 px) but 1 layer of width 32.
+
+    Its LayerNorm epsilon is the original DINO's (1e-6), the one `DINOEmbedder` builds by default.
+    """
     from transformers import ViTConfig, ViTModel
+
+    from metrics.backends.dino import DINO_LAYER_NORM_EPS
 
     torch.manual_seed(seed)
     config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       image_size=224, patch_size=16)
+                       image_size=224, patch_size=16, layer_norm_eps=DINO_LAYER_NORM_EPS)
     ViTModel(config, add_pooling_layer=False).save_pretrained(model_dir)
     return Path(model_dir)
 
