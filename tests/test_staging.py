@@ -287,7 +287,8 @@ def test_jobs_read_the_weights_their_config_names_from_the_staged_copies(tmp_pat
     config = load_config(EvaluationConfig, ROOT / "jobs/configs/eval_paper.yaml", ["benchmark=b.csv", "output_dir=o"],
                          models_dir=models_dir)
     backends = config.backends
-    assert backends.clip.options == {"model": f"local-dir:{models_dir / 'clip'}"}  # a folder loads as open_clip's local-dir
+    # A folder loads as open_clip's local-dir; OpenAI's weights keep saying they need QuickGELU.
+    assert backends.clip.options == {"model": f"local-dir:{models_dir / 'clip'}", "quick_gelu": True}
     assert backends.dino.options["model"] == str(models_dir / "dino")
     assert backends.face.options == {**plain.backends.face.options, "model_dir": str(models_dir / "insightface")}
     assert backends.flow.options["weights"] == str(models_dir / "raft" / "raft.pth")
@@ -303,3 +304,36 @@ def test_jobs_read_the_weights_their_config_names_from_the_staged_copies(tmp_pat
     parser = argparse.ArgumentParser()
     add_models_dir_argument(parser)
     assert parser.parse_args([]).models_dir == str(models_dir)
+
+
+def test_released_checkpoints_and_the_backbone_scheduler_are_named_for_staging(tmp_path, capsys):
+    from jobs.config import load_config
+    from pipelines.evaluation.config import EvaluationConfig
+
+    uri = "hf:SugerWu/VideoMaker/object_pytorch_model.bin"
+    named = {w.name: w for w in weights_named_by([{"method": {"kind": "videomaker", "preset": "paper", "checkpoint": uri}}])}
+    assert named["videomaker-object"] == WeightSource("videomaker-object", "hf-file", uri.removeprefix("hf:"), aliases=(uri,))
+    assert "scheduler/*" in named["diffusion-backbone"].allow_patterns  # the sampler reads the stored scheduler config
+
+    assert models.main(["stage", str(tmp_path / "models"), "--config", str(ROOT / "jobs/configs/eval_demo.yaml"),
+                        "--released", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "videomaker-human     hf-file      SugerWu/VideoMaker/human_pytorch_model.bin" in listed
+    assert "videomaker-object    hf-file      SugerWu/VideoMaker/object_pytorch_model.bin" in listed
+
+    # Not in the (empty, offline) hub cache: the failure says how to stage it by hand.
+    with pytest.raises(StagingError) as raised:
+        stage([named["videomaker-object"]], tmp_path / "models", progress=False)
+    assert "`hf download SugerWu/VideoMaker object_pytorch_model.bin --local-dir COPY`" in str(raised.value)
+    assert "--source videomaker-object=COPY" in str(raised.value)
+
+    # A copy fetched by hand, staged with --source, stands for the hf: URI a config names.
+    copy = tmp_path / "copy" / "object_pytorch_model.bin"
+    copy.parent.mkdir()
+    copy.write_bytes(b"weights" * 100)
+    stage(with_source_overrides([named["videomaker-object"]], {"videomaker-object": str(copy.parent)}), tmp_path / "models",
+          progress=False)
+    config = load_config(EvaluationConfig, None, ["benchmark=b.csv", "output_dir=o", f"method.checkpoint={uri}"],
+                         models_dir=tmp_path / "models")
+    assert config.method.checkpoint == str(tmp_path / "models" / "videomaker-object")
+    assert with_source_overrides([], {"x": uri})[0].kind == "hf-file"
