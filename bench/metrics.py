@@ -1,6 +1,6 @@
 """Benchmark the metric suite: one pass per video vs one pass per metric, as per-dimension tools do.
 
-In one run, over the same mp4 files (16 frames at 512x512, SPEC section 7's input):
+In one run, over the same mp4 files (16 frames at 512x512, the metrics' input, docs/method.md section 7):
 1. one pass: `score_requests`, as the scoring actors run it: each video decoded once, one CLIP
    image forward per frame for CLIP-T, CLIP-I and T.Cons, reference and prompt embeddings cached,
    frames of a batch of videos through each model together;
@@ -150,7 +150,7 @@ def component_seconds(backends, request: ScoreRequest) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=8, help="Videos scored by each mode.")
-    parser.add_argument("--size", type=int, default=512, help="Frame side in pixels (SPEC: 512).")
+    parser.add_argument("--size", type=int, default=512, help="Frame side in pixels (as published: 512).")
     parser.add_argument("--batch", type=int, default=4, help="Videos per one-pass batch (the scorer actor's batch_size).")
     parser.add_argument("--flow", default="dis", choices=["dis", "farneback", "raft"],
                         help="DD backend; raft is real size with random weights (slow on CPU).")

@@ -1,6 +1,6 @@
 """Benchmark PISA: one layer against its naive definition, and the UNet training step against stock attention.
 
-Why: SPEC section 3 defines PISA as 16 separate attentions over (frame_i tokens ++ reference tokens).
+Why: docs/method.md, section 3 defines PISA as 16 separate attentions over (frame_i tokens ++ reference tokens).
 `PISAAttnProcessor` instead projects the 17 frames once and runs one batched SDPA. This script checks
 that it matches the definition, that it is not slower, and what it adds to a training step of the
 paper-size UNet, in time and in FLOPs (torch.utils.flop_counter, which counts SDPA).
@@ -36,7 +36,7 @@ PAPER_LATENT = 64  # 512 px
 
 
 def naive_pisa(attn: Attention, hidden_states: torch.Tensor) -> torch.Tensor:
-    """SPEC section 3 literally: one attention per generated frame over its tokens ++ the reference's."""
+    """docs/method.md, section 3 literally: one attention per generated frame over its tokens ++ the reference's."""
     stock = AttnProcessor2_0()  # the layer's own to_q/to_k/to_v, SDPA, to_out
     x = hidden_states.unflatten(0, (-1, FRAMES))  # b, f, T, C
     video, reference, tokens = x[:, :-1], x[:, -1], x.shape[2]

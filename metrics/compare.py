@@ -1,6 +1,6 @@
 """Compare runs of score records: paired deltas with confidence intervals, regressions, tables, plots.
 
-Every number follows SPEC section 7 (`metrics.aggregate.aggregate_set`): per-subject means, then the
+Every number follows docs/method.md, section 7 (`metrics.aggregate.aggregate_set`): per-subject means, then the
 mean over subjects; DD pooled over videos. Because subjects are averaged first, subjects are the
 independent units, so confidence intervals come from a bootstrap that resamples subjects.
 """
@@ -27,7 +27,7 @@ class MetricDelta:
 
     Fields:
         set, metric: The benchmark set and metric key (`METRIC_LABELS` gives its printed name).
-        baseline, candidate: SPEC 7 aggregates over the paired samples only; None when no pair has both.
+        baseline, candidate: docs/method.md section 7 aggregates over the paired samples only; None when no pair has both.
         delta: candidate - baseline; None when no pair has both values.
         ci_low, ci_high: Percentile subject-bootstrap interval of delta at `confidence`; None when
             fewer than 2 subjects (nothing to resample) or no delta.
@@ -316,7 +316,7 @@ def _rows_by_set(runs: list[tuple[str, list[dict]]], include_published: bool, ab
 
 
 def compare_table(runs: list[tuple[str, list[dict]]], *, include_published: bool = True, ablation: bool = False) -> str:
-    """A paper-style plain-text table per set: each run's SPEC 7 aggregates, then the paper's rows.
+    """A paper-style plain-text table per set: each run's docs/method.md section 7 aggregates, then the paper's rows.
 
     Args:
         runs: (label, score records) per run; a run may span sets but holds one method per set.

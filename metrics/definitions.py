@@ -1,4 +1,4 @@
-"""The embedding metrics of SPEC section 7 as pure functions of embeddings.
+"""The embedding metrics of docs/method.md, section 7 as pure functions of embeddings.
 
 Each takes the backend's raw embeddings (rows = frames) and returns a float in [-1, 1]; cosines
 are taken in float64 so a score does not depend on the batch it was computed in.

@@ -1,4 +1,4 @@
-"""Dynamic degree (VBench) from optical flow, exactly as SPEC section 7 defines it.
+"""Dynamic degree (VBench) from optical flow, exactly as docs/method.md, section 7 defines it.
 
 A consecutive frame pair scores the mean of its top 5 % flow magnitudes; a video is dynamic when
 enough pairs exceed a threshold that scales with the frame size; DD is the share of dynamic

@@ -1,4 +1,4 @@
-"""The paper's published numbers (SPEC section 9) as data, to print beside our own runs.
+"""The paper's published numbers (docs/method.md, section 9) as data, to print beside our own runs.
 
 Keys are the metric keys of `metrics.aggregate` (clip_t, face_sim, clip_i, dino_i, t_cons, dd);
 Face Sim is None where the paper publishes none (the object set).
@@ -10,7 +10,7 @@ HUMAN_COLUMNS = ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons", "dd")
 OBJECT_COLUMNS = ("clip_t", "clip_i", "dino_i", "t_cons", "dd")  # the paper's object table has no Face Sim
 PUBLISHED_SETS = ("celebrity", "non_celebrity", "object")
 
-# (method, set) -> values in the order the SPEC lists them: HUMAN_COLUMNS, or OBJECT_COLUMNS for objects.
+# (method, set) -> values in the paper's column order: HUMAN_COLUMNS, or OBJECT_COLUMNS for objects.
 _MAIN_TABLES = {
     ("VideoMaker", "celebrity"): (0.2586, 0.8047, 0.8285, 0.7119, 0.9818, 0.3725),
     ("IP-Adapter", "celebrity"): (0.2064, 0.1994, 0.7772, 0.6825, 0.9980, 0.1025),

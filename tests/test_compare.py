@@ -47,7 +47,7 @@ def noisy_run(n_subjects, *, seed, shift=0.0, method="ours", videos_per_subject=
 
 
 def subject_first_mean(records, field):
-    """SPEC 7 by hand: mean per subject, then over subjects."""
+    """docs/method.md section 7 by hand: mean per subject, then over subjects."""
     per_subject = {}
     for r in records:
         per_subject.setdefault(r["subject_id"], []).append(r[field])

@@ -31,3 +31,23 @@ def test_package_imports_respect_the_layering(package):
         str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package]) for f in files
     }
     assert {f: v for f, v in violations.items() if v} == {}
+
+
+def test_no_file_points_outside_the_repository():
+    """The project documents what it follows itself (docs/method.md); nothing refers to files beside the checkout."""
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    outside = re.compile(r"\.\./shared|SPEC\.md|\bSPEC\b")
+    offenders = []
+    for name in files:
+        if name == "uv.lock" or not name.endswith((".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".json")):
+            continue
+        if name == "tests/test_layering.py":  # this test names the pattern it looks for
+            continue
+        for number, line in enumerate((root / name).read_text(errors="replace").splitlines(), 1):
+            if outside.search(line):
+                offenders.append(f"{name}:{number}: {line.strip()[:100]}")
+    assert not offenders, "\n".join(offenders)

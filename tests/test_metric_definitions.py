@@ -1,4 +1,4 @@
-"""The metric definitions of SPEC section 7 against direct numpy computations, plus DD and Face Sim logic."""
+"""The metric definitions of docs/method.md, section 7 against direct numpy computations, plus DD and Face Sim logic."""
 
 import numpy as np
 import pytest

@@ -24,7 +24,7 @@ def plain_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
 
 
 def naive_pisa(attn: Attention, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """SPEC section 3 literally: reference repeated per frame, one attention per frame, mean for the reference."""
+    """docs/method.md, section 3 literally: reference repeated per frame, one attention per frame, mean for the reference."""
     outputs = []
     for video in hidden_states.view(-1, num_frames, *hidden_states.shape[1:]):
         tokens = video.shape[1]

@@ -141,8 +141,8 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
     by_clip = {}
     for d in uninterrupted:
         span = stored[d["sample_id"]]
-        start = span["frame_indices"].index(d["frame_indices"][0])
-        assert d["frame_indices"] == span["frame_indices"][start : start + 16]  # 16 consecutive stored frames
+        first = span["frame_indices"].index(d["frame_indices"][0])
+        assert d["frame_indices"] == span["frame_indices"][first : first + 16]  # 16 consecutive stored frames
         assert d["reference_frame_index"] in span["reference_frame_indices"]
         by_clip.setdefault(d["sample_id"], {})[d["epoch"]] = (d["frame_indices"][0], d["reference_frame_index"])
     assert len(by_clip) == 5 and all({0, 1} <= set(epochs) for epochs in by_clip.values())

@@ -4,7 +4,6 @@ import io
 
 import numpy as np
 import pyarrow as pa
-import pytest
 from PIL import Image
 
 from pipelines.training.data import WINDOW_FRAMES, decode_samples, epoch_part_order

@@ -1,4 +1,4 @@
-"""The VideoMaker training objective: GIRL + min-SNR (SPEC section 4).
+"""The VideoMaker training objective: GIRL + min-SNR (docs/method.md, section 4).
 
 Tensor layout throughout: `(batch, channels, frames, height, width)`; the reference is the last
 frame. Randomness comes only from the caller's `torch.Generator`, so a step is reproducible.

@@ -1,4 +1,4 @@
-"""VideoMaker inference: reference image + prompt + seed -> 16 frames (SPEC section 6)."""
+"""VideoMaker inference: reference image + prompt + seed -> 16 frames (docs/method.md, section 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Personalized Injection Self-Attention (PISA) and the ablation switches (SPEC section 3).
+"""Personalized Injection Self-Attention (PISA) and the ablation switches (docs/method.md, section 3).
 
 The reference image rides along as the last latent frame. In every spatial self-attention layer
 each generated frame attends over its own tokens concatenated with the reference's tokens; the

@@ -1,4 +1,4 @@
-"""Which parameters VideoMaker fine-tunes (SPEC section 3); everything else stays frozen."""
+"""Which parameters VideoMaker fine-tunes (docs/method.md, section 3); everything else stays frozen."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One VideoMaker optimisation step (SPEC section 4), free of any distributed framework.
+"""One VideoMaker optimisation step (docs/method.md, section 4), free of any distributed framework.
 
 The Ray Train job wraps this with data loading, mixed precision, DDP and checkpointing; tests and
 single-process experiments call it directly.

@@ -39,7 +39,7 @@ class BackendSpec:
 
 @dataclass
 class MetricBackendsConfig:
-    """Which model computes which metric; the defaults are the published ones (SPEC section 7).
+    """Which model computes which metric; the defaults are the published ones (docs/method.md, section 7).
 
     Args:
         clip: CLIP for CLIP-T, CLIP-I and T.Cons (`open_clip`: model, pretrained).

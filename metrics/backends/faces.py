@@ -20,7 +20,7 @@ class InsightFaceEmbedder:
     Args:
         model_dir (str | Path): An insightface model pack directory such as `buffalo_l`; only its
             detection and recognition models are loaded.
-        det_size (int, default 640): Square detector input (SPEC: 640).
+        det_size (int, default 640): Square detector input (as published: 640).
         det_thresh (float, default 0.5): Minimum face score kept.
         providers (tuple[str, ...], default ("CPUExecutionProvider",)): ONNX Runtime providers.
     """

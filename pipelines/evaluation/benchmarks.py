@@ -1,4 +1,4 @@
-"""The benchmarks of SPEC section 8 as data: sets, prompts, and a user manifest of subjects.
+"""The benchmarks of docs/method.md, section 8 as data: sets, prompts, and a user manifest of subjects.
 
 Reference images are not shipped (likeness and licences), so a benchmark is a manifest of
 (subject_id, set, class, reference) rows plus the prompt lists below. The manifest is checked as
@@ -131,7 +131,7 @@ def classes_of(set_name: str) -> tuple[str, ...]:
 
 
 def prompts_for(set_name: str, subject_class: str) -> tuple[str, ...]:
-    """The SPEC prompts of a subject: the 25 human prompts, or the 10 of its object class."""
+    """The paper's prompts of a subject: the 25 human prompts, or the 10 of its object class."""
     if set_name not in SETS:
         raise ValueError(f"Unknown benchmark set {set_name!r}; choose from {list(SETS)}.")
     if subject_class not in classes_of(set_name):

@@ -153,7 +153,7 @@ class EvaluationConfig:
         output_dir: Videos, scores and reports; re-running with the same directory resumes.
         method: Which method makes (or made) the videos.
         sets: Benchmark sets to run.
-        seeds: Seeds per (subject, prompt); report N, since DD needs several (SPEC section 8).
+        seeds: Seeds per (subject, prompt); report N, since DD needs several (docs/method.md, section 8).
         prompts_per_subject: Only the first N prompts per subject (smoke runs); None takes all.
         generation: Sampler settings.
         generators: Actor pool of generators; one pipeline per actor, one GPU each on a cluster.

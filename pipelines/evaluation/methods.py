@@ -21,7 +21,7 @@ class GeneratedBatch:
 
 
 class VideoGenerator:
-    """A loaded method: references + prompts + seeds -> videos, with SPEC section 6 sampler settings."""
+    """A loaded method: references + prompts + seeds -> videos, with docs/method.md, section 6 sampler settings."""
 
     def __init__(self, method: MethodConfig, settings: GenerationSettings):
         self.method = method

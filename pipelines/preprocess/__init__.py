@@ -1,1 +1,1 @@
-"""Subject Highlight Preprocessing (SPEC section 5) of video corpora on Ray Data into Parquet."""
+"""Subject Highlight Preprocessing (docs/method.md, section 5) of video corpora on Ray Data into Parquet."""

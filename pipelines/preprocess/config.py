@@ -20,7 +20,7 @@ class BackendConfig:
 
 @dataclass
 class PreprocessConfig:
-    """Subject Highlight Preprocessing (SPEC section 5) of a video corpus.
+    """Subject Highlight Preprocessing (docs/method.md, section 5) of a video corpus.
 
     Args:
         input: Manifest (CSV, JSONL or Parquet with `path`, `caption`, optional `subject_class`,

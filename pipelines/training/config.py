@@ -1,4 +1,4 @@
-"""Configuration of a training run; every default is SPEC section 4's recipe."""
+"""Configuration of a training run; every default is the paper's recipe (docs/method.md, section 4)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from videomaker.pisa import PISASwitches
 
 @dataclass
 class ReferenceAugmentation:
-    """Reference-image augmentation (SPEC section 4): flip, then a random affine with white fill."""
+    """Reference-image augmentation (docs/method.md, section 4): flip, then a random affine with white fill."""
 
     enabled: bool = True
     flip_p: float = 0.5

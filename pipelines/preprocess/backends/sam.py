@@ -1,4 +1,4 @@
-"""Segment Anything prompted by the detected box: the segmenter SPEC section 5 names."""
+"""Segment Anything prompted by the detected box: the segmenter docs/method.md, section 5 names."""
 
 from __future__ import annotations
 
