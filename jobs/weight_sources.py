@@ -163,7 +163,10 @@ def _method_weights(config: dict) -> list[WeightSource]:
         encoder = method.get("image_encoder_folder") or default.image_encoder_folder
         prefix = f"{subfolder}/" if subfolder else ""
         patterns = (f"{prefix}{weight_name}",) + ((f"{encoder if '/' in encoder else prefix + encoder}/*",) if encoder else ())
+        patterns += (f"{prefix}{method['lora_weight_name']}",) if method.get("lora_weight_name") else ()  # FaceID's kohya LoRA
         weights.append(_weight_at(kind, method.get("weights") or default.weights, hub=True, patterns=patterns))
+        if method.get("motion_adapter"):  # the baselines' own motion adapter (the author's: v1-5-2)
+            weights.append(_weight_at("baseline-motion-adapter", method["motion_adapter"], hub=True))
     if (method.get("face") or {}).get("name") == "insightface":
         weights.append(_weight_at("insightface", _required(method["face"].get("options") or {}, "model_dir", "method.face.options"), hub=False))
     return weights

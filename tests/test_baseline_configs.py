@@ -89,3 +89,15 @@ def test_faceid_generator_embeds_the_reference_as_the_authors_script(tmp_path, t
     assert batch.provenance["face_embedding_protocol"] == "corrected"
     assert batch.provenance["reference_size"] == 640 and batch.provenance["lora"]["layers"] == 32
     assert batch.provenance["face_embeddings_per_video"] == [1] and batch.provenance["generator_device"] == "cpu"
+
+
+def test_models_stage_names_what_the_faceid_config_reads():
+    from jobs.config import read_config_file
+    from jobs.weight_sources import weights_named_by
+
+    config = read_config_file("jobs/configs/baselines/ip-adapter-faceid.yaml")
+    config["method"]["lora_weight_name"] = "ip-adapter-faceid_sd15_lora.safetensors"
+    weights = {w.name: w for w in weights_named_by([config])}
+    assert weights["baseline-motion-adapter"].source == "guoyww/animatediff-motion-adapter-v1-5-2"
+    assert weights["ip-adapter-faceid"].allow_patterns == (
+        "ip-adapter-faceid-portrait_sd15.bin", "ip-adapter-faceid_sd15_lora.safetensors")
