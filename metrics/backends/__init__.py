@@ -42,10 +42,12 @@ class MetricBackendsConfig:
     """Which model computes which metric; the defaults are the published ones (docs/method.md, section 7).
 
     Args:
-        clip: CLIP for CLIP-T, CLIP-I and T.Cons (`open_clip`: model, pretrained).
-        dino: DINO for DINO-I (`transformers-dino`: model hub id or directory).
+        clip: CLIP for CLIP-T, CLIP-I and T.Cons (`open_clip`: model, pretrained, quick_gelu; OpenAI's
+            weights are built with QuickGELU, see docs/metric-models.md).
+        dino: DINO for DINO-I (`transformers-dino`: model hub id or directory; layer_norm_eps, resize).
         face: Faces for Face Sim (`insightface`: model_dir of buffalo_l); None skips Face Sim.
-        flow: Optical flow for DD (`raft`: weights; `opencv`: method, weight-free approximation).
+        flow: Optical flow for DD (`raft`: weights, num_flow_updates, crop_to_frame; `opencv`: method,
+            weight-free approximation).
         device: Torch device of the torch backends ("cuda" on GPU workers).
     """
 
