@@ -1,7 +1,7 @@
 """`videomaker evaluate`: generate a method's benchmark videos, score them, log them to MLflow.
 
 The benchmark is a manifest of subjects (subject_id, set, class, reference) checked as a whole
-before anything runs; the prompts are SPEC section 8's. Re-running the same command resumes:
+before anything runs; the prompts are the paper's (docs/method.md, section 8). Re-running the same command resumes:
 finished videos are kept, only missing ones are generated.
 
 Submit to a cluster:  ray job submit --working-dir . -- python -m jobs.evaluate --config jobs/configs/eval_paper.yaml
@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = Tr
                                                  "one, or hf:SugerWu/VideoMaker/<file>; with --models-dir its staged copy).")
     parser.add_argument("--run-name", help="MLflow run name (default: the method name); overrides the config.")
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
+    parser.add_argument("--face-protocol", choices=("paper", "corrected"),
+                        help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted: --set seeds=[0,1] --set method.kind=ip-adapter.")
     add_models_dir_argument(parser)
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = Tr
 
 
 FLAGS = {"benchmark": "benchmark", "output_dir": "output_dir", "checkpoint": "method.checkpoint", "run_name": "run_name",
-         "mlflow_tracking_uri": "mlflow_tracking_uri"}
+         "mlflow_tracking_uri": "mlflow_tracking_uri", "face_protocol": "face_protocol"}
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, str]:

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", help="Manifest of the videos to score; overrides the config.")
     parser.add_argument("--videos", help="Directory that relative video paths are read from; overrides the config.")
     parser.add_argument("--output-dir", help="Where the tables go; overrides the config.")
+    parser.add_argument("--face-protocol", choices=("paper", "corrected"),
+                        help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config field, dotted: --set backends.flow.name=opencv --set backends.face=null.")
     add_models_dir_argument(parser)
@@ -37,13 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_table(aggregates: list[dict]) -> str:
-    """A paper-style text table: one line per (method, set), N and the face-detection rate beside."""
-    header = f"{'method':<14}{'set':<15}{'N':>5}" + "".join(f"{label:>10}" for label in METRIC_LABELS.values()) + f"{'faces':>8}"
+    """A paper-style text table: one line per (method, set), N, the face-detection rate and the Face Sim protocol beside."""
+    header = (f"{'method':<14}{'set':<15}{'N':>5}" + "".join(f"{label:>10}" for label in METRIC_LABELS.values())
+              + f"{'faces':>8}  protocol")
     lines = [header]
     for row in aggregates:
         cells = "".join(f"{row[key]:>10.4f}" if row[key] is not None else f"{'-':>10}" for key in METRIC_LABELS)
         rate = f"{row['face_detection_rate']:>8.2f}" if row["face_detection_rate"] is not None else f"{'-':>8}"
-        lines.append(f"{row['method'] or '-':<14}{row['set']:<15}{row['videos']:>5}{cells}{rate}")
+        lines.append(f"{row['method'] or '-':<14}{row['set']:<15}{row['videos']:>5}{cells}{rate}  {row.get('face_protocol') or '-'}")
     return "\n".join(lines)
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.scoring.config import ScoringConfig
     from pipelines.scoring.dataflow import run_scoring
 
-    flags = {"manifest": "manifest", "videos": "videos_dir", "output_dir": "output_dir"}
+    flags = {"manifest": "manifest", "videos": "videos_dir", "output_dir": "output_dir", "face_protocol": "face_protocol"}
     config = load_config(ScoringConfig, args.config, overrides_from_flags(args, flags), models_dir=args.models_dir)
     result = run_scoring(config, progress=not args.no_progress)
     errors = [r for r in result.records if r["status"] == "error"]

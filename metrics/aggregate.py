@@ -1,8 +1,10 @@
-"""Set-level numbers from per-video records, as SPEC section 7 aggregates them.
+"""Set-level numbers from per-video records, as docs/method.md, section 7 aggregates them.
 
 CLIP-T, CLIP-I, DINO-I, T.Cons and Face Sim: mean over each subject's videos (prompts x seeds),
 then mean over subjects, so a subject with more videos does not weigh more. DD pools every video
-of the set. Videos without any face are left out of Face Sim and counted.
+of the set. Videos without any face are left out of Face Sim and counted; a subject none of whose
+videos has a face is left out of the Face Sim mean (as the published evaluation dropped it).
+Each group also says which Face Sim protocol its scores used.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def aggregate_set(records: list[dict]) -> dict:
         videos_without_face=sum(r["face_status"] == "no_face_in_video" for r in faced),
         references_without_face=len({r["reference"] for r in faced if r["face_status"] == "reference_has_no_face"}),
         face_detection_rate=(sum(r["face_frames"] for r in faced) / frames) if frames else None,
+        # Records from before protocols existed carry none; "+" joins them if a group mixes protocols.
+        face_protocol="+".join(sorted({r.get("face_protocol") or "unrecorded" for r in faced})) or None,
     )
     return result
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from metrics.io import MediaError, read_image, read_video
+from metrics.io import GIF_FRAMES, GifFrames, MediaError, read_frames, read_image
 from metrics.suite import MetricSuite, VideoScores, VideoToScore
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ ERROR_CODES = (
 
 RECORD_SCHEMA = pa.schema(
     [
-        ("video", pa.string()),
+        ("video", pa.string()),  # the file CLIP-T, CLIP-I, DINO-I, T.Cons and Face Sim read
         ("subject_id", pa.string()),
         ("prompt", pa.string()),
         ("reference", pa.string()),
@@ -41,7 +41,7 @@ RECORD_SCHEMA = pa.schema(
         ("status", pa.string()),  # "ok" or "error"
         ("error", pa.string()),  # one of ERROR_CODES
         ("message", pa.string()),
-        ("frames", pa.int32()),  # frames scored, all of the file's
+        ("frames", pa.int32()),  # frames the embedding metrics scored (a GIF's merged frames expanded)
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("clip_t", pa.float64()),
@@ -50,6 +50,7 @@ RECORD_SCHEMA = pa.schema(
         ("t_cons", pa.float64()),
         ("face_sim", pa.float64()),  # null unless face_status == "scored"
         ("face_status", pa.string()),  # scored, no_face_in_video, reference_has_no_face, not_scored
+        ("face_protocol", pa.string()),  # paper (the author's steps) or corrected
         ("face_frames", pa.int32()),  # frames with a detected face
         ("face_detection_rate", pa.float64()),
         ("dd_dynamic", pa.bool_()),
@@ -57,6 +58,10 @@ RECORD_SCHEMA = pa.schema(
         ("dd_pairs_required", pa.int32()),
         ("dd_threshold", pa.float64()),
         ("dd_pair_scores", pa.list_(pa.float64())),
+        ("dd_video", pa.string()),  # the file DD read (the GIF, as published, unless configured otherwise)
+        ("dd_frames", pa.int32()),  # frames DD judged
+        ("dd_file_frames", pa.int32()),  # frames that file holds (fewer for a GIF whose identical frames merged)
+        ("dd_gif_frames", pa.string()),  # how a GIF was read for DD: expand or decoded
         ("backends", pa.string()),  # JSON: name, version, weights, digest per role
     ]
 )
@@ -67,7 +72,8 @@ class ScoreRequest:
     """One video to score, as a manifest row names it.
 
     Args:
-        video: Path of the video file whose frames are scored (mp4, GIF, ...).
+        video: Path of the video file whose frames the embedding metrics (CLIP-T, CLIP-I, DINO-I,
+            T.Cons, Face Sim) score: the lossless .mkv, mp4 or GIF.
         subject_id: Identity or object the video shows; metrics average per subject first.
         prompt: The generation prompt.
         reference: Path of the reference image.
@@ -75,6 +81,7 @@ class ScoreRequest:
         subject_class: "person" (Face Sim is scored) or an object class (it is not).
         method: Which method made the video (ours, a baseline, an imported one).
         seed: Generation seed, when known.
+        dd_video: The file DD reads (the saved GIF, as the published DD); None: `video`.
     """
 
     video: str
@@ -85,27 +92,29 @@ class ScoreRequest:
     subject_class: str = "person"
     method: str = ""
     seed: int | None = None
+    dd_video: str | None = None
 
     @property
     def is_human(self) -> bool:
         return self.subject_class.strip().lower() in HUMAN_CLASSES
 
 
-def _empty_record(request: ScoreRequest, backends: str) -> dict:
+def _empty_record(request: ScoreRequest, context: dict) -> dict:
     record = dict.fromkeys(RECORD_SCHEMA.names)
     record.update(asdict(request))
-    record["backends"] = backends
+    record["dd_video"] = request.dd_video or request.video
+    record.update(context)
     return record
 
 
-def _error_record(request: ScoreRequest, backends: str, code: str, message: str) -> dict:
-    record = _empty_record(request, backends)
+def _error_record(request: ScoreRequest, context: dict, code: str, message: str) -> dict:
+    record = _empty_record(request, context)
     record.update(status="error", error=code, message=message)
     return record
 
 
-def _score_record(request: ScoreRequest, backends: str, scores: VideoScores) -> dict:
-    record = _empty_record(request, backends)
+def _score_record(request: ScoreRequest, context: dict, scores: VideoScores, dd_file_frames: int) -> dict:
+    record = _empty_record(request, context)
     dynamics = scores.dynamics
     record.update(
         status="ok",
@@ -122,6 +131,8 @@ def _score_record(request: ScoreRequest, backends: str, scores: VideoScores) -> 
         dd_pairs_required=dynamics.pairs_required,
         dd_threshold=dynamics.threshold,
         dd_pair_scores=list(dynamics.pair_scores),
+        dd_frames=scores.dd_frames,
+        dd_file_frames=dd_file_frames,
     )
     if scores.face is not None:
         record.update(
@@ -135,47 +146,72 @@ def _score_record(request: ScoreRequest, backends: str, scores: VideoScores) -> 
     return record
 
 
-def score_requests(suite: MetricSuite, requests: list[ScoreRequest], *, expected_frames: int | None = 16) -> list[dict]:
+def _mismatch(path: str, count: int, expected: int) -> MediaError:
+    return MediaError(
+        "frame_count_mismatch",
+        f"Video {path!r} has {count} frames, expected {expected}; "
+        f"score it with expected_frames={count} (or None) if that is intended.",
+    )
+
+
+def score_requests(suite: MetricSuite, requests: list[ScoreRequest], *, expected_frames: int | None = 16,
+                   dd_gif_frames: GifFrames = "expand") -> list[dict]:
     """Read, check and score `requests` in one batch; a failure becomes that video's error record.
+
+    A GIF's identical consecutive frames, which its writer merged, are expanded back by duration
+    for the embedding metrics, so such a video is never dropped for having too few frames.
 
     Args:
         expected_frames: Frames every video must have (16 for the benchmarks); None accepts any.
+        dd_gif_frames: How DD reads a GIF: `expand` (merged frames given back, `expected_frames`
+            frames) or `decoded` (the frames Pillow decodes, as the published DD script iterated;
+            its pair count rule then follows that number, and fewer frames are accepted).
     """
-    backends = json.dumps(suite.backends.describe(), sort_keys=True)
+    if dd_gif_frames not in GIF_FRAMES:
+        raise ValueError(f"`dd_gif_frames` must be one of {list(GIF_FRAMES)}, got {dd_gif_frames!r}.")
+    context = {"backends": json.dumps(suite.backends.describe(), sort_keys=True),
+               "face_protocol": suite.face_protocol, "dd_gif_frames": dd_gif_frames}
     records: list[dict | None] = [None] * len(requests)
-    ready: list[tuple[int, VideoToScore]] = []
+    ready: list[tuple[int, VideoToScore, int]] = []
     for index, request in enumerate(requests):
         try:
-            frames = read_video(request.video)
-            if expected_frames is not None and len(frames) != expected_frames:
-                raise MediaError(
-                    "frame_count_mismatch",
-                    f"Video {request.video!r} has {len(frames)} frames, expected {expected_frames}; "
-                    f"score it with expected_frames={len(frames)} (or None) if that is intended.",
-                )
+            video = read_frames(request.video, expected_frames=expected_frames)
+            if expected_frames is not None and len(video.frames) != expected_frames:
+                raise _mismatch(request.video, len(video.frames), expected_frames)
+            dd_path = request.dd_video or request.video
+            if dd_path == request.video and not (video.gif and dd_gif_frames == "decoded"):
+                dd = video
+            else:
+                dd = read_frames(dd_path, expected_frames=expected_frames, gif_frames=dd_gif_frames)
+                fewer_allowed = dd.gif and dd_gif_frames == "decoded"
+                if expected_frames is not None and (len(dd.frames) > expected_frames or
+                                                    (len(dd.frames) < expected_frames and not fewer_allowed)):
+                    raise _mismatch(dd_path, len(dd.frames), expected_frames)
             reference = read_image(request.reference)
         except MediaError as error:
-            records[index] = _error_record(request, backends, error.code, str(error))
+            records[index] = _error_record(request, context, error.code, str(error))
             continue
-        ready.append((index, VideoToScore(frames, request.prompt, reference, score_faces=request.is_human)))
+        dd_frames = None if dd is video else dd.frames
+        ready.append((index, VideoToScore(video.frames, request.prompt, reference, score_faces=request.is_human,
+                                          dd_frames=dd_frames), dd.decoded))
 
     try:
-        scored = suite.score([video for _, video in ready])
+        scored = suite.score([video for _, video, _ in ready])
     except Exception:  # one video broke a backend: score one by one so the rest still count
         logger.warning("Scoring a batch of %d videos failed; retrying them one by one.", len(ready), exc_info=True)
         scored = []
-        for index, video in ready:
+        for index, video, _ in ready:
             try:
                 scored.extend(suite.score([video]))
             except Exception as error:
                 scored.append(error)
-    for (index, _), result in zip(ready, scored):
+    for (index, _, dd_file_frames), result in zip(ready, scored):
         request = requests[index]
         if isinstance(result, Exception):
             message = f"Scoring {request.video!r} failed: {type(result).__name__}: {result}"
-            records[index] = _error_record(request, backends, "scoring_failed", message)
+            records[index] = _error_record(request, context, "scoring_failed", message)
         else:
-            records[index] = _score_record(request, backends, result)
+            records[index] = _score_record(request, context, result, dd_file_frames)
     return records
 
 

@@ -2,19 +2,32 @@
 
 One CLIP image forward per frame serves CLIP-T, CLIP-I and T.Cons; references and prompts are
 embedded once and cached; frames of every video in the batch go through each model together.
+
+Face Sim follows one of two protocols (`FACE_PROTOCOLS`):
+- `paper`: the author's evaluation steps, so a score is comparable with the published tables.
+  insightface was handed RGB arrays where it expects BGR; the reference was resized to 512x512
+  (PIL bicubic) and its first detected face used (the detector's order: highest score after NMS);
+  each frame's largest face (the last of a stable sort by box area, as `sorted(...)[-1]` picks).
+- `corrected`: BGR as insightface expects, the reference as read, the largest face everywhere.
+Both skip frames without a face, keep negative cosines and exclude a video with no face at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from metrics.backends import MetricBackends
 from metrics.backends.base import FaceEmbedder
 from metrics.definitions import FaceSimilarity, clip_i, clip_t, dino_i, face_similarity, temporal_consistency
-from metrics.dynamic_degree import DynamicVerdict, judge_video, pair_score
+from metrics.dynamic_degree import DynamicVerdict, flow_threshold, judge_video, pair_score
+
+FaceProtocol = Literal["paper", "corrected"]
+FACE_PROTOCOLS = ("paper", "corrected")
+PAPER_REFERENCE_SIZE = 512  # the author's load_image(...).resize((512, 512)) before detection
 
 
 @dataclass
@@ -26,12 +39,16 @@ class VideoToScore:
         prompt: The prompt it was generated from (CLIP-T).
         reference: uint8 RGB (H, W, 3) reference image (CLIP-I, DINO-I, Face Sim).
         score_faces: Compute Face Sim (human subjects); objects have none.
+        dd_frames: uint8 RGB (F', H', W', 3) frames DD reads instead of `frames` (the saved GIF's,
+            as published); None: `frames`. May hold a single frame (a GIF whose frames were all
+            merged, read as decoded), which has no pair and is not dynamic.
     """
 
     frames: np.ndarray
     prompt: str
     reference: np.ndarray
     score_faces: bool = True
+    dd_frames: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,8 @@ class VideoScores:
     num_frames: int
     height: int
     width: int
+    dd_frames: int
+    face_protocol: str
 
 
 @dataclass
@@ -57,12 +76,20 @@ class _ReferenceEmbeddings:
     face_done: bool = False
 
 
+def _is_video(frames) -> bool:
+    return isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3
+
+
 def _check(video: VideoToScore, index: int) -> None:
     frames = video.frames
-    if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3):
+    if not _is_video(frames):
         raise ValueError(f"`videos[{index}].frames` must be uint8 RGB (F, H, W, 3), got {getattr(frames, 'shape', None)}.")
     if frames.shape[0] < 2:
         raise ValueError(f"`videos[{index}].frames` has {frames.shape[0]} frame(s); T.Cons and DD need at least 2.")
+    dd_frames = video.dd_frames
+    if dd_frames is not None and not (_is_video(dd_frames) and dd_frames.shape[0] >= 1):
+        raise ValueError(f"`videos[{index}].dd_frames` must be uint8 RGB (F, H, W, 3) with F >= 1, "
+                         f"got {getattr(dd_frames, 'shape', None)}; pass None to judge DD on `frames`.")
     reference = video.reference
     if not (isinstance(reference, np.ndarray) and reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3):
         raise ValueError(f"`videos[{index}].reference` must be a uint8 RGB (H, W, 3) image, got {getattr(reference, 'shape', None)}.")
@@ -71,11 +98,47 @@ def _check(video: VideoToScore, index: int) -> None:
 
 
 def largest_face_embedding(backend: FaceEmbedder, image: np.ndarray) -> np.ndarray | None:
-    """The embedding of the largest face in `image` (SPEC: the largest face counts), or None."""
+    """The embedding of the largest face in `image` (the `corrected` protocol's choice), or None."""
     faces = backend.detect(image)
     if not faces:
         return None
     return backend.embed(image, max(faces, key=lambda face: face.area))
+
+
+def paper_reference_image(image: np.ndarray) -> np.ndarray:
+    """The reference as the author's Face Sim saw it: stretched to 512x512 with PIL's default (bicubic) filter."""
+    from PIL import Image
+
+    if image.shape[:2] == (PAPER_REFERENCE_SIZE, PAPER_REFERENCE_SIZE):
+        return image
+    resized = Image.fromarray(image).resize((PAPER_REFERENCE_SIZE, PAPER_REFERENCE_SIZE), Image.Resampling.BICUBIC)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def protocol_face_embedding(backend: FaceEmbedder, image: np.ndarray, *, protocol: FaceProtocol,
+                            reference: bool) -> np.ndarray | None:
+    """The embedding Face Sim uses for one image under `protocol`, or None when it has no face.
+
+    Args:
+        backend: The face embedder; it takes RGB and converts to its model's order itself.
+        image: uint8 RGB (H, W, 3).
+        protocol: `paper` or `corrected` (see the module docstring).
+        reference: The image is the reference (paper: resized, first face) rather than a frame.
+    """
+    if protocol == "corrected":
+        return largest_face_embedding(backend, image)
+    if protocol != "paper":
+        raise ValueError(f"`protocol` must be one of {list(FACE_PROTOCOLS)}, got {protocol!r}.")
+    if reference:
+        image = paper_reference_image(image)
+    # The backend turns RGB into BGR; handing it the channel-reversed image makes the model see the
+    # RGB array itself, as the author's scripts passed it.
+    swapped = np.ascontiguousarray(image[..., ::-1])
+    faces = backend.detect(swapped)
+    if not faces:
+        return None
+    face = faces[0] if reference else sorted(faces, key=lambda f: f.area)[-1]
+    return backend.embed(swapped, face)
 
 
 def _image_key(image: np.ndarray) -> str:
@@ -90,8 +153,17 @@ class MetricSuite:
         >>> scores = suite.score([VideoToScore(frames, "A person wearing sunglasses.", reference)])
     """
 
-    def __init__(self, backends: MetricBackends):
+    def __init__(self, backends: MetricBackends, *, face_protocol: FaceProtocol = "corrected"):
+        """
+        Args:
+            backends: The loaded models.
+            face_protocol: How Face Sim is computed: `paper` (the author's steps, comparable with
+                the published tables) or `corrected` (BGR, largest face); see the module docstring.
+        """
+        if face_protocol not in FACE_PROTOCOLS:
+            raise ValueError(f"`face_protocol` must be one of {list(FACE_PROTOCOLS)}, got {face_protocol!r}.")
         self.backends = backends
+        self.face_protocol = face_protocol
         self._references: dict[str, _ReferenceEmbeddings] = {}
         self._prompts: dict[str, np.ndarray] = {}
 
@@ -119,10 +191,12 @@ class MetricSuite:
                     dino_i=dino_i(dino_emb, reference.dino),
                     t_cons=temporal_consistency(clip_emb),
                     face=self._face_similarity(video, reference),
-                    dynamics=self._dynamics(video.frames),
+                    dynamics=self._dynamics(video.frames if video.dd_frames is None else video.dd_frames),
                     num_frames=count,
                     height=height,
                     width=width,
+                    dd_frames=count if video.dd_frames is None else len(video.dd_frames),
+                    face_protocol=self.face_protocol,
                 )
             )
         return results
@@ -146,12 +220,17 @@ class MetricSuite:
         face = self.backends.face
         if face is None or not video.score_faces:
             return None
+        protocol = self.face_protocol
         if not reference.face_done:
-            reference.face, reference.face_done = largest_face_embedding(face, video.reference), True
+            reference.face = protocol_face_embedding(face, video.reference, protocol=protocol, reference=True)
+            reference.face_done = True
         # Frames are searched even when the reference has no face: the detection rate stays true.
-        return face_similarity([largest_face_embedding(face, frame) for frame in video.frames], reference.face)
+        frames = [protocol_face_embedding(face, frame, protocol=protocol, reference=False) for frame in video.frames]
+        return face_similarity(frames, reference.face)
 
     def _dynamics(self, frames: np.ndarray) -> DynamicVerdict:
-        flows = self.backends.flow.consecutive_flows(frames)
         count, height, width = frames.shape[:3]
+        if count < 2:  # a GIF whose frames all merged, read as decoded: no pair moves (the published script's answer)
+            return DynamicVerdict(False, (), flow_threshold(height, width), 0, 0)
+        flows = self.backends.flow.consecutive_flows(frames)
         return judge_video([pair_score(flow) for flow in flows], height=height, width=width, num_frames=count)

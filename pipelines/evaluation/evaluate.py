@@ -2,7 +2,7 @@
 
 Layout of `output_dir`:
     evaluation.json                 the method and settings the videos belong to (guards resume)
-    videos/<set>/<subject>/pNN_sSEED.{mp4,gif,json}
+    videos/<set>/<subject>/pNN_sSEED.{mp4,gif,mkv,json}   mkv: the frames bit-exact (FFV1)
     videos/<set>/grid.html          side-by-side page of the set
     scores/samples.parquet|.csv     one row per video, keyed by (set, subject_id, prompt, seed)
     scores/aggregates.json|.csv     per set
@@ -22,7 +22,7 @@ from metrics.aggregate import aggregate
 from metrics.records import ScoreRequest
 from pipelines.evaluation.benchmarks import BenchmarkItem, benchmark_items, read_benchmark_manifest
 from pipelines.evaluation.config import EvaluationConfig
-from pipelines.evaluation.generation import GenerationSummary, generate_items, item_stem
+from pipelines.evaluation.generation import FRAME_SUFFIXES, GenerationSummary, generate_items, item_stem
 from videomaker import storage
 from pipelines.scoring.dataflow import score_videos, write_results
 
@@ -69,19 +69,23 @@ def check_output_dir(config: EvaluationConfig) -> None:
 
 
 def scored_file(stem: str, preferred: str) -> str:
-    """The file of an item the metrics read: the preferred kind if the item has it, else what it has."""
+    """The file of an item a metric reads: the `preferred` kind (lossless, mp4, gif) if the item has
+    it, else the first it has in that order (an imported item has only its one file)."""
+    order = [FRAME_SUFFIXES[preferred]] + [s for s in FRAME_SUFFIXES.values() if s != FRAME_SUFFIXES[preferred]]
     try:
         files = json.loads(storage.read_text(f"{stem}.json"))["files"]
     except (OSError, ValueError, KeyError):
-        return f"{stem}.{preferred}"  # missing: scoring records it as video_missing
-    names = sorted(files, key=lambda name: not name.endswith(f".{preferred}"))
-    return storage.join(storage.parent(stem), names[0])
+        return f"{stem}{order[0]}"  # missing: scoring records it as video_missing
+    ranked = sorted(files, key=lambda name: next((i for i, s in enumerate(order) if name.endswith(s)), len(order)))
+    return storage.join(storage.parent(stem), ranked[0]) if ranked else f"{stem}{order[0]}"
 
 
 def score_requests_of(items: list[BenchmarkItem], config: EvaluationConfig, videos_dir: str) -> list[ScoreRequest]:
+    """One request per item: the embedding metrics read `embedding_frames`' file, DD `dd_frames`' file."""
     return [
         ScoreRequest(
-            video=scored_file(item_stem(videos_dir, item), config.score_file),
+            video=scored_file(item_stem(videos_dir, item), config.embedding_frames),
+            dd_video=scored_file(item_stem(videos_dir, item), config.dd_frames),
             subject_id=item.subject.subject_id,
             prompt=item.prompt,
             reference=item.subject.reference,
@@ -129,7 +133,8 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
         logger.warning("No video for %s: %s", item_id, error)
 
     records = score_videos(score_requests_of(items, config, videos_dir), backends=config.backends,
-                           scorers=config.scorers, expected_frames=config.expected_frames, progress=progress)
+                           scorers=config.scorers, expected_frames=config.expected_frames,
+                           face_protocol=config.face_protocol, dd_gif_frames=config.dd_gif_frames, progress=progress)
     aggregates = aggregate(records)
     write_results(sample_table(items, records), aggregates, storage.join(output, "scores"), name="samples")
 

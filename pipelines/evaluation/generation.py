@@ -1,9 +1,10 @@
 """Benchmark generation on a Ray Data actor pool: one pipeline per actor, resumable item by item.
 
-Each item writes `<stem>.mp4`, `<stem>.gif` and, last, `<stem>.json` (the sidecar), locally or on
-object storage. Each file appears whole or not at all, and the sidecar records their sizes, so an
-item counts as done only when all three are complete: a run killed mid-write leaves nothing that a
-re-run mistakes for a finished video.
+Each item writes `<stem>.mp4` (to watch), `<stem>.gif` (what the published DD read), `<stem>.mkv`
+(the generated frames bit-exact, FFV1, for the embedding metrics) and, last, `<stem>.json` (the
+sidecar), locally or on object storage. Each file appears whole or not at all, and the sidecar
+records their sizes, so an item counts as done only when all are complete: a run killed mid-write
+leaves nothing that a re-run mistakes for a finished video.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from videomaker import storage
 
 logger = logging.getLogger(__name__)
 
-MEDIA_SUFFIXES = (".mp4", ".gif")
+MEDIA_SUFFIXES = (".mp4", ".gif", ".mkv")
+# The saved file of each kind the metrics can read (EvaluationConfig.embedding_frames / dd_frames).
+FRAME_SUFFIXES = {"lossless": ".mkv", "mp4": ".mp4", "gif": ".gif"}
 
 
 def item_stem(videos_dir: str | Path, item: BenchmarkItem) -> str:
@@ -45,17 +48,20 @@ def is_complete(stem: str | Path) -> bool:
         return False
 
 
-def write_item(stem: str | Path, frames: np.ndarray, sidecar: dict, *, fps: int) -> None:
-    """mp4 and GIF, then the sidecar naming both with their sizes (the completion marker).
+def write_item(stem: str | Path, frames: np.ndarray, sidecar: dict, *, fps: int, lossless: bool = True) -> None:
+    """mp4, GIF and (with `lossless`) the FFV1 .mkv, then the sidecar naming them with their sizes (the completion marker).
 
     Each file is written whole or not at all (storage.write_bytes), locally or to object storage.
+    The lossless file is about 4-7 MB per 16 frames at 512 px (the mp4 well under 1 MB); leave it
+    out (`lossless=False`) only when no metric reads it.
     """
-    from videomaker.export import write_gif, write_mp4
+    from videomaker.export import LOSSLESS_SUFFIX, write_gif, write_lossless, write_mp4
 
     name = posixpath.basename(str(stem))
     sizes = {}
+    writers = [(".mp4", write_mp4), (".gif", write_gif)] + ([(LOSSLESS_SUFFIX, write_lossless)] if lossless else [])
     with tempfile.TemporaryDirectory(prefix="videomaker-item-") as scratch:
-        for suffix, write in ((".mp4", write_mp4), (".gif", write_gif)):
+        for suffix, write in writers:
             local = write(frames, Path(scratch) / f"{name}{suffix}", fps=fps)
             sizes[f"{name}{suffix}"] = storage.upload_file(local, f"{stem}{suffix}")
     storage.write_text(f"{stem}.json", json.dumps({**sidecar, "files": sizes}, indent=2))
@@ -80,12 +86,13 @@ class GenerateBatch:
     IP-Adapter-FaceID) costs only that item; failed items have no sidecar and are retried on re-run.
     """
 
-    def __init__(self, method: MethodConfig, settings: GenerationSettings, videos_dir: str):
+    def __init__(self, method: MethodConfig, settings: GenerationSettings, videos_dir: str, lossless: bool = True):
         from pipelines.evaluation.methods import VideoGenerator
 
         self.generator = VideoGenerator(method, settings)
         self.settings = settings
         self.videos_dir = videos_dir
+        self.lossless = lossless
 
     def _generate(self, items: list[BenchmarkItem]) -> None:
         from videomaker.pipeline import NEGATIVE_PROMPT_HUMAN, NEGATIVE_PROMPT_OBJECT
@@ -102,7 +109,7 @@ class GenerateBatch:
             seconds = (time.perf_counter() - started) / len(group)
             for item, frames in zip(group, batch.frames):
                 sidecar = {**item_row(item), **batch.provenance, "fps": self.settings.fps, "seconds": round(seconds, 3)}
-                write_item(item_stem(self.videos_dir, item), frames, sidecar, fps=self.settings.fps)
+                write_item(item_stem(self.videos_dir, item), frames, sidecar, fps=self.settings.fps, lossless=self.lossless)
 
     def __call__(self, batch: dict) -> dict:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
@@ -143,7 +150,8 @@ def generate_items(items: list[BenchmarkItem], config: EvaluationConfig, videos_
     connect_or_start_ray()
     ds = ray.data.from_items([item_row(item) for item in pending]).map_batches(
         GenerateBatch,
-        fn_constructor_kwargs={"method": config.method, "settings": config.generation, "videos_dir": str(videos_dir)},
+        fn_constructor_kwargs={"method": config.method, "settings": config.generation, "videos_dir": str(videos_dir),
+                               "lossless": "lossless" in (config.embedding_frames, config.dd_frames)},
         **config.generators.map_batches_options(),
     )
     with tqdm(total=len(pending), desc=f"generate {config.method.name}", unit="video", disable=not progress) as bar:

@@ -42,13 +42,19 @@ def frame_strip(video: str | Path) -> Image.Image | None:
     return Image.fromarray(strip).resize((round(strip.shape[1] * scale), STRIP_HEIGHT), Image.BILINEAR)
 
 
+def _watchable(record: dict) -> str:
+    """The file a browser plays: the GIF when one was read (DD's, by default), else the scored video."""
+    files = [record.get("dd_video"), record["video"]]
+    return next((f for f in files if f and f.lower().endswith(".gif")), record["video"])
+
+
 def _caption(record: dict) -> str:
     if record["status"] != "ok":
         return f"<span class=err>{html.escape(record['error'] or 'error')}</span>"
     parts = [f"CLIP-T {record['clip_t']:.3f}", f"CLIP-I {record['clip_i']:.3f}", f"DINO-I {record['dino_i']:.3f}",
              f"T.Cons {record['t_cons']:.3f}", "dynamic" if record["dd_dynamic"] else "static"]
     if record["face_sim"] is not None:
-        parts.insert(1, f"Face {record['face_sim']:.3f}")
+        parts.insert(1, f"Face {record['face_sim']:.3f} ({record.get('face_protocol') or '?'})")
     return " · ".join(parts)
 
 
@@ -82,7 +88,7 @@ def write_set_page(records: list[dict], page: str | Path, *, title: str) -> str:
                     cells.append("<td></td>")
                     continue
                 strip = frame_strip(record["video"])
-                link = posixpath.relpath(storage.absolute(record["video"]), storage.parent(page))
+                link = posixpath.relpath(storage.absolute(_watchable(record)), storage.parent(page))
                 image = f"<a href='{html.escape(link)}'><img src='{_data_uri(strip)}'></a>" if strip else ""
                 cells.append(f"<td>{image}<div>{_caption(record)}</div></td>")
             body.append(f"<tr><td class=prompt>{html.escape(prompt)}</td>{''.join(cells)}</tr>")

@@ -1,6 +1,7 @@
 """Evaluations in MLflow: a parent run per evaluation, a nested run per set; finding them again.
 
-Parent: params (method, checkpoint, preset, seeds, N, metric backends and their digests),
+Parent: params (method, checkpoint, preset, seeds, N, metric backends and their digests, the Face
+Sim protocol and which saved file each metric read),
 `<set>.<metric>` metrics, the per-sample table and aggregates. Nested run per set: that set's
 metrics, its per-sample table, its videos and the side-by-side `videos/grid.html` page.
 """
@@ -23,7 +24,8 @@ from videomaker import storage
 JOB_TAG = "videomaker.job"
 SAMPLES_ARTIFACT = "scores/samples.parquet"
 TABLE_COLUMNS = ("item_id", "set", "subject_id", "prompt_index", "prompt", "seed", "status", "error", "clip_t",
-                 "face_sim", "clip_i", "dino_i", "t_cons", "dd_dynamic", "face_detection_rate", "video")
+                 "face_sim", "clip_i", "dino_i", "t_cons", "dd_dynamic", "face_detection_rate", "face_protocol", "video",
+                 "dd_video")
 
 
 def _backend_params(records: list[dict]) -> dict[str, str]:
@@ -58,10 +60,15 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
     method = config.method
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name) as parent:
         mlflow.set_tags({JOB_TAG: "evaluate", "videomaker.method": method.name, "videomaker.kind": method.kind,
-                         "videomaker.checkpoint": str(method.checkpoint), "videomaker.preset": method.preset})
+                         "videomaker.checkpoint": str(method.checkpoint), "videomaker.preset": method.preset,
+                         "videomaker.face_protocol": config.face_protocol})
         params = {"method": method.name, "kind": method.kind, "checkpoint": str(method.checkpoint), "preset": method.preset,
                   "seeds": json.dumps(config.seeds), "N": len(items), "sets": json.dumps(config.sets),
-                  "prompts_per_subject": str(config.prompts_per_subject), "score_file": config.score_file}
+                  "prompts_per_subject": str(config.prompts_per_subject), "face_protocol": config.face_protocol,
+                  "embedding_frames": config.embedding_frames, "dd_frames": config.dd_frames,
+                  "dd_gif_frames": config.dd_gif_frames,
+                  # inference switches overriding the checkpoint's (null: the checkpoint's own)
+                  "method.switches": json.dumps(method.switches, sort_keys=True)}
         params |= {f"generation.{k}": v for k, v in config.as_params().items() if k.startswith("generation.")}
         params |= _backend_params(records)
         mlflow.log_params(params)
@@ -79,7 +86,8 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
             set_name = row["set"]
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.run_name}/{set_name}", nested=True):
                 mlflow.set_tags({JOB_TAG: "evaluate-set", "videomaker.set": set_name, "videomaker.method": method.name})
-                mlflow.log_params({"set": set_name, "N": row["videos"] + row["errors"], "subjects": row["subjects"]})
+                mlflow.log_params({"set": set_name, "N": row["videos"] + row["errors"], "subjects": row["subjects"],
+                                   "face_protocol": config.face_protocol})
                 mlflow.log_metrics(_set_metrics(row))
                 set_samples = samples.filter(pc.equal(samples["set"], set_name))
                 _log_table(mlflow, set_samples, "samples.json")

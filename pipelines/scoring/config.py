@@ -5,22 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from metrics.backends import MetricBackendsConfig
+from metrics.io import GIF_FRAMES
+from metrics.suite import FACE_PROTOCOLS
 from pipelines.actor_pool import ActorPoolConfig
 
 
 @dataclass
 class ScoringConfig:
-    """Score every video a manifest names (SPEC section 7) and aggregate per method and set.
+    """Score every video a manifest names (docs/method.md, section 7) and aggregate per method and set.
 
     Args:
         manifest: CSV, JSONL or Parquet with `video`, `subject_id`, `prompt`, `reference` and
-            optional `set`, `subject_class`, `method`, `seed` columns.
+            optional `set`, `subject_class`, `method`, `seed`, `dd_video` columns. `video` is
+            what CLIP-T, CLIP-I, DINO-I, T.Cons and Face Sim read (best: lossless frames),
+            `dd_video` what DD reads (the GIF, as published); without it DD reads `video`.
         output_dir: Where `records.parquet`, `records.csv`, `aggregates.json` and `aggregates.csv` go.
         videos_dir: Relative `video` paths are read from here (default: the manifest's folder).
         expected_frames: Frames each video must have; other counts are recorded as errors.
             None scores whatever each file holds.
         backends: Which model computes which metric, and their weights.
         scorers: The actor pool of scorers; each loads every backend once.
+        face_protocol: Face Sim protocol: `paper` (the author's steps, comparable with the
+            published tables) or `corrected` (BGR, largest face; default). Recorded per video.
+        dd_gif_frames: How DD reads a GIF whose identical consecutive frames were merged:
+            `expand` (back to `expected_frames` by duration; default) or `decoded` (as decoded,
+            what the author's DD script iterated over). Recorded per video.
     """
 
     manifest: str
@@ -29,7 +38,13 @@ class ScoringConfig:
     expected_frames: int | None = 16
     backends: MetricBackendsConfig = field(default_factory=MetricBackendsConfig)
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
+    face_protocol: str = "corrected"
+    dd_gif_frames: str = "expand"
 
     def __post_init__(self):
         if self.expected_frames is not None and self.expected_frames < 2:
             raise ValueError(f"Invalid ScoringConfig(expected_frames={self.expected_frames}): need >= 2 or None.")
+        if self.face_protocol not in FACE_PROTOCOLS:
+            raise ValueError(f"Invalid ScoringConfig(face_protocol={self.face_protocol!r}); choose one of {list(FACE_PROTOCOLS)}.")
+        if self.dd_gif_frames not in GIF_FRAMES:
+            raise ValueError(f"Invalid ScoringConfig(dd_gif_frames={self.dd_gif_frames!r}); choose one of {list(GIF_FRAMES)}.")

@@ -37,19 +37,22 @@ class ScoreBatch:
     records back in manifest order.
     """
 
-    def __init__(self, backends, expected_frames: int | None):
+    def __init__(self, backends, expected_frames: int | None, face_protocol: str = "corrected",
+                 dd_gif_frames: str = "expand"):
         from metrics.backends import load_backends
         from metrics.suite import MetricSuite
 
-        self.suite = MetricSuite(load_backends(backends))
+        self.suite = MetricSuite(load_backends(backends), face_protocol=face_protocol)
         self.expected_frames = expected_frames
+        self.dd_gif_frames = dd_gif_frames
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from metrics.records import score_requests
 
         positions = batch.column("row")
         requests = [ScoreRequest(**row) for row in batch.drop_columns(["row"]).to_pylist()]
-        records = records_table(score_requests(self.suite, requests, expected_frames=self.expected_frames))
+        records = records_table(score_requests(self.suite, requests, expected_frames=self.expected_frames,
+                                               dd_gif_frames=self.dd_gif_frames))
         return records.append_column("row", positions)
 
 
@@ -67,15 +70,30 @@ def score_videos(
     backends: MetricBackendsConfig,
     scorers: ActorPoolConfig,
     expected_frames: int | None = 16,
+    face_protocol: str = "corrected",
+    dd_gif_frames: str = "expand",
     progress: bool = True,
 ) -> list[dict]:
-    """The records of `requests`, in their order, scored on the running (or a local) Ray cluster."""
+    """The records of `requests`, in their order, scored on the running (or a local) Ray cluster.
+
+    Args:
+        face_protocol: `paper` or `corrected` Face Sim (see `metrics.suite`); every record says which.
+        dd_gif_frames: How DD reads a GIF whose identical frames merged (see `metrics.records.score_requests`).
+    """
+    from metrics.io import GIF_FRAMES
+    from metrics.suite import FACE_PROTOCOLS
+
+    if face_protocol not in FACE_PROTOCOLS:  # refused here, before any actor starts
+        raise ValueError(f"`face_protocol` must be one of {list(FACE_PROTOCOLS)}, got {face_protocol!r}.")
+    if dd_gif_frames not in GIF_FRAMES:
+        raise ValueError(f"`dd_gif_frames` must be one of {list(GIF_FRAMES)}, got {dd_gif_frames!r}.")
     connect_or_start_ray()
     order = sorted(range(len(requests)), key=lambda i: (requests[i].reference, requests[i].video))
     rows = [{"row": i, **asdict(requests[i])} for i in order]
     ds = ray.data.from_items(rows).map_batches(
         ScoreBatch,
-        fn_constructor_kwargs={"backends": backends, "expected_frames": expected_frames},
+        fn_constructor_kwargs={"backends": backends, "expected_frames": expected_frames,
+                               "face_protocol": face_protocol, "dd_gif_frames": dd_gif_frames},
         batch_format="pyarrow",
         **scorers.map_batches_options(),
     )
@@ -111,7 +129,8 @@ def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResul
     requests = read_score_manifest(config.manifest, config.videos_dir)
     logger.info("Scoring %d videos from %s", len(requests), config.manifest)
     records = score_videos(requests, backends=config.backends, scorers=config.scorers,
-                           expected_frames=config.expected_frames, progress=progress)
+                           expected_frames=config.expected_frames, face_protocol=config.face_protocol,
+                           dd_gif_frames=config.dd_gif_frames, progress=progress)
     aggregates = aggregate(records)
     write_results(records_table(records), aggregates, config.output_dir)
     return ScoringResult(records, aggregates, config.output_dir, time.perf_counter() - started)

@@ -14,7 +14,7 @@ from metrics.records import ScoreRequest
 from videomaker import storage
 
 REQUIRED_COLUMNS = ("video", "subject_id", "prompt", "reference")
-OPTIONAL_COLUMNS = ("set", "subject_class", "method", "seed")
+OPTIONAL_COLUMNS = ("set", "subject_class", "method", "seed", "dd_video")
 
 
 def _read_table(path: str) -> pa.Table:
@@ -24,7 +24,7 @@ def _read_table(path: str) -> pa.Table:
 
         # Every column as text: subject ids like "007" must not become numbers.
         return pacsv.read_csv(storage.open_input(path), convert_options=pacsv.ConvertOptions(strings_can_be_null=False,
-                                                                          column_types={c: pa.string() for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS[:3])}))
+                                                                          column_types={c: pa.string() for c in (*REQUIRED_COLUMNS, "set", "subject_class", "method", "dd_video")}))
     if suffix in (".jsonl", ".json"):
         import pyarrow.json as pajson
 
@@ -47,7 +47,7 @@ def _resolve(value: str, base: str) -> str:
 def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = None) -> list[ScoreRequest]:
     """Every row as a `ScoreRequest`; refuses missing columns and empty required fields, listing each row.
 
-    Relative `video` paths are resolved against `videos_dir` (default: the manifest's folder) and
+    Relative `video` and `dd_video` paths are resolved against `videos_dir` (default: the manifest's folder) and
     relative `reference` paths against the manifest's folder. Files that are missing or broken are
     not refused here: they become error records so the rest still scores.
     """
@@ -67,6 +67,7 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
             problems.append(f"row {number}: empty {empty}")
             continue
         seed = row.get("seed")
+        dd_video = row.get("dd_video")
         requests.append(
             ScoreRequest(
                 video=_resolve(str(row["video"]), video_base),
@@ -77,6 +78,7 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
                 subject_class=str(row.get("subject_class") or "person"),
                 method=str(row.get("method") or ""),
                 seed=int(seed) if seed not in (None, "") else None,
+                dd_video=_resolve(str(dd_video), video_base) if dd_video not in (None, "") else None,
             )
         )
     if problems:
