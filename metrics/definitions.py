@@ -84,10 +84,13 @@ class FaceSimilarity:
 
 
 def face_similarity(frame_faces: Sequence[np.ndarray | None], reference_face: np.ndarray | None) -> FaceSimilarity:
-    """Face Sim: mean over frames with a face of cos(largest face of the frame, reference face).
+    """Face Sim: mean over frames with a face of cos(the frame's face, reference face); raw cosines, negatives kept.
+
+    Which face of each image counts is the protocol's choice (`metrics.suite`): the largest in
+    frames, the first detected or the largest in the reference.
 
     Args:
-        frame_faces: Per frame, the embedding of its largest detected face, or None.
+        frame_faces: Per frame, the embedding of its face, or None.
         reference_face: The embedding of the reference's face, or None when it has none.
     """
     if len(frame_faces) == 0:

@@ -193,3 +193,19 @@ def test_objects_have_no_face_sim_and_groups_are_split_by_set():
     by_set = {row["set"]: row for row in aggregate(records)}
     assert by_set["object"]["face_sim"] is None and by_set["object"]["face_detection_rate"] is None
     assert by_set["object"]["clip_t"] == pytest.approx(0.4) and by_set["celebrity"]["clip_t"] == pytest.approx(0.2)
+
+
+def test_aggregates_say_which_face_protocol_their_scores_used():
+    paper = [dict(record("a", 0.2, face=0.5), face_protocol="paper"), dict(record("b", 0.3, face=0.4), face_protocol="paper")]
+    assert aggregate_set(paper)["face_protocol"] == "paper"
+    mixed = paper + [dict(record("c", 0.1, face=0.2), face_protocol="corrected")]
+    assert aggregate_set(mixed)["face_protocol"] == "corrected+paper"
+    assert aggregate_set([record("a", 0.2, face=0.5)])["face_protocol"] == "unrecorded"  # records from before protocols
+    objects = [dict(record("cat", 0.4, face=None, face_status="not_scored", set_="object"), face_protocol="paper")]
+    assert aggregate_set(objects)["face_protocol"] is None
+
+
+def test_a_subject_without_any_face_is_left_out_of_face_sim_not_averaged_as_zero():
+    records = [record("a", 0.2, face=0.6), record("b", 0.2, face=None, face_status="no_face_in_video", face_frames=0)]
+    result = aggregate_set(records)
+    assert result["face_sim"] == pytest.approx(0.6) and result["face_sim_subjects"] == 1

@@ -63,6 +63,7 @@ class InsightFaceEmbedder:
             "weights": [Path(f).name for f in files],
             "digest": file_digest(*files),
             "det_size": det_size,
+            "det_thresh": det_thresh,
         }
 
     def describe(self) -> dict:
