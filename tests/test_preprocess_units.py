@@ -23,6 +23,16 @@ def one_clip(key, frames, **kw):
     return plan
 
 
+@pytest.mark.parametrize("frames, stride, kept", [(400, 8, 32), (200, 8, 25), (100, 6, 17), (16, 1, 16)])
+def test_a_clip_keeps_a_span_of_frames_at_its_stride_for_training_to_draw_windows_from(frames, stride, kept):
+    """Up to span_frames frames at the stride, as many as the shot holds; a short shot falls back to
+    stride n // 16 and keeps what fits at that stride."""
+    plan = one_clip("span", frames, num_frames=16, stride=8, candidates=4, seed=42, span_frames=32)
+    assert plan.stride == stride and len(plan.frame_indices) == kept
+    assert np.all(np.diff(plan.frame_indices) == stride) and 0 <= plan.frame_indices[0] and plan.frame_indices[-1] < frames
+    assert all(i < plan.frame_indices[0] or i > plan.frame_indices[-1] for i in plan.reference_candidates) or frames < 120
+
+
 def test_long_video_clip_uses_stride_8_and_references_outside_it():
     plan = one_clip("abc", 400, num_frames=16, stride=8, candidates=4, seed=42)
     assert plan.stride == 8 and len(plan.frame_indices) == 16
