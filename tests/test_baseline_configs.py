@@ -1,5 +1,7 @@
 """The baseline configs carry the author's settings, and the evaluation's FaceID generator takes its face as the author did."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -89,6 +91,7 @@ def test_faceid_generator_embeds_the_reference_as_the_authors_script(tmp_path, t
     assert batch.provenance["face_embedding_protocol"] == "corrected"
     assert batch.provenance["reference_size"] == 640 and batch.provenance["lora"]["layers"] == 32
     assert batch.provenance["face_embeddings_per_video"] == [1] and batch.provenance["generator_device"] == "cpu"
+    json.dumps(batch.provenance)  # it goes into every video's sidecar
 
 
 def test_models_stage_names_what_the_faceid_config_reads():

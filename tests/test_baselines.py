@@ -1,5 +1,7 @@
 """IP-Adapter baselines: tiny original-format weights through diffusers' real loaders, as the author ran them."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -194,8 +196,8 @@ def _clip_pixels(image: Image.Image, size: int) -> np.ndarray:
     return ((crop - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1)
 
 
-@pytest.mark.parametrize("variant", ["ip-adapter", "ip-adapter-plus"])
-def test_image_encoder_sees_the_640_stretch_then_its_own_preprocessing(weights, variant, other_reference):
+@pytest.mark.parametrize(("variant", "expected_tokens"), [("ip-adapter", 4), ("ip-adapter-plus", 16)])
+def test_image_encoder_sees_the_640_stretch_then_its_own_preprocessing(weights, variant, expected_tokens, other_reference):
     seen = []
     baseline = load(weights, variant, reference_size=640)
     hook = baseline.pipe.image_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
@@ -211,8 +213,9 @@ def test_image_encoder_sees_the_640_stretch_then_its_own_preprocessing(weights, 
     # transformers' torchvision backend resizes with antialiased bicubic, PIL with its own: small differences.
     assert np.abs(observed - stretched).mean() < 0.02
     assert np.abs(observed - cropped).mean() > 5 * np.abs(observed - stretched).mean()
-    assert baseline.provenance["reference_size"] == 640
+    assert baseline.provenance["reference_size"] == 640 and baseline.provenance["image_tokens"] == expected_tokens
     assert baseline.provenance["image_processor"]["crop_size"] == {"height": size, "width": size}
+    json.dumps(baseline.provenance)  # it goes into every video's sidecar
 
 
 # --- IP-Adapter-FaceID's LoRA and the portrait variant -----------------------------------------

@@ -177,6 +177,15 @@ def lora_layers(unet) -> list[str]:
     return [name for name, module in unet.named_modules() if isinstance(module, LoraLayer)]
 
 
+def _image_tokens(projection) -> int | None:
+    """Tokens the image projection gives per image (per face for FaceID), whatever the variant."""
+    for attribute in ("num_tokens", "num_image_text_embeds"):
+        if isinstance(getattr(projection, attribute, None), int):
+            return getattr(projection, attribute)
+    latents = getattr(projection, "latents", None)  # Plus's Resampler queries
+    return int(latents.shape[1]) if latents is not None else None
+
+
 def _motion_source(preset: Preset, motion_adapter: str | Path | None) -> tuple[Preset, str]:
     if motion_adapter is None:
         return preset, preset.motion_adapter or f"random-init (preset {preset.name!r})"
@@ -308,7 +317,7 @@ class IPAdapterBaseline:
             "image_processor": None if pipe.image_encoder is None else {
                 "size": dict(processor.size), "crop_size": dict(processor.crop_size), "resample": int(processor.resample),
             },
-            "image_tokens": getattr(projection, "num_tokens", None),
+            "image_tokens": _image_tokens(projection),
             "lora": lora_record,
             "scheduler": "DDIM",
             "scheduler_origin": c.scheduler_origin.as_record(),
