@@ -210,9 +210,9 @@ def test_image_encoder_sees_the_640_stretch_then_its_own_preprocessing(weights, 
     # The author's steps: load_image(path).resize((640, 640)) (PIL's default filter), then CLIP's processor.
     stretched = _clip_pixels(Image.fromarray(other_reference).resize((640, 640)), size)
     cropped = _clip_pixels(Image.fromarray(other_reference), size)  # what the encoder would see without it
-    # transformers' torchvision backend resizes with antialiased bicubic, PIL with its own: small differences.
-    assert np.abs(observed - stretched).mean() < 0.02
-    assert np.abs(observed - cropped).mean() > 5 * np.abs(observed - stretched).mean()
+    # transformers' torchvision backend rounds a few pixels differently from PIL: one grey level is 0.015 here.
+    assert np.abs(observed - stretched).mean() < 1e-3 and np.abs(observed - stretched).max() < 0.03
+    assert np.abs(observed - cropped).mean() > 0.1
     assert baseline.provenance["reference_size"] == 640 and baseline.provenance["image_tokens"] == expected_tokens
     assert baseline.provenance["image_processor"]["crop_size"] == {"height": size, "width": size}
     json.dumps(baseline.provenance)  # it goes into every video's sidecar
