@@ -12,7 +12,7 @@ IP-Adapter-FaceID's LoRA: `ip-adapter-faceid_sd15.bin` stores it under `ip_adapt
 UNet (attn1 and attn2 of each transformer block). diffusers' `load_ip_adapter` numbers them over
 *all* `attn_processors` of the UNet it is given, and on AnimateDiff's `UNetMotionModel` that list
 interleaves the motion modules' processors, so the LoRA of layer N would land on the wrong layer (a
-motion module from the 5th processor on). This module strips the LoRA from the file, numbers the
+motion module from the first motion processor's position on: N = 4 on the paper UNet). This module strips the LoRA from the file, numbers the
 spatial processors only (their order equals the SD1.5 UNet's), and applies it with diffusers'
 `load_lora_weights` (peft). A separate LoRA file in kohya format (the released
 `ip-adapter-faceid_sd15_lora.safetensors`) can be used instead. `ip-adapter-faceid-portrait_sd15.bin`
