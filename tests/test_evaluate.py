@@ -124,15 +124,20 @@ def test_an_item_counts_only_when_every_file_is_whole(tmp_path):
     write_item(stem, frames, {"prompt": "x"}, fps=8)
     assert is_complete(stem)
     sidecar = json.loads(stem.with_suffix(".json").read_text())
-    assert set(sidecar["files"]) == {"p00_s0.mp4", "p00_s0.gif"} and not list(stem.parent.glob(".*partial*"))
+    assert set(sidecar["files"]) == {"p00_s0.mp4", "p00_s0.gif", "p00_s0.mkv"} and not list(stem.parent.glob(".*partial*"))
 
     data = stem.with_suffix(".mp4").read_bytes()
     stem.with_suffix(".mp4").write_bytes(data[: len(data) // 2])  # a copy cut short
     assert not is_complete(stem)
     stem.with_suffix(".mp4").write_bytes(data)
     assert is_complete(stem)
+    stem.with_suffix(".mkv").write_bytes(b"")  # the lossless frames lost
+    assert not is_complete(stem)
+    write_item(stem, frames, {"prompt": "x"}, fps=8)
     stem.with_suffix(".gif").unlink()
     assert not is_complete(stem)
+    write_item(stem, frames, {"prompt": "x"}, fps=8, lossless=False)  # only when no metric reads it
+    assert set(json.loads(stem.with_suffix(".json").read_text())["files"]) == {"p00_s0.mp4", "p00_s0.gif"}
     stem.with_suffix(".json").write_text("{")  # a sidecar cut short
     assert not is_complete(stem)
 
@@ -278,12 +283,17 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     (parent,) = client.search_runs([experiment], "tags.`videomaker.job` = 'evaluate'")
     assert parent.data.params["N"] == "24" and parent.data.params["seeds"] == "[0, 1]"
     assert parent.data.params["method"] == "videomaker" and parent.data.params["preset"] == "tiny"
+    assert parent.data.params["face_protocol"] == "corrected" and parent.data.tags["videomaker.face_protocol"] == "corrected"
+    assert (parent.data.params["embedding_frames"], parent.data.params["dd_frames"]) == ("lossless", "gif")
     assert len(parent.data.params["backend.clip.digest"]) >= 16 and "backend.dino.digest" in parent.data.params
     assert {f"{s}.clip_t" for s in ("celebrity", "non_celebrity", "object")} <= set(parent.data.metrics)
     assert "object.face_sim" not in parent.data.metrics and "celebrity.face_sim" in parent.data.metrics
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(c.data.tags["videomaker.set"] for c in children) == ["celebrity", "non_celebrity", "object"]
     samples = __import__("pyarrow.parquet", fromlist=["x"]).read_table(base / "scores" / "samples.parquet").to_pylist()
+    # each record names the file each metric read: the lossless frames for the embeddings, the GIF for DD
+    assert all(s["video"].endswith(".mkv") and s["dd_video"].endswith(".gif") and s["face_protocol"] == "corrected"
+               and s["dd_frames"] == 16 for s in samples)
     for child in children:
         set_name = child.data.tags["videomaker.set"]
         assert child.data.metrics["videos"] == 8 and child.data.metrics["subjects"] == 2
@@ -318,7 +328,10 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     deltas = report["deltas"]["imported"]
     assert {d["set"] for d in deltas} == {"object"}  # the only set both runs scored
-    assert all(d["delta"] == pytest.approx(0.0, abs=1e-9) for d in deltas)
+    # the imported item has only its one file (the lossless frames): the embeddings match, DD read that file too
+    assert all(d["delta"] == pytest.approx(0.0, abs=1e-9) for d in deltas if d["metric"] != "dd")
+    imported = __import__("pyarrow.parquet", fromlist=["x"]).read_table(tmp_path / "imp" / "scores" / "samples.parquet").to_pylist()
+    assert all(r["video"] == r["dd_video"] and r["dd_video"].endswith(".mkv") for r in imported)
     assert all(d["n_pairs"] == 8 for d in deltas if d["metric"] != "face_sim")  # Face Sim pairs only videos with a face
     assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

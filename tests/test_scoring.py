@@ -33,6 +33,16 @@ def test_manifest_resolves_paths_and_keeps_ids_as_text(tmp_path):
     assert second.video == "/abs/b.mp4" and second.seed is None
 
 
+def test_manifest_dd_video_column_names_the_file_dd_reads(tmp_path):
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"video": "a.mkv", "subject_id": "s", "prompt": "A person.", "reference": "r.png", "dd_video": "a.gif"},
+        {"video": "b.mp4", "subject_id": "s", "prompt": "A person.", "reference": "r.png", "dd_video": ""},
+    ])
+    first, second = read_score_manifest(manifest, tmp_path / "videos")
+    assert first.video == str(tmp_path / "videos" / "a.mkv") and first.dd_video == str(tmp_path / "videos" / "a.gif")
+    assert second.dd_video is None  # DD reads `video`
+
+
 def test_manifest_errors_name_the_columns_and_every_bad_row(tmp_path):
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['reference'\]"):
         read_score_manifest(write_manifest(tmp_path / "a.csv", [{"video": "a", "subject_id": "s", "prompt": "p"}]))
