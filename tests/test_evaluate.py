@@ -308,6 +308,7 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
         assert grid.count("<td><a href=") == 8 and grid.count("<h2>") == 2
         videos = [a.path for a in client.list_artifacts(child.info.run_id, f"videos/{own[0]['subject_id']}")]
         assert sum(p.endswith(".mp4") for p in videos) == 4 and sum(p.endswith(".gif") for p in videos) == 4
+        assert not any(p.endswith(".mkv") for p in videos)  # the lossless copies stay in output_dir
 
     # 3. Another code base's videos enter by import and score exactly like ours (one set keeps it short).
     rows = [{"set": s["set"], "subject_id": s["subject_id"], "prompt": s["prompt"], "seed": s["seed"], "video": s["video"]}

@@ -47,6 +47,14 @@ def _log_table(mlflow, samples, artifact_file: str) -> None:
     mlflow.log_table(data=frame, artifact_file=artifact_file)
 
 
+def _log_videos(mlflow, directory: Path) -> None:
+    """The set's mp4s, GIFs, sidecars and grid page under `videos/`; the lossless .mkv copies (about
+    12 GB per human table) stay in the output directory only."""
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix != ".mkv"):
+        folder = path.parent.relative_to(directory).as_posix()
+        mlflow.log_artifact(str(path), artifact_path="videos" if folder == "." else f"videos/{folder}")
+
+
 def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records: list[dict], aggregates: list[dict],
                    generation: GenerationSummary) -> str:
     """Log the evaluation in `config.output_dir` to MLflow; returns the parent run id."""
@@ -95,7 +103,7 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
                     pq.write_table(set_samples, Path(tmp) / "samples.parquet")
                     mlflow.log_artifact(str(Path(tmp) / "samples.parquet"))
                 with storage.local_dir(storage.join(output, "videos", set_name)) as videos:
-                    mlflow.log_artifacts(str(videos), artifact_path="videos")
+                    _log_videos(mlflow, Path(videos))
         return parent.info.run_id
 
 
