@@ -179,7 +179,9 @@ class ReleasedCheckpoint:
                 if name in trainable or frozen == "load":
                     target.copy_(source)
                     continue
-                diff = (source.to(torch.float32) - target.detach().to(torch.float32)).abs().max().item() if source.numel() else 0.0
+                # Compared in the model's dtype, so a float16 model does not count rounding as a difference.
+                cast = source.to(device=target.device, dtype=target.dtype).to(torch.float32)
+                diff = (cast - target.detach().to(torch.float32)).abs().max().item() if source.numel() else 0.0
                 if diff > 0:
                     differing.append(name)
                     max_diff = max(max_diff, diff)
