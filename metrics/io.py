@@ -146,16 +146,18 @@ def read_video(path: str | Path, *, expected_frames: int | None = None) -> np.nd
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """A reference image as uint8 RGB (H, W, 3); transparency is composited onto white."""
+    """A reference image as uint8 RGB (H, W, 3), upright by its EXIF orientation (as generation reads it);
+    transparency is composited onto white."""
     import io
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = str(path)
     data = _read(path, "reference", "Reference image")
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+            image = ImageOps.exif_transpose(image)  # generation conditions on the upright image, so score against it
             if image.mode in ("RGBA", "LA", "P"):
                 image = image.convert("RGBA")
                 white = Image.new("RGBA", image.size, (255, 255, 255, 255))

@@ -360,3 +360,38 @@ def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():
         assert len(first) == concurrent and second == first
     finally:
         ray.shutdown()
+
+
+def test_a_candidate_whose_mask_fails_is_dropped_and_the_next_one_carries_its_own_face_facts():
+    import json
+
+    from pipelines.preprocess.images import frame_to_bytes
+    from pipelines.preprocess.schema import WORKING_SCHEMA
+    from pipelines.preprocess.stages.segment import SegmentStage
+
+    class FirstEmpty:  # an empty mask on the first kept candidate, a subject on the others
+        name, version = "fixed", "1"
+
+        def __init__(self):
+            self.calls = 0
+
+        def segment(self, image, box):
+            self.calls += 1
+            mask = np.zeros(image.shape[:2], bool)
+            if self.calls > 1:
+                mask[10:30, 10:30] = True
+            return mask
+
+    stage = SegmentStage(segmenter=BackendConfig("grabcut"))
+    stage.segmenter = FirstEmpty()
+    frame = frame_to_bytes(np.zeros((64, 64, 3), np.uint8))
+    row = {"source_uri": "v.mp4", "sample_id": "s", "width": 64, "height": 64, "box": [0.0, 0.0, 40.0, 40.0],
+           "reference_frame_index": 3, "face_count": 1, "face_size_px": 30.0,
+           "reference_boxes": [[0.0, 0.0, 40.0, 40.0], [5.0, 5.0, 35.0, 35.0], [1.0, 1.0, 41.0, 41.0]],
+           "reference_frame_indices": [3, 8, 12], "reference_frames": [frame] * 3,
+           "reference_faces_json": json.dumps([{"face_count": 1, "face_size_px": 30.0}, {"face_count": 1, "face_size_px": 22.0},
+                                               {"face_count": 1, "face_size_px": 25.0}])}
+    [out] = stage(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()
+    assert out["reason_code"] is None, out["message"]
+    assert out["reference_frame_indices"] == [8, 12] and out["reference_frame_index"] == 8
+    assert out["box"] == [5.0, 5.0, 35.0, 35.0] and out["face_size_px"] == 22.0 and len(out["mask_pngs"]) == 2

@@ -181,3 +181,24 @@ def test_bad_frame_options_are_refused_by_name():
         EvaluationConfig(benchmark="b.csv", output_dir="o", score_file="gif")
     with pytest.raises(ValueError, match="gif_frames"):
         read_frames("anything.gif", gif_frames="all")
+
+
+def test_a_reference_is_scored_upright_by_its_exif_orientation_as_generation_reads_it(tmp_path):
+    from PIL import Image, ImageOps
+
+    from metrics.io import read_image
+    from videomaker.references import load_reference
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :10] = 255  # a white band on the left, so a rotation shows
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    path = tmp_path / "tagged.jpg"
+    image.save(path, quality=100, exif=exif)
+    with Image.open(path) as stored:
+        upright = np.asarray(ImageOps.exif_transpose(stored).convert("RGB"))
+    scored = read_image(str(path))
+    assert scored.shape == (40, 20, 3) == upright.shape
+    np.testing.assert_array_equal(scored, upright)
+    np.testing.assert_array_equal(scored, np.asarray(load_reference(str(path))))  # what the generator was given

@@ -47,7 +47,7 @@ def plan_clips(
     A clip keeps up to `span_frames` frames at `stride` (at least `num_frames`; default
     `num_frames`): training draws a `num_frames` window from them at every draw. In a shot too
     short for `num_frames` frames at `stride`, the stride falls back to its length // num_frames
-    and the clip is one window. Each shot holds as many back-to-back clips as fit, at a seeded
+    and the clip keeps the frames that fit at that stride. Each shot holds as many back-to-back clips as fit, at a seeded
     offset; the clips are a seeded choice among them, numbered in time order. Returns [] when no
     shot has `num_frames` frames.
     """

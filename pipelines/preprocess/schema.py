@@ -116,6 +116,7 @@ _WORKING_ONLY = [
     pa.field("finished_at", pa.float64()),
     pa.field("candidate_frames", pa.list_(pa.binary())),
     pa.field("reference_frames", pa.list_(pa.binary())),
+    pa.field("reference_faces_json", pa.string()),
     pa.field("stage", pa.string()),
     pa.field("reason_code", pa.string()),
     pa.field("message", pa.string()),

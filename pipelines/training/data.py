@@ -172,8 +172,9 @@ def read_and_decode_parts(batch: dict, *, files: list[str], filesystem, use_late
         path = files[epoch_part_order(len(files), seed=seed, epoch=epoch, shuffle=shuffle)[position]]
         available = set(pq.read_schema(path, filesystem=filesystem).names)
         table = pq.read_table(path, filesystem=filesystem, columns=columns + [c for c in DRAW_COLUMNS if c in available])
+        # Keyed by the part's file name, not its path: a copied or remounted dataset shuffles the same.
         decoded.append(decode_samples(table, use_latents=use_latents, failures_dir=failures_dir, seed=seed, epoch=epoch,
-                                      shuffle_key=path if shuffle else None))
+                                      shuffle_key=path.rsplit("/", 1)[-1] if shuffle else None))
     return decoded[0] if len(decoded) == 1 else {key: np.concatenate([d[key] for d in decoded]) for key in decoded[0]}
 
 

@@ -7,6 +7,7 @@ If none qualifies, the clip is rejected with the most telling reason.
 
 from __future__ import annotations
 
+import json
 import math
 from functools import partial
 
@@ -124,7 +125,10 @@ class DetectStage(RowStage):
             raise Rejected(reason, f"{row['source_uri']}: no usable reference frame among {len(failures)} candidates ({details}).")
         frame_index, pixels, box, found = kept[0]
         detector = found.pop("detector")
+        # Each kept candidate's face facts, so segmentation can re-pick them if it drops the first.
+        faces = [{"face_count": k[3].get("face_count"), "face_size_px": k[3].get("face_size_px")} for k in kept]
         row.update(
+            reference_faces_json=json.dumps(faces),
             reference_frame_index=frame_index,
             reference_frame_indices=[k[0] for k in kept],
             reference_frames=[k[1] for k in kept],

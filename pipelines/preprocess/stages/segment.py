@@ -1,5 +1,6 @@
 """Segmentation: the subject's mask on the chosen reference frame, prompted by the detected box."""
 
+import json
 from functools import partial
 
 from pipelines.preprocess.backends import make_segmenter
@@ -27,7 +28,9 @@ class SegmentStage(RowStage):
 
     def process(self, row: dict) -> None:
         kept, failures = [], []
-        for frame_index, pixels, box in zip(row["reference_frame_indices"], row["reference_frames"], row["reference_boxes"]):
+        count_kept = len(row["reference_frame_indices"])
+        faces = json.loads(row.get("reference_faces_json") or "null") or [{}] * count_kept
+        for frame_index, pixels, box, face in zip(row["reference_frame_indices"], row["reference_frames"], row["reference_boxes"], faces):
             mask = self.segmenter.segment(frame_from_bytes(pixels, row["width"], row["height"]), Box(*box))
             count = int(mask.sum())
             # A mask of a few pixels is noise, not a subject: a reference made from it would be all white.
@@ -36,7 +39,7 @@ class SegmentStage(RowStage):
                 failures.append(f"frame {frame_index}: the mask for box {[round(v, 1) for v in box]} has {count} pixels, "
                                 f"a subject needs >= {least}")
                 continue
-            kept.append((frame_index, pixels, box, encode_png(mask.astype("uint8") * 255)))
+            kept.append((frame_index, pixels, box, encode_png(mask.astype("uint8") * 255), face))
         if not kept:
             raise Rejected(
                 "empty_mask",
@@ -51,6 +54,8 @@ class SegmentStage(RowStage):
             reference_boxes=[k[2] for k in kept],
             mask_png=kept[0][3],
             mask_pngs=[k[3] for k in kept],
+            **({key: kept[0][4][key] for key in ("face_count", "face_size_px")} if kept[0][4] else {}),
+            reference_faces_json=None,
             segmenter=self.segmenter.name,
             segmenter_version=self.segmenter.version,
         )
