@@ -2,8 +2,6 @@
 
 import dataclasses
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from pipelines.evaluation.benchmarks import (
     read_benchmark_manifest,
 )
 from pipelines.evaluation.generation import is_complete, write_item
+from processes import kill_tree
 
 SUBJECTS = [  # two subjects per set, as the acceptance run asks
     ("ann", "celebrity", "person", "astronaut"),
@@ -260,9 +259,7 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     deadline = time.time() + 300
     while len(sidecars(base)) < 6 and time.time() < deadline and job.poll() is None:
         time.sleep(0.05)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
-    time.sleep(5)  # a generator actor may finish the item in hand before it notices its raylet is gone
+    kill_tree(job)  # with the generator actors, which could otherwise finish the item in hand
     done = {p: p.stat().st_mtime_ns for p in sidecars(base)}
     assert 6 <= len(done) < 24, f"{len(done)} items were done when the job was killed"
     victim = next(iter(done))

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.images import decode_image
 from pipelines.preprocess.schema import DATASET_SCHEMA, QUARANTINE_SCHEMA
 from pipelines.preprocess.video import resize
+from processes import kill_tree
 
 pytestmark = pytest.mark.slow
 SIZE = 128
@@ -256,8 +256,7 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, ray_cluster, tm
     delay = random.Random().uniform(0, 1.0)
     time.sleep(delay)
     assert process.poll() is None, "the job finished before it could be killed: " + process.stdout.read()
-    os.killpg(process.pid, signal.SIGKILL)  # the driver and every process it started
-    process.wait()
+    kill_tree(process)
     committed = {p.name: p.stat().st_mtime_ns for p in markers.glob("*.json")}
     sources_committed = sum(json.loads((markers / name).read_text())["sources"] for name in committed)
     committed_shards = {name.split("-")[1] for name in committed}

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from pipelines.training.config import ReferenceAugmentation, TrainConfig
 from pipelines.training.data import augment_reference
 from pipelines.training.loop import step_seed
+from processes import kill_tree
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -113,8 +114,7 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
                                      stdout=reference_log, stderr=subprocess.STDOUT)
     job = start(train_command(dataset, tmp_path, "killed", *sets))
     wait_for_registered_checkpoint(job, tmp_path / "killed")
-    os.killpg(job.pid, signal.SIGKILL)  # the driver, its Ray cluster and the training workers
-    job.wait()
+    kill_tree(job)  # the driver, its Ray cluster and the training workers
     killed_at = registered_step(tmp_path / "killed")
     assert killed_at is not None and killed_at < 12, "the job finished before it could be killed"
     assert reference.wait(timeout=600) == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
