@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
@@ -100,8 +101,9 @@ def bench_layers(latent: int, device: torch.device, dtype: torch.dtype, repeats:
         pisa = PISAAttnProcessor(FRAMES)
         with torch.inference_mode():
             max_diff = (pisa(attn, x) - naive_pisa(attn, x)).abs().max().item()
-            flop_ratio = count_call_flops(lambda: naive_pisa(attn, x)) / count_call_flops(lambda: pisa(attn, x))
-            times = interleaved({"naive": lambda: naive_pisa(attn, x), "pisa": lambda: pisa(attn, x)}, repeats, device)
+            calls = {"naive": partial(naive_pisa, attn, x), "pisa": partial(pisa, attn, x)}
+            flop_ratio = count_call_flops(calls["naive"]) / count_call_flops(calls["pisa"])
+            times = interleaved(calls, repeats, device)
         rows.append((width, tokens, times["naive"], times["pisa"], flop_ratio, max_diff))
     return rows
 
@@ -132,11 +134,18 @@ def train_step(unet: torch.nn.Module, inputs: dict) -> None:
     unet.zero_grad(set_to_none=True)
 
 
-def bench_unet(unet, latent, configs, device, dtype, repeats) -> dict[tuple[str, bool], Timing]:
+def bench_unet(
+    unet: torch.nn.Module,
+    latent: int,
+    configs: list[tuple[str, bool]],
+    device: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+) -> dict[tuple[str, bool], Timing]:
     """Training-step `Timing` per (variant, gradient checkpointing) configuration, interleaved."""
     inputs = unet_inputs(latent, device, dtype)
 
-    def run(config):
+    def run(config: tuple[str, bool]) -> None:
         set_variant(unet, *config)  # cheap: swaps processor objects, no weights move
         train_step(unet, inputs)
 

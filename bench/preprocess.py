@@ -31,19 +31,25 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import multiprocessing.queues
+    import multiprocessing.synchronize
 
 # As the job starts Ray (jobs/__init__.py): workers are not re-created through `uv run`.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-# bench/metrics.py would shadow the `metrics` package the backends import: keep bench/ off the path.
+# Run as `python bench/<name>.py`: the checkout's packages first, no bench/ module in their place.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE.parent)]
 
 import pyarrow as pa  # noqa: E402
 import ray  # noqa: E402
 
-from pipelines.preprocess.config import PreprocessConfig  # noqa: E402
+from pipelines.preprocess.config import ClipsConfig, PreprocessConfig  # noqa: E402
 from pipelines.preprocess.dataflow import (  # noqa: E402
     _decode_task_options,
     decode_stages,
@@ -59,7 +65,7 @@ from pipelines.preprocess.stages.write import WriteStage  # noqa: E402
 from pipelines.preprocess.synthetic import make_corpus  # noqa: E402
 
 
-def job_processes(known: dict[str, bool]):
+def job_processes(known: dict[str, bool]) -> Iterator[Path]:
     """/proc entries of this process and every Ray process on the machine (the whole job).
 
     `known` remembers which pids are the job's: reading every process's command line at each
@@ -134,12 +140,12 @@ class JobMeter:
 
 
 def config_for(manifest: Path, output_dir: Path, size: int) -> PreprocessConfig:
-    return PreprocessConfig(input=str(manifest), output_dir=str(output_dir), size=size)
+    return PreprocessConfig(input=str(manifest), output_dir=str(output_dir), clips=ClipsConfig(size=size))
 
 
 def working_rows(config: PreprocessConfig) -> list[dict]:
     """Every source as one shard's planned rows, as `dataflow.plan_run` writes them."""
-    sources = [r for t in iter_sources(config.input, default_subject_class=config.default_subject_class) for r in t.to_pylist()]
+    sources = [r for t in iter_sources(config.input, default_subject_class=config.subjects.default_class) for r in t.to_pylist()]
     shard = dict(shard=0, shard_pending=len(sources), shard_digest=shard_digest(pa.Table.from_pylist(sources)),
                  shard_generation=1, shard_previous=None, shard_reopened=False)
     return [{**s, "run_id": config.run_id, "config_hash": config.config_hash(), "attempt": 1, **shard} for s in sources]
@@ -158,12 +164,12 @@ def decode_only(config: PreprocessConfig) -> tuple[float, float]:
     return elapsed, meter.cpu_s
 
 
-def loop_stages(config: PreprocessConfig):
+def loop_stages(config: PreprocessConfig) -> list[Callable[[pa.Table], pa.Table]]:
     """The job's stages as configured, for the loops to call one after the other."""
     return [StageChain(task_stages(config)), WriteStage(output_dir=config.output_dir, flush_interval_s=30.0)]
 
 
-def run_loop(config: PreprocessConfig, rows: list[dict], stages) -> tuple[float, float]:
+def run_loop(config: PreprocessConfig, rows: list[dict], stages: list[Callable[[pa.Table], pa.Table]]) -> tuple[float, float]:
     """(seconds, CPU-seconds) of every stage on every row, one after the other in this process."""
     start, cpu = time.perf_counter(), time.process_time()
     for row in rows:
@@ -180,7 +186,7 @@ def warm_up(config: PreprocessConfig) -> None:
 
 
 @contextlib.contextmanager
-def threads_per_library(threads: int | None):
+def threads_per_library(threads: int | None) -> Iterator[None]:
     """OMP_NUM_THREADS=`threads` (the stages pass it to OpenCV and FFmpeg); None keeps the defaults."""
     import cv2
 
@@ -203,7 +209,12 @@ def sequential(config: PreprocessConfig, threads: int | None = 1) -> tuple[float
         return run_loop(config, working_rows(config), loop_stages(config))
 
 
-def _loop_worker(config: PreprocessConfig, todo, barrier, results) -> None:
+def _loop_worker(
+    config: PreprocessConfig,
+    todo: multiprocessing.queues.Queue,
+    barrier: multiprocessing.synchronize.Barrier,
+    results: multiprocessing.queues.Queue,
+) -> None:
     warm_up(config)
     stages, rows = loop_stages(config), working_rows(config)
     barrier.wait()  # imports and first calls done in every process: time the work only

@@ -33,11 +33,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
+
+if TYPE_CHECKING:
+    from pipelines.preprocess.synthetic import CorpusInfo
 
 DEMO_CONFIG = _HERE.parent / "jobs" / "configs" / "preprocess_demo.yaml"
 
@@ -71,7 +75,7 @@ def run_case(manifest: str, output_dir: str, reservation: bool = True) -> dict:
     from pipelines.preprocess.dataflow import run_preprocess, start_ray_for
 
     config = load_config(PreprocessConfig, str(DEMO_CONFIG), [f"input={manifest}", f"output_dir={output_dir}",
-                                                              "mlflow_tracking_uri=null"])
+                                                              "tracking.mlflow_tracking_uri=null"])
     start_ray_for(config)
     ray.data.DataContext.get_current().op_resource_reservation_enabled = reservation
     finished: list[float] = []
@@ -123,7 +127,7 @@ def write_missing_manifest(path: Path, n: int) -> None:
             writer.writerow([f"missing/{i // 1000:04d}/{i:07d}.mp4", "A video that is not there.", "person"])
 
 
-def write_real_manifest(path: Path, corpus, n: int) -> None:
+def write_real_manifest(path: Path, corpus: CorpusInfo, n: int) -> None:
     videos = corpus.good_videos
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -144,7 +148,7 @@ def spawn(manifest: Path, output_dir: Path, reservation: bool = True) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def plot(curve, path: Path) -> None:
+def plot(curve: list[tuple[float, int, int, int]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -29,13 +29,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 # The weights are made here and read from local paths: nothing needs the hub (the GPU machine is offline).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# bench/metrics.py would shadow the `metrics` package the backends import: keep bench/ off the path.
+# Run as `python bench/<name>.py`: the checkout's packages first, no bench/ module in their place.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE.parent)]
 
@@ -49,9 +50,9 @@ from pipelines.preprocess.backends.grounding_dino import GroundingDinoDetector  
 from pipelines.preprocess.backends.sam import SAMSegmenter  # noqa: E402
 
 MODELS = ("sam-vit_b", "sam-vit_h", "grounding-dino-tiny")
-SIZE = 512  # PreprocessConfig.size of preprocess_paper.yaml
+SIZE = 512  # clips.size of preprocess_paper.yaml
 BOX = Box(48, 24, 432, 448)  # around the cat's head and chest in `frame()`
-CANDIDATES = 4  # PreprocessConfig.reference_candidates: detections per clip when every candidate fails
+CANDIDATES = 4  # PreprocessConfig references.candidates: detections per clip when every candidate fails
 SMOKE_SAM = "bench-smoke"  # sam_model_registry key of the tiny SAM registered by --smoke
 # An offline WordPiece vocabulary holding the prompt's words: "cat." is [CLS] cat . [SEP], as with BERT's.
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "cat"]
@@ -137,7 +138,7 @@ class Result:
     note: str = ""
 
 
-def save_weights(name: str, tmp: Path, device: str, smoke: bool):
+def save_weights(name: str, tmp: Path, device: str, smoke: bool) -> Callable[[], object]:
     """Random weights for `name` saved under `tmp`, and the job's backend constructor for them."""
     if name.startswith("sam-"):
         path, model_type = save_sam(tmp / f"{name}.pth", name.removeprefix("sam-"), smoke)
@@ -162,7 +163,7 @@ def keep_top_box(detector: GroundingDinoDetector, image: np.ndarray) -> str:
             f"cat (the default {default} passes {passing} of the {len(everything)} boxes of these random weights)")
 
 
-def time_calls(call, warmup: int, repeats: int, cuda: bool) -> list[float]:
+def time_calls(call: Callable[[], object], warmup: int, repeats: int, cuda: bool) -> list[float]:
     """Wall seconds of each of `repeats` calls after `warmup` untimed ones."""
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(warmup):  # lazy initialisation, cuDNN/cuBLAS handles, the allocator's first blocks

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.evaluation.comparison import compare_runs
+    from pipelines.evaluation.run_deltas import compare_runs
 
     comparison = compare_runs(args.runs, tracking_uri=args.mlflow_tracking_uri, experiment=args.experiment,
                               output_dir=args.output_dir, include_published=not args.no_published, ablation=args.ablation,

@@ -1,18 +1,21 @@
 """Job configs: nested dataclasses filled from YAML plus dotted command-line overrides.
 
-    videomaker preprocess --config jobs/configs/preprocess_demo.yaml --set size=256 --set detect.max_size=4
+    videomaker preprocess --config jobs/configs/preprocess_demo.yaml --set clips.size=256 --set resources.detect.max_size=4
+    videomaker preprocess --config jobs/configs/preprocess_demo.yaml --print-config        # the resolved config
+    videomaker preprocess --print-config=keys                                              # every key, documented
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import json
 import os
-import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from pipelines.configs import describe, to_yaml, validate
 
 T = TypeVar("T")
 
@@ -21,7 +24,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """`key.sub=value` strings onto a nested dict; values are parsed as YAML (numbers, lists, null)."""
     for override in overrides:
         if "=" not in override:
-            raise ValueError(f"--set {override!r}: expected KEY=VALUE, e.g. --set detect.max_size=4.")
+            raise ValueError(f"--set {override!r}: expected KEY=VALUE, e.g. --set resources.detect.max_size=4.")
         key, raw = override.split("=", 1)
         *parents, leaf = key.strip().split(".")
         node = data
@@ -34,27 +37,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def build(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Instantiate dataclass `cls` from a dict, recursing into nested dataclass fields."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}.")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}. Valid keys: {sorted(fields)}.")
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = build(hint, value, f"{where}.{name}")
-        values[name] = value
-    try:
-        return cls(**values)
-    except TypeError as err:
-        raise ValueError(f"{where}: {err}") from err
+    """Instantiate dataclass `cls` from a dict, type-checked (see `pipelines.configs.validate`)."""
+    return validate(cls, data, where)
 
 
-def overrides_from_flags(args, flags: dict[str, str]) -> list[str]:
+def overrides_from_flags(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
     """`--set` overrides plus each given shortcut flag (attribute -> config key), flags last so they win."""
     overrides = list(args.set)
     for attribute, key in flags.items():
@@ -67,7 +54,7 @@ def overrides_from_flags(args, flags: dict[str, str]) -> list[str]:
 MODELS_DIR_ENV = "VIDEOMAKER_MODELS_DIR"
 
 
-def add_models_dir_argument(parser) -> None:
+def add_models_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", default=os.environ.get(MODELS_DIR_ENV),
                         help="Directory staged by `videomaker models stage`: every weight the config names that is "
                              f"staged there is read from it (offline clusters). Default: ${MODELS_DIR_ENV}.")
@@ -112,3 +99,32 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
     from jobs.staging import use_staged_weights
 
     return use_staged_weights(config, models_dir)
+
+
+PRINT_CONFIG_CHOICES = ("yaml", "keys")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: str, *, set_example: str) -> None:
+    """`--config`, `--set` and `--print-config`, the same on every job that takes a config.
+
+    `config_class` names the dataclass in help texts (e.g. `PreprocessConfig (pipelines/preprocess/config.py)`);
+    `set_example` shows two overrides of that job's keys."""
+    parser.add_argument("--config", help=f"YAML file with {config_class} fields; `extends: FILE` starts from another file.")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"Override any config key, dotted for groups, the value read as YAML: {set_example}.")
+    parser.add_argument("--print-config", nargs="?", const="yaml", choices=PRINT_CONFIG_CHOICES, metavar="{yaml,keys}",
+                        help="Print the resolved config (after --config, --set and the flags) as YAML and exit; "
+                             "`--print-config=keys` prints every key with its type, default and documentation instead.")
+
+
+def job_config(cls: type[T], args: argparse.Namespace, flags: dict[str, str]) -> T | None:
+    """The config a job runs with: `--config`, then `--set`, then the shortcut `flags`, then staged weights.
+    With `--print-config` it is printed instead and None returned: the job then exits 0 without running."""
+    if getattr(args, "print_config", None) == "keys":
+        print(describe(cls))
+        return None
+    config = load_config(cls, args.config, overrides_from_flags(args, flags), models_dir=getattr(args, "models_dir", None))
+    if getattr(args, "print_config", None):
+        print(to_yaml(config), end="")
+        return None
+    return config

@@ -21,7 +21,12 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # the services and Ray are imported when the demo runs, not by `--help`
+    from ray.job_submission import JobSubmissionClient
+
+    from jobs.local_services import LocalMlflowServer
 
 RUN_NAME = "demo"
 JOBS = ("preprocess", "train", "evaluate", "compare")
@@ -49,7 +54,7 @@ class DemoResult:
     wall_s: float
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="Run preprocess -> train -> evaluate -> compare as Ray jobs on this machine.",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
@@ -112,7 +117,7 @@ def run_demo(output_dir: str | Path, *, ray_address: str | None = None, mlflow_t
 class DemoChain:
     """The jobs and the local glue between them (corpus, benchmark, metric models)."""
 
-    def __init__(self, output: Path, client, mlflow_tracking_uri: str, out: TextIO):
+    def __init__(self, output: Path, client: JobSubmissionClient, mlflow_tracking_uri: str, out: TextIO):
         self.output = output
         self.client = client
         self.mlflow = mlflow_tracking_uri
@@ -136,7 +141,7 @@ class DemoChain:
         dataset = self.output / "dataset"
         self.submit("preprocess", "jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml",
                     "--input", str(corpus.manifest_path), "--output-dir", str(dataset),
-                    "--mlflow-tracking-uri", self.mlflow, "--set", "size=64", "--no-progress")
+                    "--mlflow-tracking-uri", self.mlflow, "--set", "clips.size=64", "--no-progress")
         runs = self.output / "runs"
         self.submit("train", "jobs.train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", str(dataset),
                     "--storage-path", str(runs), "--run-name", RUN_NAME, "--mlflow-tracking-uri", self.mlflow,
@@ -194,7 +199,7 @@ def _say(out: TextIO, message: str) -> None:
     print(f"\n=== videomaker demo: {message}", file=out, flush=True)
 
 
-def _report(result: DemoResult, mlflow_server, out: TextIO) -> None:
+def _report(result: DemoResult, mlflow_server: LocalMlflowServer | None, out: TextIO) -> None:
     comparison = Path(result.comparison)
     print(f"\n{comparison.read_text()}" if comparison.exists() else "", file=out)
     lines = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.config import add_models_dir_argument
+from jobs.config import add_config_arguments, add_models_dir_argument
 from jobs.entry import add_allow_failures_argument
 
 
@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = True) -> None:
-    parser.add_argument("--config", help="YAML file with EvaluationConfig fields (see pipelines/evaluation/config.py).")
+    add_config_arguments(parser, "EvaluationConfig (pipelines/evaluation/config.py)",
+                         set_example="--set seeds=[0,1] --set method.kind=ip-adapter")
     parser.add_argument("--benchmark", help="Subject manifest (CSV, JSONL or Parquet); overrides the config.")
     parser.add_argument("--output-dir", help="Videos, scores and reports; the same directory resumes; overrides the config.")
     if with_checkpoint:
@@ -35,8 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = Tr
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
     parser.add_argument("--face-protocol", choices=("paper", "corrected"),
                         help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override any config field, dotted: --set seeds=[0,1] --set method.kind=ip-adapter.")
     add_models_dir_argument(parser)
     add_allow_failures_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
@@ -66,11 +65,13 @@ def report(result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config, overrides_from_flags
+    from jobs.config import job_config
     from pipelines.evaluation.config import EvaluationConfig
     from pipelines.evaluation.evaluate import run_evaluation
 
-    config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)), models_dir=args.models_dir)
+    config = job_config(EvaluationConfig, args, flags_of(args))
+    if config is None:  # --print-config
+        return 0
     from jobs.entry import failures_exit_code
 
     result = run_evaluation(config, progress=not args.no_progress)

@@ -19,6 +19,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Ray is imported only when a client is made (jobs.submission)
+    from ray.job_submission import JobSubmissionClient
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +276,7 @@ class LocalRayHead(LocalRayNode):
         """The Authorization header this head's dashboard (Jobs API) asks for."""
         return {"Authorization": f"Bearer {self.token()}"}
 
-    def client(self):
+    def client(self) -> JobSubmissionClient:
         """A Jobs API client of this head."""
         from jobs.submission import jobs_api_client
 

@@ -22,7 +22,7 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="Stage the weights of the job configs for offline clusters, or verify them.",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

@@ -34,20 +34,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jobs.evaluate import add_arguments as add_evaluate_arguments
 
     add_evaluate_arguments(parser, with_checkpoint=False)
-    parser.add_argument("--train-run", required=True, help="Training run folder (TrainConfig storage_path/run_name).")
-    parser.add_argument("--baseline", required=True, help="Pinned baseline evaluation run (id or name).")
+    # Required to run, checked in run(): `--print-config` needs neither.
+    parser.add_argument("--train-run", help="Training run folder (TrainConfig storage_path/run_name); required.")
+    parser.add_argument("--baseline", help="Pinned baseline evaluation run (id or name); required.")
     parser.add_argument("--tolerance", type=_tolerance, action="append", default=[], metavar="METRIC=VALUE",
                         help="Allowed fall of a metric beyond its CI (defaults in pipelines/evaluation/nightly.py).")
     parser.add_argument("--ema", action="store_true", help="Evaluate the checkpoint's EMA weights.")
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config, overrides_from_flags
+    from jobs.config import job_config
     from jobs.evaluate import flags_of, report
     from pipelines.evaluation.config import EvaluationConfig
     from pipelines.evaluation.nightly import run_nightly
 
-    config = load_config(EvaluationConfig, args.config, overrides_from_flags(args, flags_of(args)), models_dir=args.models_dir)
+    config = job_config(EvaluationConfig, args, flags_of(args))
+    if config is None:  # --print-config
+        return 0
+    missing = [flag for flag, value in (("--train-run", args.train_run), ("--baseline", args.baseline)) if not value]
+    if missing:
+        raise ValueError(f"the following arguments are required: {', '.join(missing)}.")
     verdict, result = run_nightly(config, train_run=args.train_run, baseline=args.baseline,
                                   tolerances=dict(args.tolerance), ema=args.ema, progress=not args.no_progress)
     from jobs.entry import ExitCode, failures_exit_code

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from jobs.config import add_models_dir_argument
+from jobs.config import add_config_arguments, add_models_dir_argument
 
 
 def add_parser(subparsers) -> None:
@@ -21,27 +21,31 @@ def add_parser(subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML file with PreprocessConfig fields (see pipelines/preprocess/config.py).")
+    add_config_arguments(parser, "PreprocessConfig (pipelines/preprocess/config.py)",
+                         set_example="--set clips.size=256 --set resources.detect.max_size=4")
     parser.add_argument("--input", help="Manifest (CSV/JSONL/Parquet) or directory of videos; overrides the config.")
     parser.add_argument("--output-dir", help="Output directory; overrides the config.")
-    parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override any config field, dotted for groups: --set size=256 --set detect.max_size=4.")
+    parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the "
+                                                     "config's tracking.mlflow_tracking_uri.")
     add_models_dir_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config, overrides_from_flags
+    from jobs.config import job_config
+    from pipelines.configs import write_resolved
     from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.dataflow import run_preprocess
     from pipelines.preprocess.reporting import log_curation_run
 
-    flags = {"input": "input", "output_dir": "output_dir", "mlflow_tracking_uri": "mlflow_tracking_uri"}
-    config = load_config(PreprocessConfig, args.config, overrides_from_flags(args, flags), models_dir=args.models_dir)
+    flags = {"input": "input", "output_dir": "output_dir", "mlflow_tracking_uri": "tracking.mlflow_tracking_uri"}
+    config = job_config(PreprocessConfig, args, flags)
+    if config is None:  # --print-config
+        return 0
     result = run_preprocess(config, progress=not args.no_progress)
+    write_resolved(config, config.output_dir)  # after the run checked the directory and may write there
     summary = result.summary
-    if config.mlflow_tracking_uri:
+    if config.tracking.mlflow_tracking_uri:
         summary["mlflow_run_id"] = log_curation_run(config, summary)
     print(json.dumps({k: summary[k] for k in ("samples", "quarantined", "dataset_by_status", "clips_per_s", "wall_s")}))
     print(f"dataset: {config.output_dir}/data  quarantine: {config.output_dir}/quarantine  summary: {config.output_dir}/summary.json")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.config import add_models_dir_argument
+from jobs.config import add_config_arguments, add_models_dir_argument
 from jobs.entry import add_allow_failures_argument, failures_exit_code
 from metrics.aggregate import METRIC_LABELS
 
@@ -25,14 +25,13 @@ def add_parser(subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML file with ScoringConfig fields (see pipelines/scoring/config.py).")
+    add_config_arguments(parser, "ScoringConfig (pipelines/scoring/config.py)",
+                         set_example="--set backends.flow.name=opencv --set backends.face=null")
     parser.add_argument("--manifest", help="Manifest of the videos to score; overrides the config.")
     parser.add_argument("--videos", help="Directory that relative video paths are read from; overrides the config.")
     parser.add_argument("--output-dir", help="Where the tables go; overrides the config.")
     parser.add_argument("--face-protocol", choices=("paper", "corrected"),
                         help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override any config field, dotted: --set backends.flow.name=opencv --set backends.face=null.")
     add_models_dir_argument(parser)
     add_allow_failures_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
@@ -40,24 +39,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_table(aggregates: list[dict]) -> str:
     """A paper-style text table: one line per (method, set), N, the face-detection rate and the Face Sim protocol beside."""
-    header = (f"{'method':<14}{'set':<15}{'N':>5}" + "".join(f"{label:>10}" for label in METRIC_LABELS.values())
-              + f"{'faces':>8}  protocol")
-    lines = [header]
+    from metrics.tables import render_table
+
+    header = ["method", "set", "N", *METRIC_LABELS.values(), "faces", "protocol"]
+    rows = []
     for row in aggregates:
-        cells = "".join(f"{row[key]:>10.4f}" if row[key] is not None else f"{'-':>10}" for key in METRIC_LABELS)
-        rate = f"{row['face_detection_rate']:>8.2f}" if row["face_detection_rate"] is not None else f"{'-':>8}"
-        lines.append(f"{row['method'] or '-':<14}{row['set']:<15}{row['videos']:>5}{cells}{rate}  {row.get('face_protocol') or '-'}")
-    return "\n".join(lines)
+        cells = [f"{row[key]:.4f}" if row[key] is not None else "-" for key in METRIC_LABELS]
+        rate = f"{row['face_detection_rate']:.2f}" if row["face_detection_rate"] is not None else "-"
+        rows.append([row["method"] or "-", row["set"], str(row["videos"]), *cells, rate, row.get("face_protocol") or "-"])
+    return render_table(header, rows, text_columns=(0, 1, -1))
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config, overrides_from_flags
+    from jobs.config import job_config
+    from pipelines.configs import write_resolved
     from pipelines.scoring.config import ScoringConfig
     from pipelines.scoring.dataflow import run_scoring
 
     flags = {"manifest": "manifest", "videos": "videos_dir", "output_dir": "output_dir", "face_protocol": "face_protocol"}
-    config = load_config(ScoringConfig, args.config, overrides_from_flags(args, flags), models_dir=args.models_dir)
+    config = job_config(ScoringConfig, args, flags)
+    if config is None:  # --print-config
+        return 0
     result = run_scoring(config, progress=not args.no_progress)
+    write_resolved(config, config.output_dir)  # beside the tables it describes
     errors = [r for r in result.records if r["status"] == "error"]
     print(format_table(result.aggregates))
     for record in errors:

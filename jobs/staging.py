@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import posixpath
@@ -34,6 +33,7 @@ from typing import TypeVar
 from tqdm.auto import tqdm
 
 from jobs.weight_sources import IGNORED_HUB_FILES, WeightSource
+from metrics.backends.registry import BackendSpec
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def stage(sources: list[WeightSource], directory: str | Path, *, progress: bool 
         raise ValueError(f"`sources` must have distinct names, got {names}.")
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    staged = {w.name: w for w in read_manifest(directory).weights} if (directory / MANIFEST_FILE).exists() else {}
+    staged = {w.name: w for w in read_staged_manifest(directory).weights} if (directory / MANIFEST_FILE).exists() else {}
     failures = []
     for source in sources:
         previous = staged.get(source.name)
@@ -286,7 +286,7 @@ def _sha256(path: Path) -> str:
 # --- verify and read -------------------------------------------------------------------------
 
 
-def read_manifest(directory: str | Path) -> Manifest:
+def read_staged_manifest(directory: str | Path) -> Manifest:
     """The manifest of a staged directory; a missing or unreadable one is an error that says what to do."""
     path = Path(directory).expanduser() / MANIFEST_FILE
     if not path.is_file():
@@ -314,7 +314,7 @@ def read_manifest(directory: str | Path) -> Manifest:
 def verify(directory: str | Path, *, progress: bool = False) -> VerificationReport:
     """Check every file of MANIFEST.json for presence, size and SHA-256; list files it does not name."""
     directory = Path(directory).expanduser()
-    manifest = read_manifest(directory)
+    manifest = read_staged_manifest(directory)
     hint = f"re-run `videomaker models stage {directory}` with the configs it was staged from"
     problems, expected = [], {MANIFEST_FILE}
     files = [(weight, file) for weight in manifest.weights for file in weight.files]
@@ -343,7 +343,7 @@ def resolve_weight(source: str, models_dir: str | Path | None) -> str:
     if models_dir is None:
         return source
     directory = Path(models_dir).expanduser()
-    manifest = read_manifest(directory)
+    manifest = read_staged_manifest(directory)
     for weight in manifest.weights:
         if source == weight.source or source in weight.aliases:
             return str(directory / weight.path)
@@ -369,7 +369,7 @@ def use_staged_weights(config: T, models_dir: str | Path | None) -> T:
         return config
     directory = Path(models_dir).expanduser()
     staged = {}
-    for weight in read_manifest(directory).weights:
+    for weight in read_staged_manifest(directory).weights:
         for name in (weight.source, *weight.aliases):
             staged[name] = str(directory / weight.path)
     return _replace_staged(config, staged)
@@ -378,8 +378,8 @@ def use_staged_weights(config: T, models_dir: str | Path | None) -> T:
 def _replace_staged(value, staged: dict[str, str]):
     if is_dataclass(value) and not isinstance(value, type):
         changes = {f.name: _replace_staged(getattr(value, f.name), staged) for f in fields(value) if f.init}
-        if getattr(value, "name", None) == "open_clip" and isinstance(changes.get("options"), dict):
-            changes["options"] = _staged_open_clip(changes["options"], staged)
+        if isinstance(value, BackendSpec) and isinstance(changes.get("options"), dict):
+            changes["options"] = _staged_backend_options(value.name, changes["options"], staged)
         return replace(value, **changes)
     if isinstance(value, dict):
         return {key: _replace_staged(item, staged) for key, item in value.items()}
@@ -390,24 +390,13 @@ def _replace_staged(value, staged: dict[str, str]):
     return value
 
 
-def _staged_open_clip(options: dict, staged: dict[str, str]) -> dict:
-    """The staged copy of an open_clip MODEL:TAG: a hub layout loads as `local-dir:`, a single file as `pretrained`."""
-    from metrics.backends.clip import OpenCLIPEmbedder
+def _staged_backend_options(name: str, options: dict, staged: dict[str, str]) -> dict:
+    """A backend's options as its class rewrites them for staged copies (`staged_options`), when it does;
+    e.g. open_clip's MODEL:TAG pair, which no single option value spells."""
+    from metrics.backends import METRIC_BACKENDS
+    from pipelines.preprocess.backends import SHP_BACKENDS
 
-    signature = inspect.signature(OpenCLIPEmbedder).parameters
-    model = options.get("model", signature["model"].default)
-    pretrained = options.get("pretrained", signature["pretrained"].default)
-    path = staged.get(f"{model}:{pretrained}")
-    if path is None:
-        return options
-    options = dict(options)
-    import open_clip
-
-    if options.get("quick_gelu", "auto") == "auto" and open_clip.get_pretrained_cfg(model, pretrained).get("quick_gelu"):
-        options["quick_gelu"] = True  # the staged copy alone no longer says its weights (OpenAI's) need QuickGELU
-    if Path(path).is_dir():
-        options["model"] = f"local-dir:{path}"
-        options.pop("pretrained", None)
-    else:
-        options["pretrained"] = path
+    for cls in (*METRIC_BACKENDS.classes_named(name), *SHP_BACKENDS.classes_named(name)):
+        if hasattr(cls, "staged_options"):
+            options = cls.staged_options(options, staged)
     return options

@@ -1,13 +1,17 @@
-"""Which weights the job configs name, and where each is published (the input of model staging)."""
+"""Which weights the job configs name, and where each is published (the input of model staging).
+
+Each backend declares its own weights (`weights(options)` on its class, see
+`metrics.backends.registry.BackendRegistry.weights`); here the configs are walked and the backends asked.
+"""
 
 from __future__ import annotations
 
-import inspect
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-KINDS = ("hf-repo", "hf-file", "url", "torchvision", "open_clip", "local")
+from metrics.backends.registry import WeightSource, weight_at
+
 # Weights of other frameworks and precisions that hub repos often carry beside the PyTorch ones.
 IGNORED_HUB_FILES = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.ckpt", "*.fp16.*")
 # The SD1.5 components `videomaker.loading` reads from a preset's `base_model` (the scheduler's
@@ -17,39 +21,6 @@ SD15_COMPONENTS = ("model_index.json", "unet/*", "vae/*", "text_encoder/*", "tok
 RELEASED_WEIGHTS = {"videomaker-human": "SugerWu/VideoMaker/human_pytorch_model.bin",
                     "videomaker-object": "SugerWu/VideoMaker/object_pytorch_model.bin"}
 HF_FILE_PREFIX = "hf:"
-# Files configs name by where they will be staged, and where they are published.
-SAM_CHECKPOINTS = ("sam_vit_h_4b8939.pth", "sam_vit_l_0b3195.pth", "sam_vit_b_01ec64.pth")
-SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"  # segment-anything's README
-GROUNDING_DINO_REPOS = ("IDEA-Research/grounding-dino-tiny", "IDEA-Research/grounding-dino-base")
-INSIGHTFACE_PACKS = ("buffalo_l", "buffalo_m", "buffalo_s", "antelopev2")
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    """One weight a job reads and where it comes from.
-
-    Args:
-        name: Folder of the staged copy and its label ("clip", "sam", ...).
-        kind: How it is fetched: `hf-repo` (hub repo id), `hf-file` (one file of a hub repo,
-            "OWNER/REPO/FILE"), `url`, `torchvision` (a `Raft_Large_Weights` tag), `open_clip`
-            ("MODEL:TAG"), or `local` (a file or directory, copied).
-        source: The repo id, repo file, URL, tag or path.
-        allow_patterns: Files of an `hf-repo` to fetch; None fetches all but other frameworks' weights.
-        aliases: Other spellings configs use for the same weight (e.g. the path it is staged for).
-    """
-
-    name: str
-    kind: str
-    source: str
-    allow_patterns: tuple[str, ...] | None = None
-    aliases: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"Invalid WeightSource(kind={self.kind!r}) for {self.name!r}; choose from {list(KINDS)}.")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
-            raise ValueError(f"Invalid WeightSource(name={self.name!r}): use letters, digits, '.', '_', '-' (it names a folder).")
-
 
 
 # --- which weights the configs name ----------------------------------------------------------
@@ -74,71 +45,50 @@ def weights_named_by(configs: list[dict]) -> list[WeightSource]:
 
 
 def _preset_weights(config: dict) -> list[WeightSource]:
-    from pipelines.preprocess.config import PreprocessConfig
+    from pipelines.preprocess.config import LatentsConfig
     from videomaker.presets import load_preset
 
     pairs = []
     if config.get("base_model"):  # a preset JSON itself
         pairs.append((config["base_model"], config["motion_adapter"]))
     names = [config.get("preset")]
-    if config.get("encode_latents"):
-        names.append(config.get("latent_preset", PreprocessConfig.latent_preset))
+    latents = config.get("latents")
+    if isinstance(latents, dict) and latents.get("encode"):  # PreprocessConfig's `latents` group
+        names.append(latents.get("preset", LatentsConfig.preset))
     for name in filter(None, names):
         preset = load_preset(name)
         if not preset.is_random_init:
             pairs.append((preset.base_model, preset.motion_adapter))
     return [weight for base, motion in pairs for weight in (
-        _weight_at("diffusion-backbone", base, hub=True, patterns=SD15_COMPONENTS),
-        _weight_at("motion-adapter", motion, hub=True),
+        weight_at("diffusion-backbone", base, hub=True, patterns=SD15_COMPONENTS),
+        weight_at("motion-adapter", motion, hub=True),
     )]
 
 
 def _metric_weights(config: dict) -> list[WeightSource]:
     if not {"backends", "scorers", "method"} & set(config):  # only scoring and evaluation jobs load metric models
         return []
-    from metrics.backends import MetricBackendsConfig
-    from metrics.backends.clip import OpenCLIPEmbedder
-    from metrics.backends.dino import DINOEmbedder
-    from metrics.backends.flow import RAFTFlow
+    from metrics.backends import METRIC_BACKENDS, ROLES, MetricBackendsConfig
+    from pipelines.configs import validate
 
-    backends = MetricBackendsConfig(**(config.get("backends") or {}))
-    weights = []
-    clip = backends.clip.options
-    model, pretrained = _option(OpenCLIPEmbedder, clip, "model"), _option(OpenCLIPEmbedder, clip, "pretrained")
-    if model.startswith("hf-hub:"):
-        weights.append(WeightSource("clip", "hf-repo", model.removeprefix("hf-hub:")))
-    elif model.startswith("local-dir:"):
-        weights.append(WeightSource("clip", "local", model.removeprefix("local-dir:")))
-    elif Path(pretrained).expanduser().is_file():
-        weights.append(WeightSource("clip", "local", pretrained))
-    else:
-        weights.append(WeightSource("clip", "open_clip", f"{model}:{pretrained}"))
-    weights.append(_weight_at("dino", _option(DINOEmbedder, backends.dino.options, "model"), hub=True))
-    if backends.face is not None:
-        weights.append(_weight_at("insightface", _required(backends.face.options, "model_dir", "backends.face.options"), hub=False))
-    if backends.flow.name == "raft":
-        raft_weights = _option(RAFTFlow, backends.flow.options, "weights")  # a state dict file or a Raft_Large_Weights tag
-        weights.append(WeightSource("raft", "local" if Path(raft_weights).expanduser().exists() else "torchvision", raft_weights))
-    return weights
-
-
-# Preprocess backend name -> (weight name, option holding its weights, whether it may be a hub id).
-PREPROCESS_WEIGHTS = {
-    "insightface": ("insightface", "model_dir", False),
-    "grounding-dino": ("detector", "model_id_or_dir", True),
-    "sam": ("sam", "checkpoint_path", False),
-}
+    backends = validate(MetricBackendsConfig, config.get("backends") or {}, where="backends")
+    return [weight for role in ROLES if getattr(backends, role) is not None
+            for weight in METRIC_BACKENDS.weights(role, getattr(backends, role), where=f"backends.{role}.options")]
 
 
 def _preprocess_weights(config: dict) -> list[WeightSource]:
+    from metrics.backends.registry import BackendSpec
+    from pipelines.preprocess.backends import CONFIG_KINDS, SHP_BACKENDS
+
     weights = []
-    for role in ("face_detector", "object_detector", "segmenter"):
-        if role not in config:
+    models = config.get("models")
+    models = models if isinstance(models, dict) else {}  # PreprocessConfig's `models` group
+    for role, kind in CONFIG_KINDS.items():
+        if not models.get(role):
             continue  # the PreprocessConfig defaults are the weight-free backends
-        backend = config[role] or {}
-        if backend.get("name") in PREPROCESS_WEIGHTS:
-            name, option, hub = PREPROCESS_WEIGHTS[backend["name"]]
-            weights.append(_weight_at(name, _required(backend.get("options") or {}, option, f"{role}.options"), hub=hub))
+        backend = models[role]
+        spec = BackendSpec(backend.get("name", ""), backend.get("options") or {})
+        weights += SHP_BACKENDS.weights(kind, spec, where=f"models.{role}.options")
     return weights
 
 
@@ -164,11 +114,15 @@ def _method_weights(config: dict) -> list[WeightSource]:
         prefix = f"{subfolder}/" if subfolder else ""
         patterns = (f"{prefix}{weight_name}",) + ((f"{encoder if '/' in encoder else prefix + encoder}/*",) if encoder else ())
         patterns += (f"{prefix}{method['lora_weight_name']}",) if method.get("lora_weight_name") else ()  # FaceID's kohya LoRA
-        weights.append(_weight_at(kind, method.get("weights") or default.weights, hub=True, patterns=patterns))
+        weights.append(weight_at(kind, method.get("weights") or default.weights, hub=True, patterns=patterns))
         if method.get("motion_adapter"):  # the baselines' own motion adapter (the author's: v1-5-2)
-            weights.append(_weight_at("baseline-motion-adapter", method["motion_adapter"], hub=True))
-    if (method.get("face") or {}).get("name") == "insightface":
-        weights.append(_weight_at("insightface", _required(method["face"].get("options") or {}, "model_dir", "method.face.options"), hub=False))
+            weights.append(weight_at("baseline-motion-adapter", method["motion_adapter"], hub=True))
+    if method.get("face"):
+        from metrics.backends import METRIC_BACKENDS
+        from metrics.backends.registry import BackendSpec
+
+        face = BackendSpec(method["face"].get("name", ""), method["face"].get("options") or {})
+        weights += METRIC_BACKENDS.weights("face", face, where="method.face.options")
     return weights
 
 
@@ -192,33 +146,6 @@ def released_weights() -> list[WeightSource]:
     return [hf_file_weight(HF_FILE_PREFIX + source, name) for name, source in RELEASED_WEIGHTS.items()]
 
 
-def _weight_at(name: str, value: str, *, hub: bool, patterns: tuple[str, ...] | None = None) -> WeightSource:
-    """A config value naming a path or hub id: a present path as is, a known file by where it is published."""
-    path = Path(value).expanduser()
-    if path.exists():
-        return WeightSource(name, "local", value)
-    published = _published(path.name)
-    if published is not None:
-        kind, source = published
-        return WeightSource(name, kind, source, patterns if kind == "hf-repo" else None, aliases=(value,))
-    if hub and re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", value):
-        return WeightSource(name, "hf-repo", value, patterns)
-    return WeightSource(name, "local", value)  # not there yet: staging says where it was looked for
-
-
-def _published(basename: str) -> tuple[str, str] | None:
-    if basename in SAM_CHECKPOINTS:
-        return "url", SAM_URL + basename
-    repos = {repo.split("/")[1]: repo for repo in GROUNDING_DINO_REPOS}
-    if basename in repos:
-        return "hf-repo", repos[basename]
-    if basename in INSIGHTFACE_PACKS:
-        from insightface.utils.storage import model_zoo_download_url
-
-        return "url", model_zoo_download_url(f"{basename}.zip")
-    return None
-
-
 def _merged(found: list[WeightSource]) -> list[WeightSource]:
     """One entry per (kind, source), fetching every file any config needs from it; the same role
     from another source gets a numbered name."""
@@ -236,16 +163,6 @@ def _merged(found: list[WeightSource]) -> list[WeightSource]:
         name = next(n for n in (weight.name, *(f"{weight.name}-{i}" for i in range(2, 100))) if n not in taken)
         merged[key] = replace(weight, name=name, aliases=tuple(a for a in weight.aliases if a != weight.source))
     return list(merged.values())
-
-
-def _option(cls: type, options: dict, key: str):
-    return options.get(key, inspect.signature(cls).parameters[key].default)
-
-
-def _required(options: dict, key: str, where: str) -> str:
-    if not options.get(key):
-        raise ValueError(f"`{where}.{key}` is not set; the backend needs it to find its weights.")
-    return str(options[key])
 
 
 def with_source_overrides(sources: list[WeightSource], overrides: dict[str, str]) -> list[WeightSource]:

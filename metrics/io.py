@@ -145,23 +145,44 @@ def read_video(path: str | Path, *, expected_frames: int | None = None) -> np.nd
     return read_frames(path, expected_frames=expected_frames).frames
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """A reference image as uint8 RGB (H, W, 3), upright by its EXIF orientation (as generation reads it);
-    transparency is composited onto white."""
+def decode_image(data: bytes, *, keep_gray: bool = False) -> np.ndarray:
+    """An encoded image (PNG, JPEG, WebP, ...) as uint8 RGB (H, W, 3), upright by its EXIF orientation.
+
+    Transparency is composited onto white. Generation conditions on the upright image, so every
+    reader (scoring, preprocessing, training) decodes the same way.
+
+    Args:
+        data: The file's bytes.
+        keep_gray: Return a single-channel image (a mask) as (H, W) instead of RGB.
+
+    Raises:
+        ValueError: the bytes are not an image PIL reads.
+    """
     import io
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = str(path)
-    data = _read(path, "reference", "Reference image")
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)  # generation conditions on the upright image, so score against it
-            if image.mode in ("RGBA", "LA", "P"):
+            image = ImageOps.exif_transpose(image)
+            if keep_gray and image.mode in ("L", "1"):
+                return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+            if image.mode in ("RGBA", "LA", "P", "PA"):
                 image = image.convert("RGBA")
                 white = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(white, image)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"not a readable image ({type(error).__name__}: {error})") from error
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A reference image as uint8 RGB (H, W, 3), upright by its EXIF orientation (as generation reads it);
+    transparency is composited onto white (see `decode_image`)."""
+    path = str(path)
+    data = _read(path, "reference", "Reference image")
+    try:
+        return decode_image(data)
+    except ValueError as error:
         raise MediaError("reference_unreadable", f"Reference image {path!r} could not be read: {error}") from error

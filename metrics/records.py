@@ -14,10 +14,10 @@ import pyarrow as pa
 
 from metrics.io import GIF_FRAMES, GifFrames, MediaError, read_frames, read_image
 from metrics.suite import MetricSuite, VideoScores, VideoToScore
+from videomaker.subjects import is_human
 
 logger = logging.getLogger(__name__)
 
-HUMAN_CLASSES = ("person", "human", "man", "woman", "face")
 
 ERROR_CODES = (
     "video_missing",
@@ -96,7 +96,7 @@ class ScoreRequest:
 
     @property
     def is_human(self) -> bool:
-        return self.subject_class.strip().lower() in HUMAN_CLASSES
+        return is_human(self.subject_class)
 
 
 def _empty_record(request: ScoreRequest, context: dict) -> dict:

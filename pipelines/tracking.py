@@ -1,8 +1,12 @@
-"""MLflow set-up shared by every job: one experiment per job kind, artifacts beside the job's output."""
+"""MLflow helpers shared by every job: one experiment per job kind, artifacts beside the job's output,
+one params formatting (`flatten_params`) and the tag names runs are found by."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 
 def artifact_root(output_dir: str) -> str:
@@ -28,3 +32,60 @@ def ensure_experiment(tracking_uri: str, name: str, *, output_dir: str, artifact
     if artifact_location is None and not tracking_uri.startswith(("http://", "https://")):
         artifact_location = artifact_root(output_dir)
     return mlflow.create_experiment(name, artifact_location=artifact_location)
+
+
+# Tag names every job sets, so runs are found by the same keys whichever job wrote them.
+JOB_TAG = "videomaker.job"
+RUN_ID_TAG = "videomaker.run_id"
+RUN_NAME_TAG = "videomaker.run_name"
+METHOD_TAG = "videomaker.method"
+KIND_TAG = "videomaker.kind"
+CHECKPOINT_TAG = "videomaker.checkpoint"
+PRESET_TAG = "videomaker.preset"
+FACE_PROTOCOL_TAG = "videomaker.face_protocol"
+SET_TAG = "videomaker.set"
+NIGHTLY_VERDICT_TAG = "nightly.verdict"
+NIGHTLY_BASELINE_TAG = "nightly.baseline_run_id"
+NIGHTLY_FAILED_TAG = "nightly.failed_metrics"
+LATEST_CHECKPOINT_TAG = "checkpoint.latest"
+
+# MLflow refuses longer param values (6000 characters since MLflow 2.x).
+MAX_PARAM_LENGTH = 6000
+
+
+def _param_value(value: Any) -> str:
+    """One formatting for every job: lists, tuples and dicts as JSON, other values as `str` (None -> "None")."""
+    if isinstance(value, (list, tuple, dict)):
+        text = json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = str(value)
+    if len(text) > MAX_PARAM_LENGTH:  # keep the run loggable; the full value is in the saved config
+        text = text[: MAX_PARAM_LENGTH - 3] + "..."
+    return text
+
+
+def flatten_params(value: Any, prefix: str = "") -> dict[str, str]:
+    """Flat `section.key -> string` params for MLflow from a (nested) dataclass or dict.
+
+    Args:
+        value: a dataclass instance or a dict; nested dataclasses and non-empty dicts become dotted keys.
+        prefix: prepended to every key (`"data"` gives `data.key`).
+
+    Returns:
+        `{dotted key: value}` with lists, tuples and empty dicts as JSON (`[0, 1]`, `{}`), other values as
+        `str()` (`True`, `1e-05`, `None`), each at most `MAX_PARAM_LENGTH` characters.
+
+    Example:
+        >>> flatten_params({"lr": 1e-5, "loss": {"girl": True}, "seeds": [0, 1]})
+        {'lr': '1e-05', 'loss.girl': 'True', 'seeds': '[0, 1]'}
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict) and value:
+        flat: dict[str, str] = {}
+        for key, inner in value.items():
+            flat |= flatten_params(inner, f"{prefix}.{key}" if prefix else str(key))
+        return flat
+    if not prefix:
+        raise ValueError(f"flatten_params needs a dataclass or a non-empty dict at the top level, got {value!r}.")
+    return {prefix: _param_value(value)}

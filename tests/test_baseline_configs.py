@@ -47,8 +47,10 @@ def test_baseline_only_method_keys_are_refused_elsewhere():
         MethodConfig(kind="videomaker", reference_size=640)
     with pytest.raises(ValueError, match="lora_weight_name and method.lora_scale apply to kind 'ip-adapter-faceid'"):
         MethodConfig(kind="ip-adapter", lora_scale=0.5)
-    with pytest.raises(ValueError, match="face_embedding_protocol 'bgr'"):
-        MethodConfig(kind="ip-adapter", face_embedding_protocol="bgr")
+    from pipelines.configs import validate
+
+    with pytest.raises(ValueError, match="method.face_embedding_protocol: got 'bgr'"):
+        validate(MethodConfig, {"kind": "ip-adapter", "face_embedding_protocol": "bgr"}, where="method")
 
 
 def _face_photo() -> np.ndarray:

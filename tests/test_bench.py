@@ -15,9 +15,16 @@ def test_every_benchmark_is_listed_in_the_results():
     assert SCRIPTS and all(f"bench/{name}" in results for name in SCRIPTS)
 
 
+def test_no_benchmark_is_named_after_a_project_package():
+    """Run as a script, bench/ is first on sys.path: a bench/metrics.py would be imported as `metrics`."""
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert {"videomaker", "pipelines", "metrics", "jobs"} <= packages
+    assert not {Path(name).stem for name in SCRIPTS} & packages
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_benchmark_imports_and_has_help(name):
-    # Run as a script, bench/ is first on sys.path, where bench/metrics.py can shadow the `metrics` package.
+    # Run as a script, bench/ is first on sys.path: the scripts put the checkout's packages there.
     result = subprocess.run([sys.executable, f"bench/{name}", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"usage: {name}")

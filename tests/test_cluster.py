@@ -158,9 +158,9 @@ def corpus(tmp_path_factory):
 
 def preprocess_args(corpus, output: Path) -> list[str]:
     return ["jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--input", str(corpus.manifest_path),
-            "--output-dir", str(output), "--set", f"size={SIZE}", "--set", "mlflow_tracking_uri=null", "--no-progress",
+            "--output-dir", str(output), "--set", f"clips.size={SIZE}", "--set", "tracking.mlflow_tracking_uri=null", "--no-progress",
             # Parts of 4 sources, so that some are committed before the kill and others after it.
-            "--set", "sources_per_part=4", "--set", "flush_interval_s=2"]
+            "--set", "output.sources_per_part=4", "--set", "output.flush_interval_s=2"]
 
 
 def run_locally(*args: str) -> subprocess.CompletedProcess:
@@ -235,8 +235,9 @@ def test_training_runs_ddp_across_two_nodes_and_resumes_from_its_checkpoint_afte
     storage, steps = tmp_path / "runs", 10
     job = cluster.submit("jobs.train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", str(one_node_dataset),
                          "--storage-path", str(storage), "--run-name", "multinode", "--set", f"max_steps={steps}",
-                         "--set", "num_workers=2", "--set", f"cpus_per_worker={WHOLE_NODE_CPUS}", "--set", "checkpoint_every_steps=2",
-                         "--set", "max_failures=2", "--set", "switches.update_motion=false")
+                         "--set", "resources.num_workers=2", "--set", f"resources.cpus_per_worker={WHOLE_NODE_CPUS}",
+                         "--set", "checkpoints.every_steps=2", "--set", "checkpoints.max_failures=2",
+                         "--set", "model.switches.update_motion=false")
     wait_for(lambda: registered_step(storage / "multinode") is not None or cluster.head.client().get_job_status(job).is_terminal(),
              600, "the first registered checkpoint")
     ran_before = cluster.nodes_that_ran(job)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metrics.compare import compare_table, format_deltas, paired_deltas, plot_comparison, regressions
+from metrics.deltas import compare_table, format_deltas, paired_deltas, plot_comparison, regressions
 from metrics.published import PUBLISHED, PUBLISHED_ABLATION, published_rows
 from metrics.records import RECORD_SCHEMA
 

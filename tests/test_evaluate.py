@@ -155,16 +155,19 @@ def test_an_output_dir_of_another_method_is_refused(tmp_path):
 
 
 def test_config_errors_name_the_field():
+    from pipelines.configs import validate
     from pipelines.evaluation.config import EvaluationConfig, MethodConfig
 
-    with pytest.raises(ValueError, match="method.kind 'dreambooth'"):
-        MethodConfig(kind="dreambooth")
+    with pytest.raises(ValueError, match="method.kind: got 'dreambooth'"):
+        validate(MethodConfig, {"kind": "dreambooth"}, where="method")
     with pytest.raises(ValueError, match="method.videos"):
         MethodConfig(kind="imported")
     with pytest.raises(ValueError, match="method.face"):
         MethodConfig(kind="ip-adapter-faceid")
+    with pytest.raises(ValueError, match=r"sets\[1\]: got 'animals'"):
+        validate(EvaluationConfig, {"benchmark": "b.csv", "output_dir": "o", "sets": ["celebrity", "animals"]})
     with pytest.raises(ValueError, match="Invalid sets"):
-        EvaluationConfig(benchmark="b.csv", output_dir="o", sets=["celebrity", "animals"])
+        EvaluationConfig(benchmark="b.csv", output_dir="o", sets=[])
     with pytest.raises(ValueError, match="score_file"):
         EvaluationConfig(benchmark="b.csv", output_dir="o", score_file="webm")
 
@@ -285,6 +288,13 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     assert len(parent.data.params["backend.clip.digest"]) >= 16 and "backend.dino.digest" in parent.data.params
     assert {f"{s}.clip_t" for s in ("celebrity", "non_celebrity", "object")} <= set(parent.data.metrics)
     assert "object.face_sim" not in parent.data.metrics and "celebrity.face_sim" in parent.data.metrics
+    # The resolved config, every key, beside the outputs and in the run; it reads back as the config that ran.
+    from pipelines.configs import validate
+    from pipelines.evaluation.config import EvaluationConfig
+
+    resolved = validate(EvaluationConfig, yaml.safe_load((base / "config.yaml").read_text()))
+    assert (resolved.seeds, resolved.method.preset, resolved.benchmark) == ([0, 1], "tiny", str(benchmark))
+    assert "config.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(c.data.tags["videomaker.set"] for c in children) == ["celebrity", "non_celebrity", "object"]
     samples = __import__("pyarrow.parquet", fromlist=["x"]).read_table(base / "scores" / "samples.parquet").to_pylist()
@@ -372,7 +382,7 @@ def test_ip_adapter_faceid_method_takes_its_face_from_the_metrics_face_backend(t
 
     weights = save_tiny_ip_adapter(tmp_path / "faceid", "ip-adapter-faceid")
     method = MethodConfig(kind="ip-adapter-faceid", weights=str(weights), weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"],
-                          subfolder="", face=dataclasses.asdict(tiny_metric_models.face))
+                          subfolder="", face=tiny_metric_models.face)
     generator = VideoGenerator(method, GenerationSettings(num_inference_steps=2))
     batch = generator([reference_image], ["A person wearing sunglasses."], [0], "blurry")
     assert batch.frames.shape == (1, 16, 64, 64, 3) and batch.frames.dtype == np.uint8

@@ -190,15 +190,16 @@ def test_negative_cosines_are_kept(face_backend):
 
 
 def test_an_unknown_protocol_is_refused_by_name():
+    from pipelines.configs import validate
     from pipelines.evaluation.config import EvaluationConfig
     from pipelines.scoring.config import ScoringConfig
 
     with pytest.raises(ValueError, match="face_protocol.*'paper', 'corrected'"):
         MetricSuite(None, face_protocol="author")
-    with pytest.raises(ValueError, match="face_protocol"):
-        EvaluationConfig(benchmark="b.csv", output_dir="o", face_protocol="strict")
-    with pytest.raises(ValueError, match="face_protocol"):
-        ScoringConfig(manifest="m.csv", output_dir="o", face_protocol="strict")
+    with pytest.raises(ValueError, match="face_protocol: got 'strict'"):
+        validate(EvaluationConfig, {"benchmark": "b.csv", "output_dir": "o", "face_protocol": "strict"})
+    with pytest.raises(ValueError, match="face_protocol: got 'strict'"):
+        validate(ScoringConfig, {"manifest": "m.csv", "output_dir": "o", "face_protocol": "strict"})
 
 
 def test_table_configs_use_the_paper_protocol():

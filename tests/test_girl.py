@@ -16,12 +16,12 @@ class KnownOutputUNet(torch.nn.Module):
         self.prediction = prediction
         self.calls = []
 
-    def forward(self, sample, timestep, encoder_hidden_states):
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
         self.calls.append((sample.clone(), timestep.clone(), encoder_hidden_states.clone()))
         return self.prediction
 
 
-def hand_alphas_cumprod():
+def hand_alphas_cumprod() -> np.ndarray:
     betas = np.linspace(0.00085, 0.012, 1000, dtype=np.float64)
     return np.cumprod(1.0 - betas)
 
@@ -54,8 +54,11 @@ def test_loss_equals_hand_computation():
     # What the UNet received: 17 frames, reference last with remind noise at t', one t for all frames.
     sample, timestep, encoder_hidden_states = unet.calls[0]
     assert sample.shape == (batch, channels, 17, h, w)
-    expected_video = np.sqrt(ac[t]).reshape(-1, 1, 1, 1, 1) * video.double().numpy() + np.sqrt(1 - ac[t]).reshape(-1, 1, 1, 1, 1) * eps
-    expected_ref = np.sqrt(ac[t_ref]).reshape(-1, 1, 1, 1, 1) * reference.double().numpy() + np.sqrt(1 - ac[t_ref]).reshape(-1, 1, 1, 1, 1) * eps_r
+    def per_sample(values):  # (batch,) -> broadcastable over (batch, channels, frames, height, width)
+        return values.reshape(-1, 1, 1, 1, 1)
+
+    expected_video = np.sqrt(per_sample(ac[t])) * video.double().numpy() + np.sqrt(1 - per_sample(ac[t])) * eps
+    expected_ref = np.sqrt(per_sample(ac[t_ref])) * reference.double().numpy() + np.sqrt(1 - per_sample(ac[t_ref])) * eps_r
     np.testing.assert_allclose(sample[:, :, :16].numpy(), expected_video, atol=1e-5)
     np.testing.assert_allclose(sample[:, :, 16:].numpy(), expected_ref, atol=1e-5)
     assert torch.equal(timestep, out.timesteps)

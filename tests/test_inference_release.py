@@ -202,5 +202,7 @@ def test_generation_uses_the_configured_negative_prompt_for_every_subject(tmp_pa
     assert one == {"p1": BENCHMARK_NEGATIVE, "d1": BENCHMARK_NEGATIVE}
     per_subject = negatives(GenerationSettings(num_inference_steps=1))
     assert per_subject["d1"] == NEGATIVE_PROMPT_OBJECT and per_subject["p1"].startswith("semi-realistic, cgi")
-    with pytest.raises(ValueError, match="generation.negative_prompt"):
-        GenerationSettings(negative_prompt=["a list"])
+    from pipelines.configs import validate
+
+    with pytest.raises(ValueError, match="generation.negative_prompt: got \\['a list'\\]"):
+        validate(GenerationSettings, {"negative_prompt": ["a list"]}, where="generation")

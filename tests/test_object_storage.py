@@ -120,7 +120,7 @@ def test_a_missing_bucket_or_a_wrong_secret_fails_before_any_work_naming_the_uri
 
     corpus = make_corpus(tmp_path / "corpus", num_faces=1, num_objects=0, broken=False, frames=20, size=(64, 64))
     missing = python_m(s3, "jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--input", str(corpus.manifest_path),
-                       "--output-dir", "s3://no-such-bucket/shp", "--set", "mlflow_tracking_uri=null", "--no-progress")
+                       "--output-dir", "s3://no-such-bucket/shp", "--set", "tracking.mlflow_tracking_uri=null", "--no-progress")
     assert missing.returncode == 2, missing.stderr[-3000:]
     assert "`output_dir` 's3://no-such-bucket/shp': cannot write to it: bucket 'no-such-bucket' does not exist" in missing.stderr
 
@@ -154,7 +154,7 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
             return submit_and_stream(client, shlex.join(["python", "-m", *args]), env_vars={"HF_HUB_OFFLINE": "1", **s3}, out=log).logs
 
         job("jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--input", f"{root}/corpus/{corpus.manifest_path.name}",
-            "--output-dir", f"{root}/shp", "--set", "size=64", "--mlflow-tracking-uri", mlflow_server.address, "--no-progress")
+            "--output-dir", f"{root}/shp", "--set", "clips.size=64", "--mlflow-tracking-uri", mlflow_server.address, "--no-progress")
         with _env(s3):
             summary = json.loads(storage.read_text(f"{root}/shp/summary.json"))
         assert summary["samples"] == 3 and summary["quarantined"] == len(BROKEN_REASONS)
@@ -163,7 +163,7 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
 
         # Training reads only data/ of the output (quarantine/ holds Parquet too) and checkpoints to s3.
         train_logs = job("jobs.train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", f"{root}/shp",
-                         "--storage-path", f"{root}/runs", "--run-name", "s3-run", "--set", "max_steps=2", "--set", "num_workers=1",
+                         "--storage-path", f"{root}/runs", "--run-name", "s3-run", "--set", "max_steps=2", "--set", "resources.num_workers=1",
                          "--mlflow-tracking-uri", mlflow_server.address)
         assert "checkpoint: " in train_logs
         checkpoint = f"{root}/runs/s3-run/checkpoint_00000002"

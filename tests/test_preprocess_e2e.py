@@ -1,5 +1,6 @@
 """The preprocessing job end to end on a real local Ray cluster over a synthetic corpus."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,9 +12,21 @@ import numpy as np
 import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from pipelines.preprocess.config import PreprocessConfig
-from pipelines.preprocess.images import decode_image
+from metrics.io import decode_image
+from pipelines.configs import validate
+from pipelines.preprocess.config import (
+    ClipsConfig,
+    CurationTrackingConfig,
+    LatentsConfig,
+    ModelsConfig,
+    OutputConfig,
+    PreprocessConfig,
+    ReferencesConfig,
+    ResourcesConfig,
+    SourcesConfig,
+)
 from pipelines.preprocess.schema import DATASET_SCHEMA, QUARANTINE_SCHEMA
 from pipelines.preprocess.video import resize
 from processes import kill_tree
@@ -49,8 +62,8 @@ def first_run(corpus, ray_cluster, tmp_path_factory):
     from pipelines.preprocess.dataflow import run_preprocess
 
     out = tmp_path_factory.mktemp("run1")
-    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(out), size=SIZE,
-                              mlflow_tracking_uri=f"sqlite:///{out}/mlflow.db")
+    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(out), clips=ClipsConfig(size=SIZE),
+                              tracking=CurationTrackingConfig(mlflow_tracking_uri=f"sqlite:///{out}/mlflow.db"))
     result = run_preprocess(config, progress=False)
     return config, result
 
@@ -84,11 +97,11 @@ def test_dataset_has_the_documented_schema(first_run):
             assert [f.type for f in written] == [f.type for f in schema]
     row = read_dir(out / "data").to_pylist()[0]
     assert len(row["frames"]) == len(row["frame_indices"]) >= 16 and decode_image(row["frames"][0]).shape == (SIZE, SIZE, 3)
-    assert len(row["frame_indices"]) <= config.clip_span_frames and row["resize_policy"] == "stretch"  # the paper's default
+    assert len(row["frame_indices"]) <= config.clips.span_frames and row["resize_policy"] == "stretch"  # the paper's default
     steps = np.diff(row["frame_indices"])
     assert np.all(steps == row["stride"])  # one span at the clip's stride: any 16 in a row are a training window
     assert row["reference_frame_index"] in row["reference_candidates"] and len(row["box"]) == 4
-    assert 1 <= len(row["reference_pngs"]) <= config.references_per_clip and row["reference_pngs"][0] == row["reference_png"]
+    assert 1 <= len(row["reference_pngs"]) <= config.references.per_clip and row["reference_pngs"][0] == row["reference_png"]
     assert row["reference_frame_indices"][0] == row["reference_frame_index"] and row["reference_mode"] == "shp"
     assert len(row["mask_pngs"]) == len(row["reference_boxes"]) == len(row["reference_pngs"])
     assert row["detector"] and row["detector_version"] and row["segmenter"] and row["config_hash"] == config.config_hash()
@@ -107,7 +120,7 @@ def test_reference_masks_match_the_true_masks_on_face_videos(corpus, first_run):
     for row in rows:  # every kept reference of a clip, not only the primary one
         for frame_index, mask_png, reference_png in zip(row["reference_frame_indices"], row["mask_pngs"], row["reference_pngs"]):
             truth = true_mask(corpus, row["source_id"], frame_index, SIZE)
-            predicted = decode_image(mask_png) > 127
+            predicted = decode_image(mask_png, keep_gray=True) > 127
             ious.append((predicted & truth).sum() / (predicted | truth).sum())
             reference = decode_image(reference_png)
             assert np.all(reference[~predicted] == 255)  # white background
@@ -122,7 +135,8 @@ def test_raw_frame_references_keep_the_same_clips_with_the_frame_itself(corpus, 
     from pipelines.preprocess.video import decode_frames, read_bytes
 
     shp_config, _ = first_run
-    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(tmp_path / "raw"), size=SIZE, reference="raw_frame")
+    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(tmp_path / "raw"), clips=ClipsConfig(size=SIZE),
+                              references=ReferencesConfig(mode="raw_frame"))
     run_preprocess(config, progress=False)
     raw = {r["sample_id"]: r for r in read_dir(tmp_path / "raw" / "data").to_pylist()}
     shp = {r["sample_id"]: r for r in read_dir(Path(shp_config.output_dir) / "data").to_pylist()}
@@ -147,10 +161,10 @@ def optimized_physical_plan(ds) -> str:
 
 
 def test_weight_free_stages_run_inside_the_decode_tasks_model_stages_on_actor_pools(corpus, ray_cluster):
-    from pipelines.preprocess.config import BackendConfig
+    from metrics.backends.registry import BackendSpec
     from pipelines.preprocess.dataflow import build_dataset, task_stages
 
-    weight_free = PreprocessConfig(input=str(corpus.manifest_path), output_dir="unused", size=SIZE)
+    weight_free = PreprocessConfig(input=str(corpus.manifest_path), output_dir="unused", clips=ClipsConfig(size=SIZE))
     plan = optimized_physical_plan(build_dataset(weight_free, [(0, 24)]))
     # One task decodes a video and finds, segments and highlights its subject: the frames never leave it.
     assert [s.name for s in task_stages(weight_free)] == ["probe", "validate", "shots", "clip_sampling", "decode",
@@ -159,10 +173,11 @@ def test_weight_free_stages_run_inside_the_decode_tasks_model_stages_on_actor_po
     assert plan.count("ActorPoolMapOperator") == 1 and "ActorPoolMapOperator[MapBatches(WriteStage)]" in plan
 
     models = PreprocessConfig(
-        input=str(corpus.manifest_path), output_dir="unused", size=SIZE,
-        face_detector=BackendConfig("insightface", {"model_dir": "models/buffalo_l"}),
-        object_detector=BackendConfig("grounding-dino", {"model_id_or_dir": "models/gd"}),
-        segmenter=BackendConfig("sam", {"checkpoint_path": "models/sam.pth"}),
+        input=str(corpus.manifest_path), output_dir="unused", clips=ClipsConfig(size=SIZE), models=ModelsConfig(
+            face_detector=BackendSpec("insightface", {"model_dir": "models/buffalo_l"}),
+            object_detector=BackendSpec("grounding-dino", {"model_id_or_dir": "models/gd"}),
+            segmenter=BackendSpec("sam", {"checkpoint_path": "models/sam.pth"}),
+        ),
     )
     plan = optimized_physical_plan(build_dataset(models, [(0, 24)]))
     assert [s.name for s in task_stages(models)] == ["probe", "validate", "shots", "clip_sampling", "decode"]
@@ -174,9 +189,8 @@ def test_a_model_backend_moves_detection_to_an_actor_pool_end_to_end(corpus, ray
     """insightface loads weights, so the whole detect stage (the centre-GrabCut object detector too) runs on
     the detect actor pool, between the decode tasks and the GrabCut segmentation tasks."""
     import tiny_models
-
+    from metrics.backends.registry import BackendSpec
     from pipelines.actor_pool import ActorPoolConfig
-    from pipelines.preprocess.config import BackendConfig
     from pipelines.preprocess.dataflow import detect_in_tasks, run_preprocess
 
     manifest = tmp_path / "manifest.csv"
@@ -185,9 +199,9 @@ def test_a_model_backend_moves_detection_to_an_actor_pool_end_to_end(corpus, ray
     ))
     scrfd_dir = tiny_models.save_tiny_scrfd(tmp_path / "scrfd").parent
     config = PreprocessConfig(
-        input=str(manifest), output_dir=str(tmp_path / "out"), size=SIZE,
-        face_detector=BackendConfig("insightface", {"model_dir": str(scrfd_dir), "det_size": 64}),
-        detect=ActorPoolConfig(num_cpus=0.25, batch_size=2),
+        input=str(manifest), output_dir=str(tmp_path / "out"), clips=ClipsConfig(size=SIZE),
+        models=ModelsConfig(face_detector=BackendSpec("insightface", {"model_dir": str(scrfd_dir), "det_size": 64})),
+        resources=ResourcesConfig(detect=ActorPoolConfig(num_cpus=0.25, batch_size=2)),
     )
     assert not detect_in_tasks(config)
     result = run_preprocess(config, progress=False)
@@ -202,25 +216,27 @@ def test_a_model_backend_moves_detection_to_an_actor_pool_end_to_end(corpus, ray
                                                                        "no_subject")
 
 
-def test_curation_run_logged_to_mlflow(first_run):
+def test_curation_run_logged_to_mlflow(first_run, tmp_path):
     import mlflow
 
     from pipelines.preprocess.reporting import log_curation_run
 
     config, result = first_run
     run_id = log_curation_run(config, result.summary)
-    client = mlflow.MlflowClient(tracking_uri=config.mlflow_tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=config.tracking.mlflow_tracking_uri)
     run = client.get_run(run_id)
-    assert run.data.params["size"] == str(SIZE) and run.data.params["segmenter.name"] == "grabcut"
+    assert run.data.params["clips.size"] == str(SIZE) and run.data.params["models.segmenter.name"] == "grabcut"
     assert run.data.metrics["samples"] == result.summary["samples"]
     assert run.data.metrics["status.unreadable"] >= 1
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"summary.json", "contact_sheet.png"} <= artifacts
+    assert {"summary.json", "contact_sheet.png", "config.yaml"} <= artifacts
+    logged = Path(client.download_artifacts(run_id, "config.yaml", dst_path=str(tmp_path)))
+    assert validate(PreprocessConfig, yaml.safe_load(logged.read_text())) == config  # every key, re-runnable
 
 
 def run_cli(corpus, out, *extra, env=None):
     command = [sys.executable, "-m", "jobs.preprocess", "--input", str(corpus.manifest_path), "--output-dir", str(out),
-               "--set", f"size={SIZE}", "--no-progress", *extra]
+               "--set", f"clips.size={SIZE}", "--no-progress", *extra]
     return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -242,11 +258,12 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, ray_cluster, tm
 
     small = dict(sources_per_part=3, flush_interval_s=1.0)
     reference = tmp_path / "reference"
-    run_preprocess(PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(reference), size=SIZE, **small),
+    run_preprocess(PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(reference), clips=ClipsConfig(size=SIZE),
+                                    output=OutputConfig(**small)),
                    progress=False)
 
     out = tmp_path / "killed"
-    flags = [x for k, v in small.items() for x in ("--set", f"{k}={v}")]
+    flags = [x for k, v in small.items() for x in ("--set", f"output.{k}={v}")]
     env = os.environ | {"RAY_ADDRESS": "local"}
     process = run_cli(corpus, out, *flags, env=env)
     markers = out / "_markers"
@@ -280,6 +297,9 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, ray_cluster, tm
     assert not list((out / "_staging").rglob("*.parquet")) and not list((out / "_plan").glob("*"))
     rows, count = rows_by_sample(out)
     assert count == len(rows)
+    # The job left the config it ran with, --set and flags included, beside the dataset.
+    resolved = validate(PreprocessConfig, yaml.safe_load((out / "config.yaml").read_text()))
+    assert (resolved.output_dir, resolved.clips.size, resolved.output.sources_per_part) == (str(out), SIZE, 3)
 
 
 def test_shots_are_found_and_no_clip_crosses_a_cut(ray_cluster, tmp_path):
@@ -287,8 +307,8 @@ def test_shots_are_found_and_no_clip_crosses_a_cut(ray_cluster, tmp_path):
     from pipelines.preprocess.synthetic import make_corpus
 
     corpus = make_corpus(tmp_path / "corpus", num_faces=1, num_objects=0, broken=False, multi_shot=3, frames=48, seed=1)
-    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(tmp_path / "out"), size=SIZE,
-                              max_clips_per_source=8)
+    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(tmp_path / "out"),
+                              clips=ClipsConfig(size=SIZE, max_per_source=8))
     run_preprocess(config, progress=False)
     data = read_dir(tmp_path / "out" / "data").to_pylist()
     quarantined = read_dir(tmp_path / "out" / "quarantine")
@@ -327,8 +347,8 @@ def test_latent_stage_with_file_uri_input_and_output(corpus, ray_cluster, tmp_pa
     videos.mkdir()
     for name in ("face_000.mp4", "face_001.mp4"):
         shutil.copy(corpus.output_dir / name, videos / name)
-    config = PreprocessConfig(input=f"file://{videos}", output_dir=f"file://{tmp_path}/out", size=64,
-                              encode_latents=True, latent_preset="tiny")
+    config = PreprocessConfig(input=f"file://{videos}", output_dir=f"file://{tmp_path}/out", clips=ClipsConfig(size=64),
+                              latents=LatentsConfig(encode=True, preset="tiny"))
     result = run_preprocess(config, progress=False)
     assert result.statuses == {"ok": 2}
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["samples"] == 2
@@ -361,7 +381,7 @@ def test_retry_quarantined_redoes_only_retryable_sources_in_a_new_generation(cor
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("path,caption,subject_class\nvideos/face_000.mp4,A person.,person\n"
                         "videos/late.mp4,A cat.,cat\nvideos/cat_000.mp4,A cat.,cat\n")
-    config = PreprocessConfig(input=str(manifest), output_dir=str(tmp_path / "out"), size=SIZE)
+    config = PreprocessConfig(input=str(manifest), output_dir=str(tmp_path / "out"), clips=ClipsConfig(size=SIZE))
     run_preprocess(config, progress=False)
     [missing] = read_dir(tmp_path / "out" / "quarantine").to_pylist()
     assert (missing["source_id"], missing["reason_code"], missing["retryable"], missing["attempt"]) == \
@@ -370,7 +390,7 @@ def test_retry_quarantined_redoes_only_retryable_sources_in_a_new_generation(cor
 
     shutil.copy(corpus.output_dir / "cat_001.mp4", videos / "late.mp4")  # the file arrives
     assert run_preprocess(config, progress=False).processed == 0  # without the flag: complete, nothing redone
-    retried = run_preprocess(PreprocessConfig(**{**config.__dict__, "retry_quarantined": True}), progress=False)
+    retried = run_preprocess(dataclasses.replace(config, sources=SourcesConfig(retry_quarantined=True)), progress=False)
     assert retried.processed == 1 and retried.skipped == 2
     assert read_dir(tmp_path / "out" / "quarantine") is None or read_dir(tmp_path / "out" / "quarantine").num_rows == 0
     after = {r["source_id"]: r for r in read_dir(tmp_path / "out" / "data").to_pylist()}

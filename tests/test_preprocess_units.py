@@ -8,9 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.config import load_config
-from pipelines.preprocess.backends.base import Box
+from metrics.backends.registry import BackendSpec
 from pipelines.preprocess.backends import backend_class
-from pipelines.preprocess.config import ActorPoolConfig, BackendConfig, PreprocessConfig
+from pipelines.preprocess.backends.base import Box
+from pipelines.preprocess.config import ActorPoolConfig, ClipsConfig, LatentsConfig, ModelsConfig, PreprocessConfig, ResourcesConfig
 from pipelines.preprocess.dataflow import detect_in_tasks, segment_in_tasks, start_ray_for, worker_processes
 from pipelines.preprocess.sampling import plan_clips
 from pipelines.preprocess.sources import iter_sources, sample_id_for
@@ -78,9 +79,9 @@ def test_clips_stay_inside_their_shots_and_do_not_overlap(seed):
 
 
 def test_content_detector_scores_match_an_independent_hsv_difference():
-    from pipelines.preprocess.shots import content_score, cuts_from_scores
-
     import cv2
+
+    from pipelines.preprocess.shots import content_score, cuts_from_scores
 
     rng = np.random.default_rng(0)
     a, b = (rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(2))
@@ -161,23 +162,24 @@ def test_manifest_errors_name_the_problem(tmp_path):
 
 def test_config_from_yaml_with_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("input: in.csv\noutput_dir: out\nsize: 256\ndetect:\n  max_size: 3\n")
-    config = load_config(PreprocessConfig, path, ["detect.min_size=2", "segmenter.name=sam", "resize_policy=stretch"])
-    assert config.size == 256 and config.detect.min_size == 2 and config.detect.max_size == 3
-    assert config.segmenter.name == "sam" and config.resize_policy == "stretch"
+    path.write_text("input: in.csv\noutput_dir: out\nclips:\n  size: 256\nresources:\n  detect:\n    max_size: 3\n")
+    config = load_config(PreprocessConfig, path, ["resources.detect.min_size=2", "models.segmenter.name=sam",
+                                                  "clips.resize_policy=stretch"])
+    assert config.clips.size == 256 and config.resources.detect.min_size == 2 and config.resources.detect.max_size == 3
+    assert config.models.segmenter.name == "sam" and config.clips.resize_policy == "stretch"
     assert config.run_id == config.config_hash()
-    with pytest.raises(ValueError, match=r"unknown keys \['sizes'\]"):
-        load_config(PreprocessConfig, path, ["sizes=3"])
-    with pytest.raises(ValueError, match="resize_policy"):
-        load_config(PreprocessConfig, path, ["resize_policy=crop"])
+    with pytest.raises(ValueError, match=r"config\.clips\.sizes: unknown key"):
+        load_config(PreprocessConfig, path, ["clips.sizes=3"])
+    with pytest.raises(ValueError, match="clips.resize_policy"):
+        load_config(PreprocessConfig, path, ["clips.resize_policy=crop"])
     with pytest.raises(ValueError, match="min_size"):
         ActorPoolConfig(min_size=3, max_size=2)
 
 
 def test_config_hash_ignores_paths_and_resources():
     a = PreprocessConfig(input="a", output_dir="x")
-    b = PreprocessConfig(input="b", output_dir="y", detect=ActorPoolConfig(max_size=4))
-    assert a.config_hash() == b.config_hash() != PreprocessConfig(input="a", output_dir="x", size=256).config_hash()
+    b = PreprocessConfig(input="b", output_dir="y", resources=ResourcesConfig(detect=ActorPoolConfig(max_size=4)))
+    assert a.config_hash() == b.config_hash() != PreprocessConfig(input="a", output_dir="x", clips=ClipsConfig(size=256)).config_hash()
 
 
 def test_head_box_enlarges_and_clips():
@@ -201,10 +203,10 @@ def test_shipped_configs_are_valid():
     assert len(configs) >= 2
     for path in configs:
         config = load_config(PreprocessConfig, path)
-        assert config.face_detector.name and config.segmenter.name
+        assert config.models.face_detector.name and config.models.segmenter.name
         # A pool that reserves GPUs must put its torch models on them.
-        torch_backends = (("object detector", config.object_detector, config.detect),
-                          ("segmenter", config.segmenter, config.segment))
+        torch_backends = (("object detector", config.models.object_detector, config.resources.detect),
+                          ("segmenter", config.models.segmenter, config.resources.segment))
         for kind, backend, pool in torch_backends:
             if pool.num_gpus and not backend_class(kind, backend.name).weight_free:
                 assert backend.options.get("device") == "cuda", (path.name, backend)
@@ -229,7 +231,8 @@ def test_probe_stage_records_the_video_or_the_reason(tmp_path):
 
 
 def test_decode_stage_candidates_are_the_decoded_frames_bit_for_bit(tmp_path):
-    from pipelines.preprocess.images import decode_image, frame_from_bytes
+    from metrics.io import decode_image
+    from pipelines.preprocess.images import frame_from_bytes
     from pipelines.preprocess.schema import WORKING_SCHEMA
     from pipelines.preprocess.stages.decode import DecodeStage
     from pipelines.preprocess.video import decode_frames
@@ -277,7 +280,7 @@ def test_a_mask_of_a_few_pixels_is_empty_mask(pixels, reason):
             mask.flat[:pixels] = True
             return mask
 
-    stage = SegmentStage(segmenter=BackendConfig("grabcut"))
+    stage = SegmentStage(segmenter=BackendSpec("grabcut"))
     stage.segmenter = FixedMask()
     row = {"source_uri": "v.mp4", "sample_id": "s", "width": 64, "height": 64, "box": [0.0, 0.0, 40.0, 40.0],
            "reference_boxes": [[0.0, 0.0, 40.0, 40.0]], "reference_frame_indices": [3],
@@ -288,33 +291,34 @@ def test_a_mask_of_a_few_pixels_is_empty_mask(pixels, reason):
         assert f"has {pixels} pixels" in out["message"] and out["stage"] == "segment"
 
 
-MODEL_BACKENDS = dict(face_detector=BackendConfig("insightface", {"model_dir": "models/buffalo_l"}),
-                      object_detector=BackendConfig("grounding-dino", {"model_id_or_dir": "models/gd"}),
-                      segmenter=BackendConfig("sam", {"checkpoint_path": "models/sam.pth"}))
+MODEL_BACKENDS = dict(face_detector=BackendSpec("insightface", {"model_dir": "models/buffalo_l"}),
+                      object_detector=BackendSpec("grounding-dino", {"model_id_or_dir": "models/gd"}),
+                      segmenter=BackendSpec("sam", {"checkpoint_path": "models/sam.pth"}))
 
 
 def test_model_backends_run_on_actor_pools_weight_free_ones_in_the_decode_tasks():
     weight_free = PreprocessConfig(input="in", output_dir="out")
     assert detect_in_tasks(weight_free) and segment_in_tasks(weight_free)
-    models = PreprocessConfig(input="in", output_dir="out", **MODEL_BACKENDS)
+    models = PreprocessConfig(input="in", output_dir="out", models=ModelsConfig(**MODEL_BACKENDS))
     assert not detect_in_tasks(models) and not segment_in_tasks(models)
     # One model detector is enough to put detection on actors; each stage is placed on its own.
-    mixed = PreprocessConfig(input="in", output_dir="out", face_detector=MODEL_BACKENDS["face_detector"])
+    mixed = PreprocessConfig(input="in", output_dir="out", models=ModelsConfig(face_detector=MODEL_BACKENDS["face_detector"]))
     assert not detect_in_tasks(mixed) and segment_in_tasks(mixed)
     with pytest.raises(ValueError, match="Unknown segmenter 'sam2'"):
-        segment_in_tasks(PreprocessConfig(input="in", output_dir="out", segmenter=BackendConfig("sam2")))
+        segment_in_tasks(PreprocessConfig(input="in", output_dir="out", models=ModelsConfig(segmenter=BackendSpec("sam2"))))
 
 
 def test_worker_processes_counts_decode_tasks_actors_and_the_writer():
-    config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5, **MODEL_BACKENDS,
-                              detect=ActorPoolConfig(max_size=2), segment=ActorPoolConfig(max_size=3))
+    config = PreprocessConfig(input="in", output_dir="out", models=ModelsConfig(**MODEL_BACKENDS),
+                              resources=ResourcesConfig(decode_num_cpus=0.5, detect=ActorPoolConfig(max_size=2),
+                                                        segment=ActorPoolConfig(max_size=3)))
     assert worker_processes(config, 2) == 4 + 2 + 3 + 2
     assert worker_processes(config, 16) == 32 + 2 + 3 + 2
-    with_latents = PreprocessConfig(input="in", output_dir="out", encode_latents=True, latents=ActorPoolConfig(max_size=4),
-                                    **MODEL_BACKENDS)
+    with_latents = PreprocessConfig(input="in", output_dir="out", latents=LatentsConfig(encode=True),
+                                    resources=ResourcesConfig(latents=ActorPoolConfig(max_size=4)), models=ModelsConfig(**MODEL_BACKENDS))
     assert worker_processes(with_latents, 2) == 4 + 1 + 1 + 4 + 2
     # Weight-free detection and segmentation start no actors.
-    assert worker_processes(PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5), 2) == 4 + 2
+    assert worker_processes(PreprocessConfig(input="in", output_dir="out", resources=ResourcesConfig(decode_num_cpus=0.5)), 2) == 4 + 2
 
 
 def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():
@@ -324,10 +328,10 @@ def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():
 
     import ray
 
-    config = PreprocessConfig(input="in", output_dir="out", decode_num_cpus=0.5)
+    config = PreprocessConfig(input="in", output_dir="out", resources=ResourcesConfig(decode_num_cpus=0.5))
     start_ray_for(config)
     try:
-        concurrent = int(ray.cluster_resources()["CPU"] / config.decode_num_cpus)
+        concurrent = int(ray.cluster_resources()["CPU"] / config.resources.decode_num_cpus)
 
         @ray.remote(num_cpus=0)
         class Gate:
@@ -342,7 +346,7 @@ def test_a_local_ray_started_by_the_job_keeps_its_fractional_cpu_workers():
             def count(self):
                 return self.arrived
 
-        @ray.remote(num_cpus=config.decode_num_cpus)
+        @ray.remote(num_cpus=config.resources.decode_num_cpus)
         def worker_pid(gate, wanted):
             ray.get(gate.arrive.remote())
             deadline = time.monotonic() + 120
@@ -382,7 +386,7 @@ def test_a_candidate_whose_mask_fails_is_dropped_and_the_next_one_carries_its_ow
                 mask[10:30, 10:30] = True
             return mask
 
-    stage = SegmentStage(segmenter=BackendConfig("grabcut"))
+    stage = SegmentStage(segmenter=BackendSpec("grabcut"))
     stage.segmenter = FirstEmpty()
     frame = frame_to_bytes(np.zeros((64, 64, 3), np.uint8))
     row = {"source_uri": "v.mp4", "sample_id": "s", "width": 64, "height": 64, "box": [0.0, 0.0, 40.0, 40.0],

@@ -24,7 +24,11 @@ def test_unknown_preset_lists_the_available_ones():
 
 @pytest.mark.parametrize(
     "prompt",
-    ["A person wearing a Superman outfit.", "A person is enjoying a cup of coffee in a cozy café.", "A cat is playing in the snow, rolling and rolling, snowflakes flying."],
+    [
+        "A person wearing a Superman outfit.",
+        "A person is enjoying a cup of coffee in a cozy café.",
+        "A cat is playing in the snow, rolling and rolling, snowflakes flying.",
+    ],
 )
 def test_tokenizer_is_the_real_clip_bpe(prompt):
     ours = build_clip_tokenizer()(prompt, padding="max_length", max_length=77).input_ids

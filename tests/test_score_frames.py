@@ -171,12 +171,13 @@ def test_an_item_with_one_file_is_read_from_it(tmp_path):
 
 
 def test_bad_frame_options_are_refused_by_name():
+    from pipelines.configs import validate
     from pipelines.evaluation.config import EvaluationConfig
 
-    with pytest.raises(ValueError, match="embedding_frames='png'"):
-        EvaluationConfig(benchmark="b.csv", output_dir="o", embedding_frames="png")
-    with pytest.raises(ValueError, match="dd_gif_frames"):
-        EvaluationConfig(benchmark="b.csv", output_dir="o", dd_gif_frames="merge")
+    with pytest.raises(ValueError, match="embedding_frames: got 'png'"):
+        validate(EvaluationConfig, {"benchmark": "b.csv", "output_dir": "o", "embedding_frames": "png"})
+    with pytest.raises(ValueError, match="dd_gif_frames: got 'merge'"):
+        validate(EvaluationConfig, {"benchmark": "b.csv", "output_dir": "o", "dd_gif_frames": "merge"})
     with pytest.raises(ValueError, match="score_file.*Use embedding_frames"):
         EvaluationConfig(benchmark="b.csv", output_dir="o", score_file="gif")
     with pytest.raises(ValueError, match="gif_frames"):

@@ -166,7 +166,7 @@ def test_registry_applies_config_defaults_and_prefers_present_copies(tmp_path):
 
     copy = tmp_path / "buffalo_l"
     copy.mkdir()
-    present = weights_named_by([{"face_detector": {"name": "insightface", "options": {"model_dir": str(copy)}}}])
+    present = weights_named_by([{"models": {"face_detector": {"name": "insightface", "options": {"model_dir": str(copy)}}}}])
     assert [(w.name, w.kind, w.source) for w in present] == [("insightface", "local", str(copy))]
 
 
@@ -242,8 +242,8 @@ def test_cli_stages_the_weights_a_config_names(tmp_path, capsys):
     checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
     checkpoint.write_bytes(b"sam" * 1000)
     config = tmp_path / "preprocess.yaml"
-    config.write_text(yaml.safe_dump({"segmenter": {"name": "sam", "options": {"checkpoint_path": str(checkpoint)}},
-                                      "face_detector": {"name": "cascade"}}))
+    config.write_text(yaml.safe_dump({"models": {"segmenter": {"name": "sam", "options": {"checkpoint_path": str(checkpoint)}},
+                                                 "face_detector": {"name": "cascade"}}}))
     assert models.main(["stage", str(tmp_path / "models"), "--config", str(config), "--list"]) == 0
     assert f"sam                  local        {checkpoint}" in capsys.readouterr().out
     assert models.main(["stage", str(tmp_path / "models"), "--config", str(config), "--no-progress"]) == 0

@@ -15,7 +15,7 @@ def paper_unet():
     return unet
 
 
-def expected_pisa_parameters(unet_config) -> int:
+def expected_pisa_parameters(unet_config: dict) -> int:
     """4 d^2 + d per spatial self-attention layer, counted from the block layout alone."""
     channels = unet_config["block_out_channels"]
     layers = unet_config["layers_per_block"]
@@ -45,7 +45,7 @@ def test_installer_touches_16_spatial_layers_none_in_motion_modules(paper_unet):
     }
 
 
-def test_trainable_parameter_counts_match_spec(paper_unet):
+def test_trainable_parameter_counts_match_the_published_ones(paper_unet):  # docs/method.md, section 3
     config = load_preset("paper").architecture["unet"]
     names = select_trainable(paper_unet, update_motion=False)
     pisa = sum(p.numel() for p in paper_unet.parameters() if p.requires_grad)

@@ -17,7 +17,7 @@ from pipelines.preprocess.synthetic import (
     SUBJECTS,
     TOO_SMALL_SIZE,
     make_corpus,
-    plan_clip,
+    plan_render,
     render_clip,
 )
 
@@ -169,7 +169,7 @@ def test_broken_files_fail_as_labelled(corpus):
 
 def test_same_seed_renders_the_same_frames():
     def render(seed):
-        return render_clip(plan_clip("cup", np.random.default_rng(seed)), frames=6, size=SIZE)
+        return render_clip(plan_render("cup", np.random.default_rng(seed)), frames=6, size=SIZE)
 
     first, again, other = render(3), render(3), render(4)
     assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
@@ -177,7 +177,7 @@ def test_same_seed_renders_the_same_frames():
 
 
 def test_subject_stays_whole_in_narrow_frames():
-    frames, masks = render_clip(plan_clip("cat", np.random.default_rng(0)), frames=4, size=(64, 128))
+    frames, masks = render_clip(plan_render("cat", np.random.default_rng(0)), frames=4, size=(64, 128))
     assert frames.shape == (4, 128, 64, 3)
     for mask in masks:
         x, y, w, h = mask_box(mask)
@@ -201,7 +201,7 @@ def test_bad_arguments_are_refused(tmp_path, kwargs, argument):
 
 def test_unknown_subject_lists_the_choices():
     with pytest.raises(ValueError, match="Available: \\['cat', 'cup', 'face'\\]"):
-        plan_clip("dog", np.random.default_rng(0))
+        plan_render("dog", np.random.default_rng(0))
 
 
 def test_job_writes_a_small_corpus_and_prints_the_manifest(tmp_path, capsys):

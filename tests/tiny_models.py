@@ -8,6 +8,7 @@ on a CPU in seconds; their outputs mean nothing except where documented.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ class _BrightCellSCRFD(torch.nn.Module):
     its box is exactly its cell (distances 0, 0, 1, 1 strides from the anchor point, its top-left).
     """
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scores, boxes, points = [], [], []
         for stride in SCRFD_STRIDES:
             cell = torch.nn.functional.avg_pool2d(x, stride, stride).mean(1, keepdim=True)  # (1, 1, h, w), ~[-1, 1]
@@ -100,7 +101,7 @@ def save_tiny_grounding_dino(model_dir: Path, seed: int = 0) -> Path:
 SAM_IMAGE_SIZE = 64
 
 
-def build_tiny_sam(checkpoint=None):
+def build_tiny_sam(checkpoint: str | None = None) -> torch.nn.Module:
     """A 64-px, 16-dim SAM with the real components; signature of `sam_model_registry` builders."""
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
@@ -142,7 +143,7 @@ ARCFACE_TEMPLATE = torch.tensor(
 class _BrightCellSCRFDWithKeypoints(_BrightCellSCRFD):
     """`_BrightCellSCRFD` whose five keypoints sit on ArcFace's template inside each cell."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = list(super().forward(x))
         for i, stride in enumerate(SCRFD_STRIDES):
             cell = torch.nn.functional.avg_pool2d(x, stride, stride).mean(1, keepdim=True)
@@ -159,7 +160,7 @@ class _TinyArcFace(torch.nn.Module):
         self.conv = torch.nn.Conv2d(3, 8, 8, stride=8)
         self.fc = torch.nn.Linear(8 * 14 * 14, 512)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.relu(self.conv(x)).flatten(1))
 
 
@@ -221,7 +222,7 @@ def _tiny_clip_vision(directory: Path, seed: int):
     return config
 
 
-def sd15_attention_layers(preset="tiny") -> list[tuple[str, int, int]]:
+def sd15_attention_layers(preset: str = "tiny") -> list[tuple[str, int, int]]:
     """(module name, hidden, cross dim or hidden) of every attention of the preset's SD1.5-style UNet.
 
     Numbered like the original IP-Adapter code numbers its checkpoint keys: the position in a plain
@@ -241,7 +242,7 @@ def sd15_attention_layers(preset="tiny") -> list[tuple[str, int, int]]:
     return layers
 
 
-def _resampler_state(embed_dims: int, hidden_dims: int, output_dims: int, rand) -> dict:
+def _resampler_state(embed_dims: int, hidden_dims: int, output_dims: int, rand: Callable[..., torch.Tensor]) -> dict:
     """IP-Adapter-Plus's original Resampler keys (4 layers, 1 head of 64, FF ratio 4)."""
     inner, ff = 64, 4 * hidden_dims
     state = {
@@ -264,7 +265,7 @@ def _resampler_state(embed_dims: int, hidden_dims: int, output_dims: int, rand) 
     return state
 
 
-def faceid_lora_state(preset="tiny", seed: int = 1, rank: int = TINY_FACEID_LORA_RANK) -> dict[str, torch.Tensor]:
+def faceid_lora_state(preset: str = "tiny", seed: int = 1, rank: int = TINY_FACEID_LORA_RANK) -> dict[str, torch.Tensor]:
     """A random FaceID LoRA in the released `ip_adapter` naming: `N.to_{q,k,v,out}_lora.{down,up}.weight`.
 
     IP-Adapter's LoRALinearLayer: `down` (rank, in), `up` (out, rank), no alpha (scale 1).
@@ -278,7 +279,7 @@ def faceid_lora_state(preset="tiny", seed: int = 1, rank: int = TINY_FACEID_LORA
     return state
 
 
-def faceid_lora_as_kohya(lora: dict[str, torch.Tensor], preset="tiny") -> dict[str, torch.Tensor]:
+def faceid_lora_as_kohya(lora: dict[str, torch.Tensor], preset: str = "tiny") -> dict[str, torch.Tensor]:
     """The same LoRA in the kohya naming of `ip-adapter-faceid_sd15_lora.safetensors`.
 
     `lora_unet_<module path with _>_<to_q|to_k|to_v|to_out_0>.lora_<down|up>.weight`, no alpha keys.
@@ -324,7 +325,7 @@ def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", se
     if variant == "ip-adapter-faceid":
         id_dim = 512
 
-        def faceid_proj(tokens):
+        def faceid_proj(tokens: int) -> dict[str, torch.Tensor]:
             return {
                 "proj.0.weight": rand(2 * id_dim, id_dim), "proj.0.bias": rand(2 * id_dim),
                 "proj.2.weight": rand(cross_dim * tokens, 2 * id_dim), "proj.2.bias": rand(cross_dim * tokens),

@@ -12,8 +12,8 @@ IP-Adapter-FaceID's LoRA: `ip-adapter-faceid_sd15.bin` stores it under `ip_adapt
 UNet (attn1 and attn2 of each transformer block). diffusers' `load_ip_adapter` numbers them over
 *all* `attn_processors` of the UNet it is given, and on AnimateDiff's `UNetMotionModel` that list
 interleaves the motion modules' processors, so the LoRA of layer N would land on the wrong layer (a
-motion module from the first motion processor's position on: N = 4 on the paper UNet). This module strips the LoRA from the file, numbers the
-spatial processors only (their order equals the SD1.5 UNet's), and applies it with diffusers'
+motion module from the first motion processor's position on: N = 4 on the paper UNet). This module
+strips the LoRA from the file, numbers the spatial processors only (their order equals the SD1.5 UNet's), and applies it with diffusers'
 `load_lora_weights` (peft). A separate LoRA file in kohya format (the released
 `ip-adapter-faceid_sd15_lora.safetensors`) can be used instead. `ip-adapter-faceid-portrait_sd15.bin`
 (the one the author's FaceID baseline ran) has no LoRA and 16 tokens per face embedding.
@@ -25,6 +25,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,12 +33,15 @@ from diffusers import AnimateDiffPipeline
 
 from videomaker.loading import load_components
 from videomaker.pipeline import NEGATIVE_PROMPT_HUMAN, VideoMakerOutput
+from videomaker.variants import IP_ADAPTER_VARIANTS
 from videomaker.presets import Preset, load_preset
 from videomaker.references import prepare_reference
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 logger = logging.getLogger(__name__)
 
-IP_ADAPTER_VARIANTS = ("ip-adapter", "ip-adapter-plus", "ip-adapter-faceid")
 FACEID_EMBEDDING_DIM = 512  # insightface ArcFace (buffalo_l) embeddings
 
 # What the author's IP-Adapter baseline scripts ran (jobs/configs/baselines/ sets all of them).
@@ -123,7 +127,7 @@ def _read_adapter_file(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     return state
 
 
-def spatial_attention_layers(unet) -> list[str]:
+def spatial_attention_layers(unet: torch.nn.Module) -> list[str]:
     """Module names of the UNet's spatial attention layers (motion modules left out), in processor order.
 
     This order equals the SD1.5 `UNet2DConditionModel`'s `attn_processors`, which numbers the
@@ -138,7 +142,7 @@ def split_faceid_lora(ip_adapter: dict[str, torch.Tensor]) -> tuple[dict[str, to
     return {key: value for key, value in ip_adapter.items() if key not in lora}, lora
 
 
-def faceid_lora_to_peft(lora: dict[str, torch.Tensor], unet, *, source: str) -> dict[str, torch.Tensor]:
+def faceid_lora_to_peft(lora: dict[str, torch.Tensor], unet: torch.nn.Module, *, source: str) -> dict[str, torch.Tensor]:
     """Map a FaceID file's numbered LoRA onto the UNet's spatial attention layers, in peft naming.
 
     Args:
@@ -170,14 +174,14 @@ def faceid_lora_to_peft(lora: dict[str, torch.Tensor], unet, *, source: str) -> 
     return mapped
 
 
-def lora_layers(unet) -> list[str]:
+def lora_layers(unet: torch.nn.Module) -> list[str]:
     """Names of the UNet modules that carry a peft LoRA."""
     from peft.tuners.lora import LoraLayer
 
     return [name for name, module in unet.named_modules() if isinstance(module, LoraLayer)]
 
 
-def _image_tokens(projection) -> int | None:
+def _image_tokens(projection: torch.nn.Module) -> int | None:
     """Tokens the image projection gives per image (per face for FaceID), whatever the variant."""
     for attribute in ("num_tokens", "num_image_text_embeds"):
         if isinstance(getattr(projection, attribute, None), int):
@@ -207,7 +211,7 @@ class IPAdapterBaseline:
         >>> out = baseline([reference], ["A person wearing a blue hoodie."], seeds=[42])
     """
 
-    def __init__(self, pipe: AnimateDiffPipeline, *, preset, variant: str, provenance: dict,
+    def __init__(self, pipe: AnimateDiffPipeline, *, preset: Preset, variant: str, provenance: dict,
                  reference_size: int | None = None):
         self.pipe = pipe
         self.preset = preset
@@ -324,7 +328,7 @@ class IPAdapterBaseline:
         }
         return cls(pipe, preset=c.preset, variant=variant, provenance=provenance, reference_size=reference_size)
 
-    def prepare_reference(self, image):
+    def prepare_reference(self, image: Image.Image | np.ndarray) -> Image.Image:
         """The reference as the adapter sees it: stretched to `reference_size` (if set), as a PIL image.
 
         Args:
@@ -336,7 +340,9 @@ class IPAdapterBaseline:
             return prepare_reference(image, self.reference_size)
         return image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
 
-    def check_inputs(self, reference_images, prompts, seeds, face_embeddings):
+    def check_inputs(
+        self, reference_images: list, prompts: list[str], seeds: list[int], face_embeddings: list[np.ndarray] | None
+    ) -> None:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError(f"`prompts` must be a non-empty list of strings, got {prompts!r}.")
         for name, values in (("reference_images", reference_images), ("seeds", seeds)):

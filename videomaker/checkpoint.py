@@ -15,6 +15,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,6 +23,9 @@ from safetensors.torch import load_file, save_file
 from videomaker import storage
 from videomaker.pisa import PISASwitches
 from videomaker.trainable import is_trainable
+
+if TYPE_CHECKING:
+    from videomaker.released import ReleasedCheckpoint  # `load_checkpoint` imports the module only when called
 
 WEIGHTS_FILE = "trainable.safetensors"
 METADATA_FILE = "videomaker.json"
@@ -102,7 +106,7 @@ class VideoMakerCheckpoint:
                 param.copy_(self.tensors[name])
 
 
-def load_checkpoint(directory: str | Path):
+def load_checkpoint(directory: str | Path) -> VideoMakerCheckpoint | ReleasedCheckpoint:
     """Read a checkpoint, whatever its format.
 
     Args:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
@@ -18,7 +20,7 @@ def encode_prompts(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompt
     return text_encoder(tokens.input_ids.to(text_encoder.device))[0]
 
 
-def images_to_tensor(images, size: tuple[int, int]) -> torch.Tensor:
+def images_to_tensor(images: Sequence[Image.Image | np.ndarray], size: tuple[int, int]) -> torch.Tensor:
     """PIL images or uint8 `(H, W, 3)` arrays -> float `(N, 3, H, W)` in [-1, 1], resized to `size` (h, w)."""
     height, width = size
     tensors = []

@@ -95,7 +95,7 @@ def min_snr_weights(scheduler: DDIMScheduler, timesteps: torch.Tensor, gamma: fl
 
 
 def girl_loss(
-    unet,
+    unet: torch.nn.Module,
     scheduler: DDIMScheduler,
     video_latents: torch.Tensor,
     reference_latents: torch.Tensor,

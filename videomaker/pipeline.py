@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -121,7 +120,17 @@ class VideoMakerPipeline:
         """
         return images_to_tensor([prepare_reference(image, (height, width)) for image in reference_images], (height, width))
 
-    def check_inputs(self, reference_images, prompts, seeds, negative_prompt, num_inference_steps, guidance_scale, height, width):
+    def check_inputs(
+        self,
+        reference_images: list,
+        prompts: list[str],
+        seeds: list[int],
+        negative_prompt: str,
+        num_inference_steps: int,
+        guidance_scale: float,
+        height: int,
+        width: int,
+    ) -> None:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError(f"`prompts` must be a non-empty list of strings, got {prompts!r}.")
         if len(reference_images) != len(prompts):

@@ -161,7 +161,7 @@ class VideoFramesOnlyMotionHook(ModelHook):
         self.num_frames = num_frames
         self._signature = inspect.signature(AnimateDiffTransformer3D.forward)
 
-    def new_forward(self, module: torch.nn.Module, *args, **kwargs):
+    def new_forward(self, module: torch.nn.Module, *args: object, **kwargs: object) -> torch.Tensor:
         call = self._signature.bind(module, *args, **kwargs)
         call.apply_defaults()
         arguments = dict(call.arguments)

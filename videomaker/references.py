@@ -12,11 +12,17 @@ Preprocessing follows the released inference code, `load_image(path).resize((512
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # PIL and numpy are imported where used
+    import numpy as np
+    from PIL import Image
+
 EXAMPLE_PREFIX = "skimage:"
 WHITE = (255, 255, 255)
 
 
-def to_rgb(image, *, background: tuple[int, int, int] | None = WHITE):
+def to_rgb(image: Image.Image, *, background: tuple[int, int, int] | None = WHITE) -> Image.Image:
     """An RGB PIL image: EXIF orientation applied, transparency composited onto `background`.
 
     Args:
@@ -36,7 +42,7 @@ def to_rgb(image, *, background: tuple[int, int, int] | None = WHITE):
     return image.convert("RGB")
 
 
-def prepare_reference(image, size: int | tuple[int, int]):
+def prepare_reference(image: Image.Image | np.ndarray, size: int | tuple[int, int]) -> Image.Image:
     """Stretch a reference to the model size as the released code does (`image.resize((W, H))`).
 
     Args:
@@ -58,7 +64,7 @@ def prepare_reference(image, size: int | tuple[int, int]):
     return image if image.size == (width, height) else image.resize((width, height))  # PIL's default filter
 
 
-def load_reference(spec: str, *, argument: str = "--reference", background: tuple[int, int, int] | None = WHITE):
+def load_reference(spec: str, *, argument: str = "--reference", background: tuple[int, int, int] | None = WHITE) -> Image.Image:
     """A PIL RGB image from a path, a URI (s3://...) or `skimage:NAME` (e.g. `skimage:astronaut`).
 
     EXIF orientation is applied and transparency flattened onto `background` (white; see the

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import pickle
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -149,7 +150,7 @@ class ReleasedCheckpoint:
                 f"{RELEASED_PRESET!r}: pass `--preset {RELEASED_PRESET}` (or the preset the file was trained for)."
             )
 
-    def trainable_keys(self, parameter_names) -> list[str]:
+    def trainable_keys(self, parameter_names: Iterable[str]) -> list[str]:
         """The file's keys that are trained parameters of the model (buffers such as `pos_embed.pe` are not)."""
         parameters = set(parameter_names)
         return [name for name in self.tensors

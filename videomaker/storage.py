@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import uuid
@@ -144,26 +145,61 @@ def read_text(location: str | Path) -> str:
     return read_bytes(location).decode()
 
 
-def write_bytes(location: str | Path, data: bytes) -> int:
-    """Write whole or not at all; returns the size."""
-    if is_local(location):
-        path = local_path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+# Temporary files of a local write: hidden, beside the target, `.<name>.<8 hex>.partial`.
+_PARTIAL = re.compile(r"(^|/)\.[^/]+\.[0-9a-f]{8}\.partial$")
+
+
+def is_partial(path: str | Path) -> bool:
+    """True for the temporary file of an interrupted local write (safe to delete)."""
+    return bool(_PARTIAL.search(str(path)))
+
+
+def _replace_into(target: Path, fill) -> None:
+    """Fill a temporary file beside `target` (`fill(tmp)`), make it durable, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        fill(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(location: str | Path, data: bytes | str, *, filesystem: pa_fs.FileSystem | None = None) -> int:
+    """Write `data` whole or not at all: readers never see part of it, a killed writer leaves no half file.
+
+    Args:
+        location: Local path or URI; with `filesystem`, a path of that filesystem.
+        data: Bytes, or text written as UTF-8.
+        filesystem: A pyarrow filesystem `location` is on (as `resolve` returns it), for callers that hold one.
+
+    Returns:
+        The size written. Locally: a temporary file, fsync, rename; on object storage: one PUT.
+    """
+    data = data.encode() if isinstance(data, str) else data
+    if filesystem is None:
+        if is_local(location):
+            target = local_path(location)
+            _replace_into(target, lambda tmp: tmp.write_bytes(data))
+            return len(data)
+        filesystem, location = resolve(location)
+    if isinstance(filesystem, pa_fs.LocalFileSystem):
+        _replace_into(Path(location), lambda tmp: tmp.write_bytes(data))
         return len(data)
-    fs, path = resolve(location)
-    with fs.open_output_stream(path) as stream:
+    with filesystem.open_output_stream(str(location)) as stream:
         stream.write(data)
     return len(data)
 
 
+def write_bytes(location: str | Path, data: bytes) -> int:
+    """Write whole or not at all; returns the size (see `atomic_write`)."""
+    return atomic_write(location, data)
+
+
 def write_text(location: str | Path, text: str) -> int:
-    return write_bytes(location, text.encode())
+    return atomic_write(location, text)
 
 
 def make_dirs(location: str | Path) -> None:
@@ -235,13 +271,7 @@ def upload_file(source: str | Path, location: str | Path) -> int:
         target = local_path(location)
         if Path(source).resolve() == target.resolve():
             return target.stat().st_size
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-        try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _replace_into(target, lambda tmp: shutil.copyfile(source, tmp))
         return target.stat().st_size
     return write_bytes(location, Path(source).read_bytes())
 

@@ -6,35 +6,21 @@ config file (or `--set face.options.model_dir=...`) picks weights without code.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 from metrics.backends.base import FaceEmbedder, FlowEstimator, ImageEmbedder, ImageTextEmbedder
+from metrics.backends.registry import BackendRegistry, BackendSpec
 
 
 ROLES = ("clip", "dino", "face", "flow")
 
 
-def _registry() -> dict[str, dict[str, type]]:
-    from metrics.backends.clip import OpenCLIPEmbedder
-    from metrics.backends.dino import DINOEmbedder
-    from metrics.backends.faces import InsightFaceEmbedder
-    from metrics.backends.flow import OpenCVFlow, RAFTFlow
-
-    return {
-        "clip": {"open_clip": OpenCLIPEmbedder},
-        "dino": {"transformers-dino": DINOEmbedder},
-        "face": {"insightface": InsightFaceEmbedder},
-        "flow": {"raft": RAFTFlow, "opencv": OpenCVFlow},
-    }
-
-
-@dataclass
-class BackendSpec:
-    """A backend by registry name plus its constructor options (weights, sizes, batch size)."""
-
-    name: str
-    options: dict = field(default_factory=dict)
+METRIC_BACKENDS = BackendRegistry({
+    "clip": {"open_clip": "metrics.backends.clip:OpenCLIPEmbedder"},
+    "dino": {"transformers-dino": "metrics.backends.dino:DINOEmbedder"},
+    "face": {"insightface": "metrics.backends.faces:InsightFaceEmbedder"},
+    "flow": {"raft": "metrics.backends.flow:RAFTFlow", "opencv": "metrics.backends.flow:OpenCVFlow"},
+})
 
 
 @dataclass
@@ -58,18 +44,17 @@ class MetricBackendsConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        registry = _registry()
+        # Every name and option is checked here, while the job plans, so a typo fails before any worker starts.
         for role in ROLES:
             spec = getattr(self, role)
             if spec is None and role == "face":
                 continue
             if spec is None:
                 raise ValueError(f"Invalid MetricBackendsConfig({role}=None): only `face` may be None.")
-            if isinstance(spec, dict):  # from YAML
-                spec = BackendSpec(**spec)
-                setattr(self, role, spec)
-            if spec.name not in registry[role]:
-                raise ValueError(f"Invalid MetricBackendsConfig({role}.name={spec.name!r}). Available: {sorted(registry[role])}")
+            if spec.name not in METRIC_BACKENDS.names(role):
+                raise ValueError(f"Invalid MetricBackendsConfig({role}.name={spec.name!r}). "
+                                 f"Available: {METRIC_BACKENDS.names(role)}")
+            METRIC_BACKENDS.check(role, spec, where=f"MetricBackendsConfig({role}.options)", provided=("device",))
 
 
 @dataclass
@@ -89,36 +74,19 @@ class MetricBackends:
         }
 
 
-def _constructor(role: str, spec: BackendSpec, device: str) -> tuple[type, dict]:
-    """The backend class and its options, checked against its signature before any weights load."""
-    cls = _registry()[role][spec.name]
-    options = dict(spec.options)
-    accepted = inspect.signature(cls).parameters
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"Invalid MetricBackendsConfig({role}.options): {spec.name} takes no {unknown}. Valid options: {sorted(accepted)}"
-        )
-    if "device" in accepted:
-        options.setdefault("device", device)
-    return cls, options
-
-
 def load_backend(role: str, spec: BackendSpec, *, device: str = "cpu"):
     """One backend by role, e.g. the face embedder that IP-Adapter-FaceID is conditioned on."""
     if role not in ROLES:
         raise ValueError(f"Unknown backend role {role!r}; choose from {list(ROLES)}.")
-    if spec.name not in _registry()[role]:
-        raise ValueError(f"Unknown {role} backend {spec.name!r}. Available: {sorted(_registry()[role])}")
-    cls, options = _constructor(role, spec, device)
-    return cls(**options)
+    return METRIC_BACKENDS.build(role, spec, where=f"{role} backend options", device=device)
 
 
 def load_backends(config: MetricBackendsConfig) -> MetricBackends:
     """Build every backend the config names, on `config.device` where it is a torch model."""
-    planned = {role: _constructor(role, getattr(config, role), config.device)  # check all before loading any
-               for role in ROLES if getattr(config, role) is not None}
+    specs = {role: getattr(config, role) for role in ROLES if getattr(config, role) is not None}
+    for role, spec in specs.items():  # all checked before any weights load
+        METRIC_BACKENDS.check(role, spec, where=f"MetricBackendsConfig({role}.options)", provided=("device",))
     loaded = dict.fromkeys(ROLES)
-    for role, (cls, options) in planned.items():
-        loaded[role] = cls(**options)
+    for role, spec in specs.items():
+        loaded[role] = METRIC_BACKENDS.build(role, spec, device=config.device)
     return MetricBackends(**loaded)

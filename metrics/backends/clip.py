@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from metrics.backends.base import DIGEST_CHARS, check_images, state_dict_digest
+from metrics.backends.registry import WeightSource, option_or_default
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,38 @@ class OpenCLIPEmbedder:
     """
 
     name = "open_clip"
+
+    @classmethod
+    def weights(cls, options: dict) -> list[WeightSource]:
+        """What staging fetches for these options: the hub repo, local folder or file, or open_clip's MODEL:TAG."""
+        model, pretrained = option_or_default(cls, options, "model"), option_or_default(cls, options, "pretrained")
+        if model.startswith("hf-hub:"):
+            return [WeightSource("clip", "hf-repo", model.removeprefix("hf-hub:"))]
+        if model.startswith("local-dir:"):
+            return [WeightSource("clip", "local", model.removeprefix("local-dir:"))]
+        if Path(pretrained).expanduser().is_file():
+            return [WeightSource("clip", "local", pretrained)]
+        return [WeightSource("clip", "open_clip", f"{model}:{pretrained}")]
+
+    @classmethod
+    def staged_options(cls, options: dict, staged: dict[str, str]) -> dict:
+        """`options` reading a staged copy of open_clip's MODEL:TAG (`staged`: source -> path): a hub
+        layout loads as `local-dir:`, a single file as `pretrained`."""
+        model, pretrained = option_or_default(cls, options, "model"), option_or_default(cls, options, "pretrained")
+        path = staged.get(f"{model}:{pretrained}")
+        if path is None:
+            return options
+        options = dict(options)
+        import open_clip
+
+        if options.get("quick_gelu", "auto") == "auto" and open_clip.get_pretrained_cfg(model, pretrained).get("quick_gelu"):
+            options["quick_gelu"] = True  # the staged copy alone no longer says its weights (OpenAI's) need QuickGELU
+        if Path(path).is_dir():
+            options["model"] = f"local-dir:{path}"
+            options.pop("pretrained", None)
+        else:
+            options["pretrained"] = path
+        return options
 
     def __init__(self, model: str = "ViT-B-32", pretrained: str = "openai", *, quick_gelu: bool | Literal["auto"] = "auto",
                  device: str = "cpu", batch_size: int = 32):

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from metrics.backends.base import check_images, state_dict_digest
+from metrics.backends.registry import WeightSource, option_or_default, weight_at
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,6 +47,11 @@ class DINOEmbedder:
     """
 
     name = "transformers-dino"
+
+    @classmethod
+    def weights(cls, options: dict) -> list[WeightSource]:
+        """The hub repo or folder `model` names."""
+        return [weight_at("dino", option_or_default(cls, options, "model"), hub=True)]
 
     def __init__(self, model: str = "facebook/dino-vits16", *, image_size: int = 224, resize: Literal["pil", "torch"] = "pil",
                  layer_norm_eps: float | Literal["config"] = DINO_LAYER_NORM_EPS, device: str = "cpu", batch_size: int = 32):

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 
 from metrics.backends.base import file_digest, state_dict_digest
+from metrics.backends.registry import WeightSource, option_or_default
 
 RAFT_MIN_SIDE = 128  # its correlation pyramid needs 16 px feature maps at 1/8 scale
 
@@ -42,6 +43,12 @@ class RAFTFlow:
     """
 
     name = "raft"
+
+    @classmethod
+    def weights(cls, options: dict) -> list[WeightSource]:
+        """A state dict file, or the torchvision `Raft_Large_Weights` tag `weights` names."""
+        weights = option_or_default(cls, options, "weights")
+        return [WeightSource("raft", "local" if Path(weights).expanduser().exists() else "torchvision", weights)]
 
     def __init__(self, weights: str = "C_T_V1", *, num_flow_updates: int = 20, crop_to_frame: bool = False,
                  device: str = "cpu", batch_size: int = 8):

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.manifests import missing_columns, read_manifest
 from videomaker import storage
+from videomaker.subjects import HUMAN_CLASSES
 
 HUMAN_PROMPTS = (
     # clothing
@@ -120,7 +122,6 @@ def _object_prompts(subject_class: str) -> tuple[str, ...]:
 
 OBJECT_CLASSES = ("bear", "car", "cat", "dog", "elephant", "horse", "lion", "panda", "tiger")
 OBJECT_PROMPTS = {name: _object_prompts(name) for name in OBJECT_CLASSES}
-HUMAN_CLASSES = ("person", "man", "woman")
 HUMAN_SETS = ("celebrity", "non_celebrity")
 SETS = (*HUMAN_SETS, "object")
 
@@ -184,36 +185,17 @@ REQUIRED_COLUMNS = ("subject_id", "set", "class", "reference")
 
 
 def _read_rows(path: str) -> list[dict]:
-    import pyarrow as pa
-
-    suffix = storage.suffix(path)
-    if suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        # All text: ids like "007" stay ids.
-        table = pacsv.read_csv(storage.open_input(path), convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in REQUIRED_COLUMNS}, strings_can_be_null=False))
-    elif suffix in (".jsonl", ".json"):
-        import pyarrow.json as pajson
-
-        table = pajson.read_json(storage.open_input(path))
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(storage.open_input(path))
-    else:
-        raise ValueError(f"`benchmark` {path!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise BenchmarkManifestError(path, [f"missing column(s) {missing}; the file has {table.column_names}"])
-    return table.to_pylist()
+    rows = read_manifest(path, where="`benchmark`")
+    names = list(rows[0]) if rows else []
+    missing = missing_columns(names, REQUIRED_COLUMNS)
+    if rows and missing:
+        raise BenchmarkManifestError(path, [f"missing column(s) {missing}; the file has {names}"])
+    return rows
 
 
 def _reference_problem(path: str) -> str | None:
     """Why the reference cannot be used, or None: it must exist and decode completely."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
+    from metrics.io import decode_image
 
     try:
         data = storage.read_bytes(path)
@@ -222,10 +204,9 @@ def _reference_problem(path: str) -> str | None:
     except (OSError, ValueError) as err:
         return f"reference {path!r} cannot be read ({type(err).__name__}: {err})"
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        return f"reference {path!r} is not a readable image ({type(err).__name__}: {err})"
+        decode_image(data)
+    except ValueError as err:
+        return f"reference {path!r} is {err}"
     return None
 
 
@@ -236,8 +217,6 @@ def read_benchmark_manifest(manifest: str | Path) -> list[BenchmarkSubject]:
     reference file present and decodable. Relative reference paths are read from the manifest's folder.
     """
     path = storage.absolute(manifest)
-    if storage.size(path) is None:
-        raise FileNotFoundError(f"`benchmark` {path!r} does not exist; pass a CSV, JSONL or Parquet manifest.")
     subjects, problems, seen = [], [], set()
     for number, row in enumerate(_read_rows(path), start=1):
         values = {c: str(row.get(c) or "").strip() for c in REQUIRED_COLUMNS}

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
-from metrics.backends import BackendSpec, MetricBackendsConfig
+from metrics.backends import METRIC_BACKENDS, BackendSpec, MetricBackendsConfig
 from metrics.io import GIF_FRAMES
 from metrics.suite import FACE_PROTOCOLS
 from pipelines.actor_pool import ActorPoolConfig
 from pipelines.evaluation.benchmarks import SETS
+from videomaker.variants import IP_ADAPTER_VARIANTS, IPAdapterVariant
 
-FRAME_FILES = ("lossless", "mp4", "gif")  # the files each generated item has: .mkv, .mp4, .gif
+FrameFile = Literal["lossless", "mp4", "gif"]  # the files each generated item has: .mkv, .mp4, .gif
+FRAME_FILES = get_args(FrameFile)
 
-GENERATED_KINDS = ("videomaker", "ip-adapter", "ip-adapter-plus", "ip-adapter-faceid")
-METHOD_KINDS = (*GENERATED_KINDS, "imported")
-IP_ADAPTER_KINDS = ("ip-adapter", "ip-adapter-plus", "ip-adapter-faceid")
+MethodKind = Literal["videomaker", IPAdapterVariant, "imported"]
+METHOD_KINDS = get_args(MethodKind)
+GENERATED_KINDS = METHOD_KINDS[:-1]
+
+# The choices live beside the code that implements them; these aliases make them closed config types.
+FaceProtocol = Literal[FACE_PROTOCOLS]
+GifFrames = Literal[GIF_FRAMES]
+BenchmarkSet = Literal[SETS]
 
 
 @dataclass
@@ -54,7 +62,7 @@ class MethodConfig:
             the checkpoint's. Both are recorded in every video's sidecar and in MLflow.
     """
 
-    kind: str = "videomaker"
+    kind: MethodKind = "videomaker"
     name: str | None = None
     preset: str = "tiny"
     checkpoint: str | None = None
@@ -68,43 +76,38 @@ class MethodConfig:
     lora_weight_name: str | None = None
     lora_scale: float = 1.0
     generator_device: str = "cpu"
-    face_embedding_protocol: str = "corrected"
+    face_embedding_protocol: FaceProtocol = "corrected"
     face: BackendSpec | None = None
     videos: str | None = None
     switches: dict | None = None
 
     def __post_init__(self):
-        if isinstance(self.face, dict):
-            self.face = BackendSpec(**self.face)
         if self.switches is not None:
             from dataclasses import fields
 
             from videomaker.pisa import PISASwitches
 
             known = {f.name for f in fields(PISASwitches)}
-            if not isinstance(self.switches, dict) or set(self.switches) - known:
+            if set(self.switches) - known:
                 raise ValueError(f"Invalid method.switches {self.switches!r}: give a mapping of some of {sorted(known)}.")
             if self.kind != "videomaker":
                 raise ValueError(f"method.switches applies to kind 'videomaker' only, not {self.kind!r}.")
-        if self.kind not in METHOD_KINDS:
-            raise ValueError(f"Invalid method.kind {self.kind!r}; choose from {list(METHOD_KINDS)}.")
         if self.kind == "imported" and not self.videos:
             raise ValueError("method.kind 'imported' needs method.videos: a manifest of set, subject_id, prompt, seed, video.")
         baseline_only = {"motion_adapter": self.motion_adapter, "reference_size": self.reference_size}
-        if self.kind not in IP_ADAPTER_KINDS and any(value is not None for value in baseline_only.values()):
+        if self.kind not in IP_ADAPTER_VARIANTS and any(value is not None for value in baseline_only.values()):
             raise ValueError(f"method.motion_adapter and method.reference_size apply to the IP-Adapter kinds "
-                             f"{list(IP_ADAPTER_KINDS)} only, not {self.kind!r}.")
+                             f"{list(IP_ADAPTER_VARIANTS)} only, not {self.kind!r}.")
         if self.kind != "ip-adapter-faceid" and (self.lora_weight_name is not None or self.lora_scale != 1.0):
             raise ValueError(f"method.lora_weight_name and method.lora_scale apply to kind 'ip-adapter-faceid' only, not {self.kind!r}.")
         if self.reference_size is not None and self.reference_size < 1:
             raise ValueError(f"Invalid method.reference_size {self.reference_size!r}: give a size in pixels, or null.")
         if self.lora_scale < 0:
             raise ValueError(f"Invalid method.lora_scale {self.lora_scale!r}: give a weight >= 0 (0 leaves the LoRA out).")
-        if self.face_embedding_protocol not in FACE_PROTOCOLS:
-            raise ValueError(f"Invalid method.face_embedding_protocol {self.face_embedding_protocol!r}; choose one of "
-                             f"{list(FACE_PROTOCOLS)}.")
         if self.kind == "ip-adapter-faceid" and self.face is None:
             raise ValueError("method.kind 'ip-adapter-faceid' needs method.face, e.g. {name: insightface, options: {model_dir: ...}}.")
+        if self.face is not None:  # checked while the job plans, before any generation actor starts
+            METRIC_BACKENDS.check("face", self.face, where="method.face.options", provided=("device",))
         name = self.name or self.kind
         if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ValueError(f"Invalid method.name {name!r}: use letters, digits, '-', '_' and '.' (it names folders).")
@@ -131,17 +134,12 @@ class GenerationSettings:
     size: int | None = None
     fps: int = 8
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     negative_prompt: str | None = None
 
     def __post_init__(self):
-        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
-            raise ValueError(f"Invalid generation.negative_prompt {self.negative_prompt!r}: give a string, or null for the "
-                             "per-subject defaults.")
         if self.num_inference_steps < 1 or self.guidance_scale < 1 or self.fps < 1:
             raise ValueError(f"Invalid generation settings {asdict(self)}: steps, guidance_scale and fps must be >= 1.")
-        if self.dtype not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"Invalid generation.dtype {self.dtype!r}; choose float32, float16 or bfloat16.")
 
 
 @dataclass
@@ -179,15 +177,15 @@ class EvaluationConfig:
     benchmark: str
     output_dir: str
     method: MethodConfig = field(default_factory=MethodConfig)
-    sets: list[str] = field(default_factory=lambda: list(SETS))
+    sets: list[BenchmarkSet] = field(default_factory=lambda: list(SETS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     prompts_per_subject: int | None = None
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     generators: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
-    embedding_frames: str = "lossless"
-    dd_frames: str = "gif"
-    dd_gif_frames: str = "expand"
-    face_protocol: str = "corrected"
+    embedding_frames: FrameFile = "lossless"
+    dd_frames: FrameFile = "gif"
+    dd_gif_frames: GifFrames = "expand"
+    face_protocol: FaceProtocol = "corrected"
     score_file: str | None = None
     backends: MetricBackendsConfig = field(default_factory=MetricBackendsConfig)
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
@@ -197,8 +195,7 @@ class EvaluationConfig:
     run_name: str | None = None
 
     def __post_init__(self):
-        unknown = [s for s in self.sets if s not in SETS]
-        if unknown or not self.sets:
+        if not self.sets:
             raise ValueError(f"Invalid sets {self.sets}; choose one or more of {list(SETS)}.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"Invalid seeds {self.seeds}: give one or more distinct integers.")
@@ -208,24 +205,10 @@ class EvaluationConfig:
                 "different files now. Use embedding_frames (lossless, mp4 or gif; default lossless) and dd_frames "
                 "(gif, mp4 or lossless; default gif) instead."
             )
-        for key, value, choices in (("embedding_frames", self.embedding_frames, FRAME_FILES),
-                                    ("dd_frames", self.dd_frames, FRAME_FILES),
-                                    ("dd_gif_frames", self.dd_gif_frames, GIF_FRAMES),
-                                    ("face_protocol", self.face_protocol, FACE_PROTOCOLS)):
-            if value not in choices:
-                raise ValueError(f"Invalid EvaluationConfig({key}={value!r}); choose one of {list(choices)}.")
         self.run_name = self.run_name or self.method.name
 
     def as_params(self) -> dict[str, str]:
         """Flat `section.key -> value` strings for MLflow params."""
-        flat: dict[str, str] = {}
+        from pipelines.tracking import flatten_params
 
-        def walk(prefix: str, value) -> None:
-            if isinstance(value, dict):
-                for key, inner in value.items():
-                    walk(f"{prefix}.{key}" if prefix else key, inner)
-            else:
-                flat[prefix] = str(value)
-
-        walk("", asdict(self))
-        return flat
+        return flatten_params(self)

@@ -25,6 +25,7 @@ from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import FRAME_SUFFIXES, GenerationSummary, generate_items, item_stem
 from videomaker import storage
 from pipelines.scoring.dataflow import score_videos, write_results
+from pipelines.configs import write_resolved
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
         raise ValueError(f"`benchmark` {config.benchmark!r} has no subjects in the sets {config.sets}.")
     check_output_dir(config)
     output = storage.absolute(config.output_dir)
+    write_resolved(config, output)  # config.yaml: every key this evaluation ran with, --set and flags included
     videos_dir = storage.join(output, "videos")
 
     if config.method.kind == "imported":
@@ -147,7 +149,7 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
 
     result = EvaluationResult(output, records, aggregates, generation, None, 0.0)
     if config.mlflow_tracking_uri:
-        from pipelines.evaluation.tracking import log_evaluation
+        from pipelines.evaluation.runs import log_evaluation
 
         result.run_id = log_evaluation(config, items, records, aggregates, generation)
     result.wall_s = time.perf_counter() - started

@@ -12,31 +12,12 @@ from pathlib import Path
 
 from pipelines.evaluation.benchmarks import BenchmarkItem
 from pipelines.evaluation.generation import GenerationSummary, is_complete, item_row, item_stem
+from pipelines.manifests import read_manifest
 from videomaker import storage
 
 logger = logging.getLogger(__name__)
 
 IMPORT_COLUMNS = ("set", "subject_id", "prompt", "seed", "video")
-
-
-def _read(path: str) -> list[dict]:
-    import pyarrow as pa
-
-    suffix = storage.suffix(path)
-    if suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        return pacsv.read_csv(storage.open_input(path), convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in ("set", "subject_id", "prompt", "video")})).to_pylist()
-    if suffix in (".jsonl", ".json"):
-        import pyarrow.json as pajson
-
-        return pajson.read_json(storage.open_input(path)).to_pylist()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(storage.open_input(path)).to_pylist()
-    raise ValueError(f"`method.videos` {str(path)!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
 
 
 def import_videos(items: list[BenchmarkItem], manifest: str | Path, videos_dir: str | Path) -> GenerationSummary:
@@ -46,13 +27,8 @@ def import_videos(items: list[BenchmarkItem], manifest: str | Path, videos_dir: 
     or a missing file, are errors listed all at once before anything is copied.
     """
     path = str(manifest) if storage.is_uri(manifest) else str(Path(manifest).expanduser())
-    if storage.size(path) is None:
-        raise FileNotFoundError(f"`method.videos` {path!r} does not exist.")
     by_key = {(i.subject.set, i.subject.subject_id, i.prompt, i.seed): i for i in items}
-    rows = _read(path)
-    missing_columns = [c for c in IMPORT_COLUMNS if rows and c not in rows[0]]
-    if missing_columns:
-        raise ValueError(f"`method.videos` {path!r} lacks the column(s) {missing_columns}.")
+    rows = read_manifest(path, required=IMPORT_COLUMNS, where="`method.videos`")
     matched, problems = {}, []
     for number, row in enumerate(rows, start=1):
         key = (str(row["set"]), str(row["subject_id"]), str(row["prompt"]), int(row["seed"]))

@@ -1,7 +1,7 @@
 """The nightly gate: evaluate a training run's newest checkpoint and compare it with a pinned baseline run.
 
 A metric fails when it falls by more than its tolerance beyond its confidence interval (the upper
-end of the 95 % CI of candidate - baseline is below -tolerance; see `metrics.compare.regressions`).
+end of the 95 % CI of candidate - baseline is below -tolerance; see `metrics.deltas.regressions`).
 The verdict is printed and written to the evaluation's MLflow run.
 """
 
@@ -13,11 +13,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from metrics.compare import MetricDelta, Regression, regressions
-from pipelines.evaluation.comparison import compare_records
+from metrics.deltas import MetricDelta, Regression, regressions
+from pipelines.evaluation.run_deltas import compare_records
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.evaluate import EvaluationResult, run_evaluation
-from pipelines.evaluation.tracking import find_evaluation_run, load_samples
+from pipelines.evaluation.runs import find_evaluation_run, load_samples
+from pipelines.tracking import NIGHTLY_BASELINE_TAG, NIGHTLY_FAILED_TAG, NIGHTLY_VERDICT_TAG
 from videomaker import storage
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def newest_checkpoint(train_run: str | Path, *, ema: bool = False) -> str:
         raise FileNotFoundError(f"`train_run` {run_dir!r} has no checkpoint yet.")
     if ema:
         if not storage.exists(storage.join(latest, "ema", METADATA_FILE)):
-            raise FileNotFoundError(f"Checkpoint {latest!r} has no EMA weights; train with ema_decay or drop --ema.")
+            raise FileNotFoundError(f"Checkpoint {latest!r} has no EMA weights; train with optimizer.ema_decay or drop --ema.")
         return storage.join(latest, "ema")
     return latest
 
@@ -77,9 +78,9 @@ def _log_verdict(verdict: NightlyVerdict, tracking_uri: str) -> None:
 
     client = mlflow.MlflowClient(tracking_uri)
     run_id = verdict.candidate_run_id
-    client.set_tag(run_id, "nightly.verdict", "pass" if verdict.passed else "fail")
-    client.set_tag(run_id, "nightly.baseline_run_id", verdict.baseline_run_id)
-    client.set_tag(run_id, "nightly.failed_metrics", ",".join(f"{r.set}.{r.metric}" for r in verdict.regressions))
+    client.set_tag(run_id, NIGHTLY_VERDICT_TAG, "pass" if verdict.passed else "fail")
+    client.set_tag(run_id, NIGHTLY_BASELINE_TAG, verdict.baseline_run_id)
+    client.set_tag(run_id, NIGHTLY_FAILED_TAG, ",".join(f"{r.set}.{r.metric}" for r in verdict.regressions))
     client.log_metric(run_id, "nightly.regressions", len(verdict.regressions))
     client.log_text(run_id, verdict.summary() + "\n\n" + verdict.report, "nightly/verdict.txt")
     client.log_dict(run_id, {"passed": verdict.passed, "checkpoint": verdict.checkpoint,

@@ -2,13 +2,13 @@
 
 plan (driver) -> read plan -> probe -> validate -> shots -> clip sampling (clips inside shots,
 seeded reference candidates) -> decode (one row per clip) -> detect (tries the candidates in order;
-the first with one usable subject is the reference) -> segment -> highlight -> [encode_latents]
+the first with one usable subject is the reference) -> segment -> highlight -> [encode_latents (latents.encode)]
 -> write.
 
-The driver streams the input in shards of `sources_per_part` consecutive sources and writes the
+The driver streams the input in shards of `output.sources_per_part` consecutive sources and writes the
 sources still to do of each open shard to `_plan/`; it holds one shard at a time and an 8-byte
 digest per source for the duplicate check. Ray Data reads the plans in blocks of
-`sources_per_block`, so only the blocks the executor asks for exist at a time. CPU stages run as
+`output.sources_per_block`, so only the blocks the executor asks for exist at a time. CPU stages run as
 tasks with a fraction of a CPU each; Ray fuses consecutive ones into one task. Detection and
 segmentation run where their backends belong: models that load weights on actor pools sized by the
 config, weight-free algorithms inside the decode tasks, so their frames never leave the process
@@ -39,11 +39,11 @@ from ray.data.datasource import Datasource, ReadTask
 from tqdm.auto import tqdm
 
 from pipelines.cluster import connect_or_start_ray
-from pipelines.preprocess.backends import backend_class
+from pipelines.preprocess.backends import backend_class, check_backends
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
 from pipelines.preprocess.output import (
     DATA_DIR, LAYOUT_FILE, MARKER_DIR, PLAN_DIR, OutputState, commit_shard, committed_rows, parquet_bytes, plan_path, read_plan, shard_digest,
-    staged_rows, write_atomically,
+    staged_rows,
 )
 from pipelines.preprocess.schema import WORKING_SCHEMA
 from pipelines.preprocess.sources import iter_sources
@@ -58,7 +58,7 @@ from pipelines.preprocess.stages.shots import ShotsStage
 from pipelines.preprocess.stages.validate import ValidateStage
 from pipelines.preprocess.stages.write import WriteStage
 from videomaker import storage
-from videomaker.storage import resolve
+from videomaker.storage import atomic_write, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -91,46 +91,46 @@ def _actor_stage(ds, stage, kwargs: dict, pool: ActorPoolConfig):
 
 def detect_in_tasks(config: PreprocessConfig) -> bool:
     """True when both detectors are weight-free, so detection runs inside the decode tasks."""
-    return (backend_class("face detector", config.face_detector.name).weight_free
-            and backend_class("object detector", config.object_detector.name).weight_free)
+    return (backend_class("face detector", config.models.face_detector.name).weight_free
+            and backend_class("object detector", config.models.object_detector.name).weight_free)
 
 
 def segment_in_tasks(config: PreprocessConfig) -> bool:
     """True when the segmenter is weight-free, so segmentation runs inside the decode tasks."""
-    return backend_class("segmenter", config.segmenter.name).weight_free
+    return backend_class("segmenter", config.models.segmenter.name).weight_free
 
 
 def _decode_task_options(config: PreprocessConfig) -> dict:
     """`map_batches` options of the decode tasks; stages given the same ones fuse into them."""
     # A whole block per call: the chain takes its rows one by one, and Ray Data's slicing of a block
     # into one-row batches cost more than probing a missing file.
-    return dict(batch_format="pyarrow", batch_size=None, num_cpus=config.decode_num_cpus)
+    return dict(batch_format="pyarrow", batch_size=None, num_cpus=config.resources.decode_num_cpus)
 
 
 def decode_stages(config: PreprocessConfig) -> list:
     """probe -> validate -> shots -> clip sampling -> decode, as configured."""
     return [
-        ProbeStage(supported_codecs=config.supported_codecs),
-        ValidateStage(num_frames=config.num_frames, min_source_side=config.min_source_side),
-        ShotsStage(detector=config.shot_detector, threshold=config.shot_threshold, min_shot_frames=config.min_shot_frames),
+        ProbeStage(supported_codecs=config.sources.supported_codecs),
+        ValidateStage(num_frames=config.clips.num_frames, min_source_side=config.sources.min_side),
+        ShotsStage(detector=config.shots.detector, threshold=config.shots.threshold, min_shot_frames=config.shots.min_frames),
         ClipSamplingStage(
-            num_frames=config.num_frames, stride=config.stride, candidates=config.reference_candidates, seed=config.seed,
-            max_clips=config.max_clips_per_source, span_frames=config.clip_span_frames,
+            num_frames=config.clips.num_frames, stride=config.clips.stride, candidates=config.references.candidates, seed=config.seed,
+            max_clips=config.clips.max_per_source, span_frames=config.clips.span_frames,
         ),
-        DecodeStage(size=config.size, resize_policy=config.resize_policy),
+        DecodeStage(size=config.clips.size, resize_policy=config.clips.resize_policy),
     ]
 
 
 def detect_arguments(config: PreprocessConfig) -> dict:
     """`DetectStage` constructor arguments from the config."""
     return dict(
-        face_detector=config.face_detector,
-        object_detector=config.object_detector,
-        human_classes=config.human_classes,
-        head_scale=config.head_scale,
-        min_face_fraction=config.min_face_fraction,
-        min_object_fraction=config.min_object_fraction,
-        references=config.references_per_clip,
+        face_detector=config.models.face_detector,
+        object_detector=config.models.object_detector,
+        human_classes=config.subjects.human_classes,
+        head_scale=config.subjects.head_scale,
+        min_face_fraction=config.subjects.min_face_fraction,
+        min_object_fraction=config.subjects.min_object_fraction,
+        references=config.references.per_clip,
     )
 
 
@@ -162,21 +162,21 @@ def task_stages(config: PreprocessConfig) -> list:
     if detect_in_tasks(config):
         stages.append(DetectStage(**detect_arguments(config)))
         if segment_in_tasks(config):
-            stages += [SegmentStage(segmenter=config.segmenter), HighlightStage(human_classes=config.human_classes,
-                                                                                size=config.size, mode=config.reference)]
+            stages += [SegmentStage(segmenter=config.models.segmenter), HighlightStage(human_classes=config.subjects.human_classes,
+                                                                                size=config.clips.size, mode=config.references.mode)]
     return stages
 
 
 def decode_slots(config: PreprocessConfig) -> int:
     """Decode tasks the cluster runs at once."""
-    return max(1, math.floor(ray.cluster_resources().get("CPU", 1) / config.decode_num_cpus))
+    return max(1, math.floor(ray.cluster_resources().get("CPU", 1) / config.resources.decode_num_cpus))
 
 
 def block_rows(config: PreprocessConfig, shards: list[tuple[int, int]]) -> int:
-    """Sources per block: `sources_per_block`, or fewer when that leaves some decode slots without work."""
+    """Sources per block: `output.sources_per_block`, or fewer when that leaves some decode slots without work."""
     slots = decode_slots(config)
     total = sum(n for _, n in shards)
-    return max(1, min(config.sources_per_block, math.ceil(total / (4 * slots))))
+    return max(1, min(config.output.sources_per_block, math.ceil(total / (4 * slots))))
 
 
 def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
@@ -196,25 +196,25 @@ def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
     ds = ds.map_batches(StageChain(in_tasks), **_decode_task_options(config))
     done = {stage.name for stage in in_tasks}
     if "detect" not in done:
-        ds = _actor_stage(ds, DetectStage, detect_arguments(config), config.detect)
+        ds = _actor_stage(ds, DetectStage, detect_arguments(config), config.resources.detect)
     if "segment" not in done:
         if segment_in_tasks(config):  # after a detect actor: in light tasks of their own
-            ds = ds.map_batches(StageChain([SegmentStage(segmenter=config.segmenter)]),
+            ds = ds.map_batches(StageChain([SegmentStage(segmenter=config.models.segmenter)]),
                                 **_decode_task_options(config))
         else:
-            ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.segmenter), config.segment)
+            ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.models.segmenter), config.resources.segment)
     if "highlight" not in done:
-        ds = ds.map_batches(StageChain([HighlightStage(human_classes=config.human_classes, size=config.size,
-                                                         mode=config.reference)]),
-                            batch_format="pyarrow", batch_size=1, num_cpus=config.cpu_stage_num_cpus)
-    if config.encode_latents:
+        ds = ds.map_batches(StageChain([HighlightStage(human_classes=config.subjects.human_classes, size=config.clips.size,
+                                                         mode=config.references.mode)]),
+                            batch_format="pyarrow", batch_size=1, num_cpus=config.resources.cpu_stage_num_cpus)
+    if config.latents.encode:
         from pipelines.preprocess.stages.latents import EncodeLatentsStage  # imports torch
 
-        ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latent_preset), config.latents)
+        ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latents.preset), config.resources.latents)
     # One writer: shards complete in the order its calls see their rows. If its node is lost, the
     # shards it held open are planned again by `run_preprocess` (their staged rows are kept).
     return ds.map_batches(WriteStage, fn_constructor_kwargs=dict(output_dir=config.output_dir,
-                                                                 flush_interval_s=config.flush_interval_s),
+                                                                 flush_interval_s=config.output.flush_interval_s),
                           compute=ActorPoolStrategy(size=1), batch_format="pyarrow", batch_size=None,
                           num_cpus=WRITER_NUM_CPUS)
 
@@ -226,11 +226,12 @@ def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
     (`num_workers_soft_limit`) and restarts the others, each paying seconds of imports: raise the
     limit to this many (bench/RESULTS.md measured the churn).
     """
-    pools = [pool for pool, in_tasks in ((config.detect, detect_in_tasks(config)), (config.segment, segment_in_tasks(config)))
+    resources = config.resources
+    pools = [pool for pool, in_tasks in ((resources.detect, detect_in_tasks(config)), (resources.segment, segment_in_tasks(config)))
              if not in_tasks]
-    pools += [config.latents] if config.encode_latents else []
+    pools += [config.resources.latents] if config.latents.encode else []
     # Decode tasks, the model actors, the writer and the plan reads (or highlight tasks).
-    return math.floor(num_cpus / config.decode_num_cpus) + sum(pool.max_size for pool in pools) + 2
+    return math.floor(num_cpus / config.resources.decode_num_cpus) + sum(pool.max_size for pool in pools) + 2
 
 
 def start_ray_for(config: PreprocessConfig) -> None:
@@ -267,7 +268,7 @@ def _complete_sources(staged: pa.Table) -> set[str]:
 def check_layout(config: PreprocessConfig) -> None:
     """An output directory keeps its shard size and row-shaping config; refuse a run that would mix."""
     fs, root = resolve(config.output_dir)
-    layout = {"sources_per_part": config.sources_per_part, "config_hash": config.config_hash()}
+    layout = {"sources_per_part": config.output.sources_per_part, "config_hash": config.config_hash()}
     path = f"{root}/{LAYOUT_FILE}"
     if fs.get_file_info(path).type != pa_fs.FileType.File and any(
             fs.get_file_info(pa_fs.FileSelector(f"{root}/{d}", allow_not_found=True)) for d in (DATA_DIR, MARKER_DIR)):
@@ -281,11 +282,11 @@ def check_layout(config: PreprocessConfig) -> None:
         if found != layout:
             raise ValueError(
                 f"`output_dir` {config.output_dir!r} holds a dataset written with {found}, this run has {layout}: "
-                "resuming would mix incompatible rows. Use the same config (and sources_per_part), or a new output_dir."
+                "resuming would mix incompatible rows. Use the same config (and output.sources_per_part), or a new output_dir."
             )
         return
     fs.create_dir(root, recursive=True)
-    write_atomically(fs, path, json.dumps(layout).encode())
+    atomic_write(path, json.dumps(layout).encode(), filesystem=fs)
 
 
 @dataclass
@@ -307,9 +308,9 @@ def plan_run(config: PreprocessConfig) -> Plan:
         fs.delete_dir(f"{root}/{PLAN_DIR}")  # an earlier run's; rewritten below for what is still open
     plan = Plan()
     columns = {"run_id": config.run_id, "config_hash": config.config_hash()}
-    sources = iter_sources(config.input, default_subject_class=config.default_subject_class)
+    sources = iter_sources(config.input, default_subject_class=config.subjects.default_class)
     shards = 0
-    for shard, table in _shards(sources, config.sources_per_part):
+    for shard, table in _shards(sources, config.output.sources_per_part):
         shards = shard + 1
         plan.sources += table.num_rows
         digest = shard_digest(table)
@@ -322,7 +323,7 @@ def plan_run(config: PreprocessConfig) -> Plan:
         attempts: dict[str, int] = {}
         todo = table
         if same:
-            if not (config.retry_quarantined and state.marker(shard).get("retryable")):
+            if not (config.sources.retry_quarantined and state.marker(shard).get("retryable")):
                 plan.skipped += table.num_rows
                 continue
             old = committed_rows(fs, root, shard, commit.generation, columns=["source_id", "retryable", "attempt"])
@@ -351,7 +352,7 @@ def plan_run(config: PreprocessConfig) -> Plan:
         rows = pa.table({k: v if v is not None else pa.nulls(n, WORKING_SCHEMA.field(k).type) for k, v in full.items()},
                         schema=WORKING_SCHEMA)
         fs.create_dir(f"{root}/{PLAN_DIR}", recursive=True)
-        write_atomically(fs, plan_path(root, shard), parquet_bytes(rows))
+        atomic_write(plan_path(root, shard), parquet_bytes(rows), filesystem=fs)
         plan.shards.append((shard, n))
     for folders in staging.values():  # shards past the end of the input
         for _, _, path in folders:
@@ -379,6 +380,7 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True,
     started = time.perf_counter()
     storage.check_access(config.input, argument="`input`")
     storage.check_access(config.output_dir, argument="`output_dir`", write=True)
+    check_backends(config)  # a wrong backend name or option fails here, before Ray starts
     check_layout(config)
     statuses: Counter = Counter()
     stage_seconds: Counter = Counter()
@@ -438,11 +440,11 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True,
         "videos_per_s": round(processed / wall_s, 4) if wall_s else 0.0,
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())},
         "backends": {
-            "face_detector": config.face_detector.name,
-            "object_detector": config.object_detector.name,
-            "segmenter": config.segmenter.name,
+            "face_detector": config.models.face_detector.name,
+            "object_detector": config.models.object_detector.name,
+            "segmenter": config.models.segmenter.name,
         },
     }
     fs, root = resolve(config.output_dir)
-    write_atomically(fs, f"{root}/summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write(f"{root}/summary.json", json.dumps(summary, indent=2).encode(), filesystem=fs)
     return PreprocessResult(config.output_dir, processed, first.skipped, statuses, summary)

@@ -1,4 +1,7 @@
-"""PNG/JPEG encoding of frames and masks; deterministic, so re-runs write identical bytes."""
+"""PNG/JPEG encoding of frames and masks; deterministic, so re-runs write identical bytes.
+
+Decoding is `metrics.io.decode_image`, the one decoder every job reads images with.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +35,3 @@ def frame_to_bytes(image: np.ndarray) -> bytes:
 def frame_from_bytes(data: bytes, width: int, height: int) -> np.ndarray:
     """Inverse of `frame_to_bytes`: a read-only (height, width, 3) view of the bytes."""
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """uint8 RGB (H, W, 3), or (H, W) for single-channel images such as masks."""
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB") if image.mode not in ("L", "1") else image.convert("L")).copy()

@@ -10,7 +10,7 @@ Layout (`output_dir/`):
     summary.json                       the last run's counts and throughput
 
 Commit protocol. A shard's rows are buffered by the writer and flushed to `_staging/` every
-`flush_interval_s`, so finished work survives a kill. When the last source of a shard is done its
+`output.flush_interval_s`, so finished work survives a kill. When the last source of a shard is done its
 part files are written (temporary name, fsync, rename), then its marker: the marker is the commit.
 A part or marker of a generation newer than the committed one is an interrupted commit and is
 deleted on the next run, with older generations and leftover staging and plans. Rows in a part are
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 
@@ -36,13 +35,12 @@ import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 
 from pipelines.preprocess.schema import DATASET_SCHEMA, QUARANTINE_SCHEMA, WORKING_SCHEMA
-from videomaker.storage import resolve
+from videomaker.storage import atomic_write, is_partial, resolve
 
 DATA_DIR, QUARANTINE_DIR, MARKER_DIR, STAGING_DIR, PLAN_DIR = "data", "quarantine", "_markers", "_staging", "_plan"
 LAYOUT_FILE = "_layout.json"
 _MARKER = re.compile(r"/shard-(\d+)-g(\d+)-([0-9a-f]+)\.json$")
 _PART = re.compile(r"/part-(\d+)-g(\d+)\.parquet$")
-_TMP = re.compile(r"\.(json|parquet)\.tmp-\d+$")
 
 # Columns kept in staging: whatever a data or a quarantine row needs, and how many rows its source makes.
 _OUTPUT_COLUMNS = list(dict.fromkeys([f.name for f in DATASET_SCHEMA] + [f.name for f in QUARANTINE_SCHEMA]
@@ -72,17 +70,6 @@ def staging_dir(root: str, shard: int, generation: int, digest: str) -> str:
 
 def plan_path(root: str, shard: int) -> str:
     return f"{root}/{PLAN_DIR}/shard-{shard:06d}.parquet"
-
-
-def write_atomically(fs: pa_fs.FileSystem, path: str, data: bytes) -> None:
-    """Write under a temporary name, make it durable, then rename: readers see all or nothing."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with fs.open_output_stream(tmp) as stream:
-        stream.write(data)
-    if isinstance(fs, pa_fs.LocalFileSystem):
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    fs.move(tmp, path)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -142,7 +129,7 @@ class OutputState:
         for info in _files(self.fs, f"{self.root}/{MARKER_DIR}"):
             match = _MARKER.search(info.path)
             if not match:
-                if _TMP.search(info.path):
+                if is_partial(info.path):
                     stale.append(info.path)  # a temporary file of an interrupted marker write
                 continue
             commit = Commit(int(match[1]), int(match[2]), match[3], info.path)
@@ -156,7 +143,7 @@ class OutputState:
             for info in _files(self.fs, f"{self.root}/{directory}"):
                 match = _PART.search(info.path)
                 if not match:
-                    if _TMP.search(info.path):
+                    if is_partial(info.path):
                         stale.append(info.path)  # an interrupted part write
                     continue  # not ours (e.g. a reader's _SUCCESS): left alone
                 commit = self.commits.get(int(match[1]))
@@ -236,7 +223,7 @@ def stage_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int, dig
     key = hashlib.sha256("\n".join(rows.column("sample_id").to_pylist()).encode()).hexdigest()[:20]
     folder = staging_dir(root, shard, generation, digest)
     fs.create_dir(folder, recursive=True)
-    write_atomically(fs, f"{folder}/chunk-{key}.parquet", parquet_bytes(to_staging(rows)))
+    atomic_write(f"{folder}/chunk-{key}.parquet", parquet_bytes(to_staging(rows)), filesystem=fs)
 
 
 def commit_shard(fs: pa_fs.FileSystem, root: str, *, shard: int, digest: str, generation: int,
@@ -254,7 +241,7 @@ def commit_shard(fs: pa_fs.FileSystem, root: str, *, shard: int, digest: str, ge
     for directory, table in ((DATA_DIR, data), (QUARANTINE_DIR, quarantine)):
         if table.num_rows:
             fs.create_dir(f"{root}/{directory}", recursive=True)
-            write_atomically(fs, f"{root}/{directory}/{part_name(shard, generation)}", parquet_bytes(table))
+            atomic_write(f"{root}/{directory}/{part_name(shard, generation)}", parquet_bytes(table), filesystem=fs)
             files[directory] = part_name(shard, generation)
     statuses = pc.fill_null(rows.column("reason_code"), "ok").to_pylist()
     by_status = {s: statuses.count(s) for s in sorted(set(statuses))}
@@ -263,7 +250,7 @@ def commit_shard(fs: pa_fs.FileSystem, root: str, *, shard: int, digest: str, ge
               "sources": len(set(rows.column("source_id").to_pylist())), "by_status": by_status,
               "retryable": retryable}
     fs.create_dir(f"{root}/{MARKER_DIR}", recursive=True)
-    write_atomically(fs, f"{root}/{MARKER_DIR}/{marker_name(shard, generation, digest)}", json.dumps(marker).encode())
+    atomic_write(f"{root}/{MARKER_DIR}/{marker_name(shard, generation, digest)}", json.dumps(marker).encode(), filesystem=fs)
     # Committed: what follows is cleanup, which the next run's OutputState redoes if it is cut short.
     match = _MARKER.search("/" + (previous or ""))
     if match:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import tempfile
@@ -14,7 +13,7 @@ import pyarrow.fs as pa_fs
 from PIL import Image
 
 from pipelines.preprocess.config import PreprocessConfig
-from pipelines.preprocess.images import decode_image
+from metrics.io import decode_image
 from videomaker.storage import resolve
 from pipelines.preprocess.output import DATA_DIR
 
@@ -40,26 +39,20 @@ def contact_sheet(output_dir: str, path: Path, *, tile: int = 128, limit: int = 
     return path
 
 
-def _flatten(prefix: str, value, out: dict) -> dict:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else key, item, out)
-    else:
-        out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else value
-    return out
-
-
 def log_curation_run(config: PreprocessConfig, summary: dict, *, artifact_location: str | None = None) -> str:
     """Log the config as params, counts and throughput as metrics, summary and contact sheet as artifacts."""
     import mlflow
 
-    from pipelines.tracking import ensure_experiment
+    from pipelines.configs import to_yaml
+    from pipelines.tracking import JOB_TAG, RUN_ID_TAG, ensure_experiment, flatten_params
 
-    experiment_id = ensure_experiment(config.mlflow_tracking_uri, config.mlflow_experiment, output_dir=config.output_dir,
+    tracking = config.tracking
+    experiment_id = ensure_experiment(tracking.mlflow_tracking_uri, tracking.mlflow_experiment, output_dir=config.output_dir,
                                       artifact_location=artifact_location)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"curation-{config.run_id}") as run:
-        mlflow.set_tags({"videomaker.job": "preprocess", "videomaker.run_id": config.run_id})
-        mlflow.log_params(_flatten("", dataclasses.asdict(config), {}))
+        mlflow.set_tags({JOB_TAG: "preprocess", RUN_ID_TAG: config.run_id})
+        mlflow.log_params(flatten_params(config))
+        mlflow.log_text(to_yaml(config), "config.yaml")  # the resolved config, to re-run exactly this curation
         metrics = {
             "sources": summary["sources"],
             "samples": summary["samples"],

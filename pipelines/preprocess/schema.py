@@ -1,7 +1,7 @@
 """The Parquet schemas the preprocessing job writes, and the reasons a source is quarantined.
 
 Encodings, and why:
-- `frames`: the clip's span of JPEG images (quality 95): `clip_span_frames` at its stride, of which
+- `frames`: the clip's span of JPEG images (quality 95): `clips.span_frames` at its stride, of which
   training draws a 16-frame window at every draw. Source videos are already lossy, training re-augments
   them, and JPEG is ~8x smaller than PNG at 512x512, which matters at tens of thousands of clips;
   any reader (PIL, torchvision, browsers) decodes them.
@@ -79,9 +79,9 @@ DATASET_SCHEMA = pa.schema([
     _field("segmenter_version", pa.string(), "Its weights digest or library version."),
     _field("config_hash", pa.string(), "Digest of the config fields that shape rows."),
     _field("run_id", pa.string(), "Run that wrote the row."),
-    _field("video_latents", pa.binary(), "float16 VAE latents (4, F, h, w) of the clip's F frames when encode_latents, else null."),
-    _field("reference_latents", pa.binary(), "float16 VAE latents (4, 1, h, w) when encode_latents, else null."),
-    _field("text_embeddings", pa.binary(), "float16 caption embeddings (77, D) when encode_latents, else null."),
+    _field("video_latents", pa.binary(), "float16 VAE latents (4, F, h, w) of the clip's F frames when latents.encode, else null."),
+    _field("reference_latents", pa.binary(), "float16 VAE latents (4, 1, h, w) when latents.encode, else null."),
+    _field("text_embeddings", pa.binary(), "float16 caption embeddings (77, D) when latents.encode, else null."),
     _field("latent_shape", pa.list_(pa.int32()), "Shape of video_latents."),
     _field("text_embedding_shape", pa.list_(pa.int32()), "Shape of text_embeddings."),
     _field("latent_preset", pa.string(), "Preset whose encoders made the latents."),
@@ -95,7 +95,7 @@ QUARANTINE_SCHEMA = pa.schema([
     _field("stage", pa.string(), "Stage that rejected it.", False),
     _field("reason_code", pa.string(), f"One of {sorted(REASONS)}.", False),
     _field("message", pa.string(), "What went wrong and, where known, how to fix it."),
-    _field("retryable", pa.bool_(), "Whether a re-run with retry_quarantined may succeed."),
+    _field("retryable", pa.bool_(), "Whether a re-run with sources.retry_quarantined may succeed."),
     _field("attempt", pa.int32(), "1 for the first try of this source, +1 per retry."),
     _field("run_id", pa.string(), "Run that quarantined it."),
 ])

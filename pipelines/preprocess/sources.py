@@ -21,11 +21,9 @@ from pathlib import PurePosixPath
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.fs as pa_fs
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
 
+from pipelines.manifests import iter_manifest_batches
 from videomaker.storage import resolve
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -49,29 +47,6 @@ def sample_id_for(source_key: str, clip: int = 0) -> str:
 
 def _digest64(source_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(source_id.encode(), digest_size=8).digest(), "little")
-
-
-def _manifest_batches(fs: pa_fs.FileSystem, path: str) -> Iterator[pa.RecordBatch]:
-    suffix = PurePosixPath(path).suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".json", ".parquet"):
-        raise ValueError(f"Manifest {path!r}: unsupported format {suffix!r}; use .csv, .jsonl or .parquet.")
-    with fs.open_input_file(path) as f:
-        if suffix == ".parquet":
-            yield from pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS)
-            return
-        # Types are fixed, not inferred from the first block: a column empty there must not fail later.
-        text = {name: pa.string() for name in TEXT_COLUMNS}
-        if suffix == ".csv":
-            reader = pa_csv.open_csv(f, read_options=pa_csv.ReadOptions(block_size=1 << 20),
-                                     convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, column_types=text))
-        else:
-            # JSON's own types keep `path` and `caption` strings; a required column must stay detectable.
-            optional = pa.schema([(name, pa.string()) for name in TEXT_COLUMNS if name not in REQUIRED_COLUMNS])
-            reader = pa_json.open_json(f, read_options=pa_json.ReadOptions(block_size=1 << 20),
-                                       parse_options=pa_json.ParseOptions(explicit_schema=optional,
-                                                                          unexpected_field_behavior="infer"))
-        for batch in reader:
-            yield batch
 
 
 def _walk(fs: pa_fs.FileSystem, root: str) -> Iterator[list[str]]:
@@ -121,7 +96,11 @@ def iter_sources(input_uri: str, *, default_subject_class: str, check_duplicates
             yield rows([scheme + v for v in videos], [str(PurePosixPath(v).relative_to(root)) for v in videos])
     else:
         base = PurePosixPath(path).parent
-        for batch in _manifest_batches(fs, path):
+        read = 0
+        # Only the optional columns are typed up front: a missing required one must stay detectable.
+        optional = tuple(c for c in TEXT_COLUMNS if c not in REQUIRED_COLUMNS)
+        for batch in iter_manifest_batches(input_uri, text_columns=optional, where="`input`",
+                                           batch_rows=READ_BATCH_ROWS):
             missing = [c for c in REQUIRED_COLUMNS if c not in batch.schema.names]
             if missing:
                 raise ValueError(
@@ -131,8 +110,9 @@ def iter_sources(input_uri: str, *, default_subject_class: str, check_duplicates
             column = {name: batch.column(name) for name in batch.schema.names}
             explicit = _text(column.get("source_id")) or [None] * batch.num_rows
             uris, ids = [], []
-            for raw, given in zip(_text(column["path"]), explicit):
-                raw = str(raw)
+            for number, (raw, given) in enumerate(zip(_text(column["path"]), explicit), start=read + 1):
+                if raw is None:
+                    raise ValueError(f"Manifest {input_uri!r}: row {number} has an empty `path`; give each row a video.")
                 if "://" in raw:
                     uri, relative = raw, None
                 elif PurePosixPath(raw).is_absolute():
@@ -146,6 +126,7 @@ def iter_sources(input_uri: str, *, default_subject_class: str, check_duplicates
                     uri, relative = scheme + str(base / raw), str(PurePosixPath(raw))
                 uris.append(uri)
                 ids.append(given or relative or uri)
+            read += batch.num_rows
             yield rows(uris, ids, _text(column["caption"]), _text(column.get("subject_class")))
     if check_duplicates:
         digests.check(input_uri, lambda: iter_sources(input_uri, default_subject_class=default_subject_class,

@@ -4,7 +4,7 @@ Why: the preprocessing job, its tests and the demo need videos whose subjects an
 known, without downloading anything. Subjects are elliptical cut-outs of scikit-image's bundled
 photos (the astronaut's head, the cat, the coffee cup), so face detectors and segmenters see real
 image content, and their true masks are exact because we paint them. Every random choice of a
-video is drawn into a `ClipPlan` first; `render_clip` is a pure function of that plan.
+video is drawn into a `RenderPlan` first; `render_clip` is a pure function of that plan.
 
 Example:
     >>> info = make_corpus("/tmp/corpus", num_faces=2, num_objects=2)
@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import av
@@ -93,7 +93,7 @@ PALETTE = (
 
 
 @dataclass(frozen=True)
-class ClipPlan:
+class RenderPlan:
     """Every random choice of one synthetic video; `render_clip` turns it into frames.
 
     Positions are fractions of the room the subject has to move in, so it always stays in frame.
@@ -144,7 +144,7 @@ class CorpusInfo:
     true_cuts: dict[str, list[int]] = field(default_factory=dict)
 
 
-def plan_clip(subject: str, rng: np.random.Generator, *, copies: int = 1) -> ClipPlan:
+def plan_render(subject: str, rng: np.random.Generator, *, copies: int = 1) -> RenderPlan:
     """Draw a video's texture, colors, motion path, scale and camera pan from `rng`."""
     if subject not in SUBJECTS:
         raise ValueError(f"`subject` {subject!r} is unknown. Available: {sorted(SUBJECTS)}.")
@@ -156,7 +156,7 @@ def plan_clip(subject: str, rng: np.random.Generator, *, copies: int = 1) -> Cli
     height_end = float(np.clip(height_start * rng.uniform(0.88, 1.12), low, high))
     start, end = _sweep(rng, travel=0.4)
     pan_start, pan_end = _sweep(rng, travel=0.5)
-    return ClipPlan(
+    return RenderPlan(
         subject=subject,
         copies=copies,
         texture=str(rng.choice(list(TEXTURE_PHRASES))),
@@ -183,7 +183,7 @@ def _sweep(rng: np.random.Generator, *, travel: float) -> tuple[tuple[float, flo
     return (float(start[0]), float(start[1])), (float(end[0]), float(end[1]))
 
 
-def render_clip(plan: ClipPlan, *, frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def render_clip(plan: RenderPlan, *, frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Frames uint8 (frames, H, W, 3) and true subject masks bool (frames, H, W) of a plan.
 
     The background is rendered once with a margin and panned (camera motion); the subject moves
@@ -227,7 +227,7 @@ def render_clip(plan: ClipPlan, *, frames: int, size: tuple[int, int]) -> tuple[
     return video, masks
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cutout(subject: str) -> np.ndarray:
     """The bounding box of the subject's ellipse in its photo, uint8 (h, w, 3)."""
     from skimage import data
@@ -248,7 +248,7 @@ def _ellipse_mask(width: int, height: int) -> np.ndarray:
     return xs[None, :] ** 2 + ys[:, None] ** 2 <= 1.0
 
 
-def _texture(plan: ClipPlan, size: tuple[int, int]) -> np.ndarray:
+def _texture(plan: RenderPlan, size: tuple[int, int]) -> np.ndarray:
     """The plan's wall texture, uint8 (H, W, 3): a blend of its two colors by a pattern in [0, 1]."""
     width, height = size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -330,13 +330,13 @@ def make_corpus(
     output_dir.mkdir(parents=True, exist_ok=True)
     corpus = _CorpusWriter(output_dir, frames=frames, size=size, fps=fps, seed=seed, on_row=on_row)
     for index in range(num_faces):
-        corpus.add_clip(f"face_{index:03d}", plan_clip("face", corpus.rng(0, index)))
+        corpus.add_clip(f"face_{index:03d}", plan_render("face", corpus.rng(0, index)))
     for index in range(num_objects):
         subject = OBJECT_SUBJECTS[index % len(OBJECT_SUBJECTS)]
-        corpus.add_clip(f"{subject}_{index // len(OBJECT_SUBJECTS):03d}", plan_clip(subject, corpus.rng(1, index)))
+        corpus.add_clip(f"{subject}_{index // len(OBJECT_SUBJECTS):03d}", plan_render(subject, corpus.rng(1, index)))
     for index in range(multi_shot):
         rng = corpus.rng(3, index)
-        plans = [plan_clip("face", rng) for _ in range(2 + index % 2)]
+        plans = [plan_render("face", rng) for _ in range(2 + index % 2)]
         corpus.add_shots(f"shots_{index:03d}", plans)
     if broken:
         _add_broken(corpus)
@@ -363,7 +363,7 @@ class _CorpusWriter:
         return np.random.default_rng([self.seed, *stream])
 
     def add_clip(
-        self, source_id: str, plan: ClipPlan, *, frames: int | None = None, size: tuple[int, int] | None = None
+        self, source_id: str, plan: RenderPlan, *, frames: int | None = None, size: tuple[int, int] | None = None
     ) -> Path:
         video, masks = render_clip(plan, frames=frames or self.frames, size=size or self.size)
         path = write_mp4(video, self.output_dir / f"{source_id}.mp4", fps=self.fps)
@@ -371,7 +371,7 @@ class _CorpusWriter:
         self.add_row(source_id, path, plan.caption, SUBJECTS[plan.subject].subject_class)
         return path
 
-    def add_shots(self, source_id: str, plans: list[ClipPlan]) -> Path:
+    def add_shots(self, source_id: str, plans: list[RenderPlan]) -> Path:
         """One video of several shots, each rendered from its own plan, cut hard from one to the next."""
         shots = [render_clip(plan, frames=self.frames, size=self.size) for plan in plans]
         video = np.concatenate([frames for frames, _ in shots])
@@ -417,7 +417,7 @@ class _CorpusWriter:
 
 def _add_broken(corpus: _CorpusWriter) -> None:
     """The files of `BROKEN_REASONS`, each failing in exactly one way."""
-    truncated = corpus.add_clip("truncated", plan_clip("cat", corpus.rng(2, 0)))
+    truncated = corpus.add_clip("truncated", plan_render("cat", corpus.rng(2, 0)))
     content = truncated.read_bytes()
     truncated.write_bytes(content[: round(len(content) * TRUNCATE_FRACTION)])
 
@@ -429,14 +429,14 @@ def _add_broken(corpus: _CorpusWriter) -> None:
     not_video.write_bytes(b"This is a text file named like a video; no decoder can read it.\n" * 40)
     corpus.add_row("not_a_video", not_video, "A text file with a video's name.", "person")
 
-    corpus.add_clip("one_frame", plan_clip("face", corpus.rng(2, 1)), frames=1)
+    corpus.add_clip("one_frame", plan_render("face", corpus.rng(2, 1)), frames=1)
 
     audio = write_audio_only(corpus.output_dir / "audio_only.mp4")
     corpus.add_row("audio_only", audio, "A sine tone without any picture.", "person")
 
     corpus.add_row("missing", corpus.output_dir / "missing.mp4", "A video whose file was never written.", "person")
-    corpus.add_clip("too_small", plan_clip("cup", corpus.rng(2, 2)), size=TOO_SMALL_SIZE)
-    corpus.add_clip("two_faces", plan_clip("face", corpus.rng(2, 3), copies=2))
+    corpus.add_clip("too_small", plan_render("cup", corpus.rng(2, 2)), size=TOO_SMALL_SIZE)
+    corpus.add_clip("two_faces", plan_render("face", corpus.rng(2, 3), copies=2))
 
 
 

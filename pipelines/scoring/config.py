@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from metrics.backends import MetricBackendsConfig
 from metrics.io import GIF_FRAMES
@@ -38,13 +39,9 @@ class ScoringConfig:
     expected_frames: int | None = 16
     backends: MetricBackendsConfig = field(default_factory=MetricBackendsConfig)
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
-    face_protocol: str = "corrected"
-    dd_gif_frames: str = "expand"
+    face_protocol: Literal[FACE_PROTOCOLS] = "corrected"
+    dd_gif_frames: Literal[GIF_FRAMES] = "expand"
 
     def __post_init__(self):
         if self.expected_frames is not None and self.expected_frames < 2:
             raise ValueError(f"Invalid ScoringConfig(expected_frames={self.expected_frames}): need >= 2 or None.")
-        if self.face_protocol not in FACE_PROTOCOLS:
-            raise ValueError(f"Invalid ScoringConfig(face_protocol={self.face_protocol!r}); choose one of {list(FACE_PROTOCOLS)}.")
-        if self.dd_gif_frames not in GIF_FRAMES:
-            raise ValueError(f"Invalid ScoringConfig(dd_gif_frames={self.dd_gif_frames!r}); choose one of {list(GIF_FRAMES)}.")

@@ -8,32 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-
 from metrics.records import ScoreRequest
+from pipelines.manifests import read_manifest
 from videomaker import storage
 
 REQUIRED_COLUMNS = ("video", "subject_id", "prompt", "reference")
 OPTIONAL_COLUMNS = ("set", "subject_class", "method", "seed", "dd_video")
-
-
-def _read_table(path: str) -> pa.Table:
-    suffix = storage.suffix(path)
-    if suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        # Every column as text: subject ids like "007" must not become numbers.
-        return pacsv.read_csv(storage.open_input(path), convert_options=pacsv.ConvertOptions(strings_can_be_null=False,
-                                                                          column_types={c: pa.string() for c in (*REQUIRED_COLUMNS, "set", "subject_class", "method", "dd_video")}))
-    if suffix in (".jsonl", ".json"):
-        import pyarrow.json as pajson
-
-        return pajson.read_json(storage.open_input(path))
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(storage.open_input(path))
-    raise ValueError(f"`manifest` {path!r} must be .csv, .jsonl or .parquet, got {suffix or 'no extension'!r}.")
 
 
 def _resolve(value: str, base: str) -> str:
@@ -52,20 +32,11 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
     not refused here: they become error records so the rest still scores.
     """
     path = str(manifest) if storage.is_uri(manifest) else str(Path(manifest).expanduser())
-    if storage.size(path) is None:
-        raise FileNotFoundError(f"`manifest` {path!r} does not exist.")
-    table = _read_table(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise ValueError(f"`manifest` {path!r} lacks the column(s) {missing}; it has {table.column_names}.")
+    rows = read_manifest(path, required=REQUIRED_COLUMNS, where="`manifest`")
     base = storage.parent(path)
     video_base = (str(videos_dir) if storage.is_uri(videos_dir) else str(Path(videos_dir).expanduser())) if videos_dir is not None else base
-    requests, problems = [], []
-    for number, row in enumerate(table.to_pylist(), start=1):
-        empty = [c for c in REQUIRED_COLUMNS if row.get(c) is None or not str(row[c]).strip()]
-        if empty:
-            problems.append(f"row {number}: empty {empty}")
-            continue
+    requests = []
+    for row in rows:
         seed = row.get("seed")
         dd_video = row.get("dd_video")
         requests.append(
@@ -77,12 +48,10 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
                 set=str(row.get("set") or "custom"),
                 subject_class=str(row.get("subject_class") or "person"),
                 method=str(row.get("method") or ""),
-                seed=int(seed) if seed not in (None, "") else None,
-                dd_video=_resolve(str(dd_video), video_base) if dd_video not in (None, "") else None,
+                seed=int(seed) if seed is not None else None,
+                dd_video=_resolve(str(dd_video), video_base) if dd_video is not None else None,
             )
         )
-    if problems:
-        raise ValueError(f"`manifest` {path!r} has {len(problems)} bad row(s): " + "; ".join(problems))
     if not requests:
         raise ValueError(f"`manifest` {path!r} has no rows.")
     return requests

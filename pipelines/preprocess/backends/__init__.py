@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from metrics.backends.registry import BackendRegistry, BackendSpec
 from pipelines.preprocess.backends.base import FaceDetector, ObjectDetector, Segmenter
 from pipelines.preprocess.backends.cascade import CascadeFaceDetector
 from pipelines.preprocess.backends.grabcut import CenterGrabCutObjectDetector, GrabCutSegmenter
@@ -17,32 +18,40 @@ from pipelines.preprocess.backends.grounding_dino import GroundingDinoDetector
 from pipelines.preprocess.backends.sam import SAMSegmenter
 from pipelines.preprocess.backends.scrfd import InsightFaceDetector
 
-FACE_DETECTORS = {"cascade": CascadeFaceDetector, "insightface": InsightFaceDetector}
-OBJECT_DETECTORS = {"grounding-dino": GroundingDinoDetector, "center-grabcut": CenterGrabCutObjectDetector}
-SEGMENTERS = {"grabcut": GrabCutSegmenter, "sam": SAMSegmenter}
-
-
-REGISTRIES = {"face detector": FACE_DETECTORS, "object detector": OBJECT_DETECTORS, "segmenter": SEGMENTERS}
+SHP_BACKENDS = BackendRegistry({
+    "face detector": {"cascade": CascadeFaceDetector, "insightface": InsightFaceDetector},
+    "object detector": {"grounding-dino": GroundingDinoDetector, "center-grabcut": CenterGrabCutObjectDetector},
+    "segmenter": {"grabcut": GrabCutSegmenter, "sam": SAMSegmenter},
+})
+# Which field of the config's `models` group names which kind.
+CONFIG_KINDS = {"face_detector": "face detector", "object_detector": "object detector", "segmenter": "segmenter"}
 
 
 def backend_class(kind: str, name: str) -> type:
     """The class registered as `name` for `kind` ("face detector", "object detector", "segmenter")."""
-    registry = REGISTRIES[kind]
-    if name not in registry:
-        raise ValueError(f"Unknown {kind} {name!r}. Available: {sorted(registry)}.")
-    return registry[name]
+    return SHP_BACKENDS.get(kind, name)
+
+
+def check_backends(config) -> None:
+    """Refuse an unknown backend name or option of `config` (a `PreprocessConfig`) before anything launches.
+
+    Every model backend is checked against its constructor's signature, with a message naming the
+    config key, the unknown option and the valid ones.
+    """
+    for key, kind in CONFIG_KINDS.items():
+        SHP_BACKENDS.check(kind, getattr(config.models, key), where=f"PreprocessConfig(models.{key}.options)")
 
 
 def make_face_detector(name: str, **options) -> FaceDetector:
     """A face detector by name ("cascade", "insightface") with its constructor options."""
-    return backend_class("face detector", name)(**options)
+    return SHP_BACKENDS.build("face detector", BackendSpec(name, options))
 
 
 def make_object_detector(name: str, **options) -> ObjectDetector:
     """An object detector by name ("grounding-dino", "center-grabcut") with its constructor options."""
-    return backend_class("object detector", name)(**options)
+    return SHP_BACKENDS.build("object detector", BackendSpec(name, options))
 
 
 def make_segmenter(name: str, **options) -> Segmenter:
     """A segmenter by name ("grabcut", "sam") with its constructor options."""
-    return backend_class("segmenter", name)(**options)
+    return SHP_BACKENDS.build("segmenter", BackendSpec(name, options))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.backends.base import file_digest
+from metrics.backends.registry import WeightSource, required_option, weight_at
 from pipelines.preprocess.backends._common import check_class_name, clip_box, require
 from pipelines.preprocess.backends.base import Box, check_image
 
@@ -42,6 +43,10 @@ def resolve_model_dir(model_id_or_dir: str | Path) -> Path:
         ) from error
 
 
+# The published Grounding DINO repos; a folder named like one is staged from it.
+GROUNDING_DINO_REPOS = ("IDEA-Research/grounding-dino-tiny", "IDEA-Research/grounding-dino-base")
+
+
 class GroundingDinoDetector:
     """Boxes of a class word by Grounding DINO (`AutoModelForZeroShotObjectDetection`).
 
@@ -58,6 +63,14 @@ class GroundingDinoDetector:
 
     name = "grounding-dino"
     weight_free = False
+
+    @classmethod
+    def weights(cls, options: dict) -> list[WeightSource]:
+        """The hub repo or folder `model_id_or_dir` names; a folder named like a published repo comes from it."""
+        value = required_option(options, "model_id_or_dir")
+        repos = {repo.split("/")[1]: repo for repo in GROUNDING_DINO_REPOS}
+        basename = Path(value).expanduser().name
+        return [weight_at("detector", value, hub=True, published=("hf-repo", repos[basename]) if basename in repos else None)]
 
     def __init__(
         self,

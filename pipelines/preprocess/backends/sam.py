@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from metrics.backends.base import file_digest
+from metrics.backends.registry import WeightSource, required_option, weight_at
 from pipelines.preprocess.backends._common import check_box, require
 from pipelines.preprocess.backends.base import Box, check_image
+
+
+# The published checkpoints (segment-anything's README) and where they are.
+SAM_CHECKPOINTS = ("sam_vit_h_4b8939.pth", "sam_vit_l_0b3195.pth", "sam_vit_b_01ec64.pth")
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
 
 class SAMSegmenter:
@@ -29,6 +35,13 @@ class SAMSegmenter:
 
     name = "sam"
     weight_free = False
+
+    @classmethod
+    def weights(cls, options: dict) -> list[WeightSource]:
+        """The checkpoint `checkpoint_path` names; one of the published ones comes from segment-anything's URL."""
+        value = required_option(options, "checkpoint_path")
+        basename = Path(value).expanduser().name
+        return [weight_at("sam", value, hub=False, published=("url", SAM_URL + basename) if basename in SAM_CHECKPOINTS else None)]
 
     def __init__(self, checkpoint_path: str | Path, *, model_type: str = "vit_b", device: str = "cpu"):
         path = Path(checkpoint_path).expanduser()

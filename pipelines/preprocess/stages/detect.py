@@ -14,7 +14,7 @@ from functools import partial
 from pipelines.preprocess.backends import make_face_detector, make_object_detector
 from pipelines.preprocess.backends._common import clip_box
 from pipelines.preprocess.backends.base import Box
-from pipelines.preprocess.config import BackendConfig
+from metrics.backends.registry import BackendSpec
 from pipelines.preprocess.images import frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import Rejected
@@ -48,8 +48,8 @@ class DetectStage(RowStage):
     def __init__(
         self,
         *,
-        face_detector: BackendConfig,
-        object_detector: BackendConfig,
+        face_detector: BackendSpec,
+        object_detector: BackendSpec,
         human_classes: tuple[str, ...],
         head_scale: float,
         min_face_fraction: float,
@@ -102,7 +102,7 @@ class DetectStage(RowStage):
             raise Rejected(
                 "subject_too_small",
                 f"the {class_name!r} box is {box.width:.0f}x{box.height:.0f} px; each side needs >= "
-                f"{self.min_object_fraction:.0%} of {min(height, width)} px (config `min_object_fraction`)",
+                f"{self.min_object_fraction:.0%} of {min(height, width)} px (config `subjects.min_object_fraction`)",
             )
         return box, {"face_count": None, "face_size_px": None, "detector": self.object_detector}
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipelines.preprocess.images import decode_image, encode_png, frame_from_bytes
+from metrics.io import decode_image
+from pipelines.preprocess.images import encode_png, frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 
 
@@ -43,7 +44,7 @@ class HighlightStage(RowStage):
         image = frame_from_bytes(pixels, row["width"], row["height"])
         if self.mode == "raw_frame":
             return encode_png(image)
-        reference = white_background(image, decode_image(mask_png) > 127)
+        reference = white_background(image, decode_image(mask_png, keep_gray=True) > 127)
         if row["subject_class"] not in self.human_classes:
             reference = crop_to_square(reference, box, self.size)
         return encode_png(reference)

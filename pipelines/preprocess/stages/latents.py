@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipelines.preprocess.images import decode_image
+from metrics.io import decode_image
 from pipelines.preprocess.stages.base import RowStage
 from videomaker.encoding import encode_frames, encode_prompts, images_to_tensor
 from videomaker.loading import load_components

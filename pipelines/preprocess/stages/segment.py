@@ -5,7 +5,7 @@ from functools import partial
 
 from pipelines.preprocess.backends import make_segmenter
 from pipelines.preprocess.backends.base import Box
-from pipelines.preprocess.config import BackendConfig
+from metrics.backends.registry import BackendSpec
 from pipelines.preprocess.images import encode_png, frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import Rejected
@@ -18,7 +18,7 @@ MIN_MASK_BOX_SHARE = 0.02
 class SegmentStage(RowStage):
     name = "segment"
 
-    def __init__(self, *, segmenter: BackendConfig):
+    def __init__(self, *, segmenter: BackendSpec):
         self.config = segmenter
         self.segmenter = make_segmenter(segmenter.name, **segmenter.options)
 

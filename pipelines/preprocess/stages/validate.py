@@ -22,5 +22,5 @@ class ValidateStage(RowStage):
             raise Rejected(
                 "too_small",
                 f"{row['source_uri']} is {row['source_width']}x{row['source_height']}; the short side must be "
-                f">= {self.min_source_side} px (config `min_source_side`).",
+                f">= {self.min_source_side} px (config `sources.min_side`).",
             )

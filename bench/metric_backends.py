@@ -11,7 +11,7 @@ both must produce the same numbers. CLIP ViT-B/32 and DINO ViT-S/16 have their r
 random weights (no downloads here): their compute is the real one. The face pack is the tiny test
 one (buffalo_l cannot be downloaded here), so Face Sim's share is understated in both modes.
 
-    HF_HUB_OFFLINE=1 uv run python bench/metrics.py --videos 8
+    HF_HUB_OFFLINE=1 uv run python bench/metric_backends.py --videos 8
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file is named after the package it measures: keep bench/ off the path so `metrics` is the package.
+# Run as `python bench/metric_backends.py`: the checkout's packages and tests/ (the tiny face pack) on the path.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE.parent), str(_HERE.parent / "tests")]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from metrics.backends import BackendSpec, MetricBackendsConfig, load_backends  # noqa: E402
+from metrics.backends import BackendSpec, MetricBackends, MetricBackendsConfig, load_backends  # noqa: E402
 from metrics.definitions import clip_i, clip_t, dino_i, face_similarity, temporal_consistency  # noqa: E402
 from metrics.dynamic_degree import judge_video, pair_score  # noqa: E402
 from metrics.io import read_image, read_video  # noqa: E402
@@ -102,7 +102,7 @@ def one_pass(suite: MetricSuite, requests: list[ScoreRequest], batch: int) -> li
     return records
 
 
-def per_metric_passes(backends, requests: list[ScoreRequest]) -> dict[str, list]:
+def per_metric_passes(backends: MetricBackends, requests: list[ScoreRequest]) -> dict[str, list]:
     """Each metric in its own pass over the videos: decode, embed what it needs, nothing shared."""
     results: dict[str, list] = {name: [] for name in ("clip_t", "clip_i", "t_cons", "dino_i", "face_sim", "dd_dynamic")}
     for r in requests:
@@ -129,7 +129,7 @@ def per_metric_passes(backends, requests: list[ScoreRequest]) -> dict[str, list]
     return results
 
 
-def component_seconds(backends, request: ScoreRequest) -> dict[str, float]:
+def component_seconds(backends: MetricBackends, request: ScoreRequest) -> dict[str, float]:
     """Seconds per video of each piece of work, to show what a single pass can and cannot share."""
     frames = read_video(request.video)
     work = {
