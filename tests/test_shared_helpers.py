@@ -245,6 +245,7 @@ _SOURCES = {p.relative_to(_ROOT).as_posix(): p.read_text()
     (r"^def flatten_params\(|^JOB_TAG\b", "pipelines/tracking.py"),
     (r"^def (_?render_table|_render)\(", "metrics/tables.py"),
     (r"^def (decode_image|_decode_image)\(", "metrics/io.py"),
+    (r"[\(\[]\s*\"ip-adapter\",\s*\"ip-adapter-plus\"", "videomaker/variants.py"),
 ])
 def test_each_concept_is_defined_in_one_module(pattern, home):
     import re
