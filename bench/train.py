@@ -20,10 +20,11 @@ import time
 
 MAKE_DATASET = """
 from pipelines.preprocess.synthetic import make_corpus
-from pipelines.preprocess.config import PreprocessConfig
+from pipelines.preprocess.config import ClipsConfig, LatentsConfig, PreprocessConfig
 from pipelines.preprocess.dataflow import run_preprocess
 c = make_corpus('{root}/corpus', num_faces={n}, num_objects={n}, broken=False, frames=60, size=(128, 96), seed=0)
-run_preprocess(PreprocessConfig(input=str(c.manifest_path), output_dir='{root}/ds', size=64, encode_latents={latents}), progress=False)
+run_preprocess(PreprocessConfig(input=str(c.manifest_path), output_dir='{root}/ds', clips=ClipsConfig(size=64),
+                                latents=LatentsConfig(encode={latents})), progress=False)
 """
 
 
@@ -37,7 +38,8 @@ def main() -> None:
     if args.steps % args.window:
         parser.error("--steps must be a multiple of --window")
 
-    from pipelines.training.config import TrainConfig
+    from pipelines.training.config import (CheckpointConfig, DataConfig, ModelConfig, PrecisionConfig, ResourcesConfig, TrackingConfig,
+                                           TrainConfig)
     from pipelines.training.trainer import run_training
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,10 +49,11 @@ def main() -> None:
         rows = {}
         for workers in (1, 2):
             config = TrainConfig(
-                dataset=f"{tmp}/ds", storage_path=f"{tmp}/runs", run_name=f"bench-{workers}", preset="tiny",
-                max_steps=args.steps, num_workers=workers, use_gpu=False, cpus_per_worker=0.5, mixed_precision="no",
-                gradient_checkpointing=False, checkpoint_every_steps=args.steps, log_every_steps=args.window,
-                use_latents=args.latents,
+                dataset=f"{tmp}/ds", storage_path=f"{tmp}/runs", run_name=f"bench-{workers}", max_steps=args.steps,
+                model=ModelConfig(preset="tiny"), data=DataConfig(use_latents=args.latents),
+                precision=PrecisionConfig(mixed_precision="no", gradient_checkpointing=False),
+                checkpoints=CheckpointConfig(every_steps=args.steps), tracking=TrackingConfig(log_every_steps=args.window),
+                resources=ResourcesConfig(num_workers=workers, use_gpu=False, cpus_per_worker=0.5),
             )
             started = time.perf_counter()
             result = run_training(config)

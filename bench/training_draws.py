@@ -1,12 +1,12 @@
 """What keeping several windows and references per clip costs: output size and preprocessing time.
 
 Training draws a new 16-frame window and one of the clip's references at every draw, so
-preprocessing keeps a span of `clip_span_frames` frames at the clip's stride and up to
-`references_per_clip` SHP references. This runs the preprocessing job (weight-free backends, one
+preprocessing keeps a span of `clips.span_frames` frames at the clip's stride and up to
+`references.per_clip` SHP references. This runs the preprocessing job (weight-free backends, one
 local Ray cluster) over the same synthetic corpus with
 
-    fixed:  clip_span_frames=16, references_per_clip=1   (one window, one reference: the old layout)
-    drawn:  clip_span_frames=32, references_per_clip=4   (the default)
+    fixed:  clips.span_frames=16, references.per_clip=1   (one window, one reference: the old layout)
+    drawn:  clips.span_frames=32, references.per_clip=4   (the default)
 
 and prints bytes per clip (data/ Parquet), the share of frames vs references, and the wall-time
 ratio, each round in the same process, alternating the order. Synthetic videos compress better
@@ -29,17 +29,18 @@ _HERE = Path(__file__).resolve().parent
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-LAYOUTS = {"fixed": {"clip_span_frames": 16, "references_per_clip": 1},
-           "drawn": {"clip_span_frames": 32, "references_per_clip": 4}}
+LAYOUTS = {"fixed": {"span_frames": 16, "per_clip": 1},
+           "drawn": {"span_frames": 32, "per_clip": 4}}
 
 
 def measure(manifest: Path, out: Path, size: int, layout: dict) -> dict:
     import pyarrow.parquet as pq
 
-    from pipelines.preprocess.config import PreprocessConfig
+    from pipelines.preprocess.config import ClipsConfig, PreprocessConfig, ReferencesConfig, ShotsConfig
     from pipelines.preprocess.dataflow import run_preprocess
 
-    config = PreprocessConfig(input=str(manifest), output_dir=str(out), size=size, shot_detector="none", **layout)
+    config = PreprocessConfig(input=str(manifest), output_dir=str(out), clips=ClipsConfig(size=size, span_frames=layout["span_frames"]),
+                              references=ReferencesConfig(per_clip=layout["per_clip"]), shots=ShotsConfig(detector="none"))
     started = time.perf_counter()
     result = run_preprocess(config, progress=False)
     seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.config import add_models_dir_argument
+from jobs.config import add_config_arguments, add_models_dir_argument
 
 
 def add_parser(subparsers) -> None:
@@ -20,24 +20,26 @@ def add_parser(subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML file with TrainConfig fields (see pipelines/training/config.py).")
+    add_config_arguments(parser, "TrainConfig (pipelines/training/config.py)",
+                         set_example="--set max_steps=100 --set model.switches.update_motion=false")
     parser.add_argument("--dataset", help="Preprocess output directory; overrides the config.")
     parser.add_argument("--storage-path", help="Checkpoint storage (local path or URI); overrides the config.")
     parser.add_argument("--run-name", help="Run name; the same name and storage path resume; overrides the config.")
-    parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db; overrides the config.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override any config field, dotted: --set max_steps=100 --set switches.update_motion=false.")
+    parser.add_argument("--max-steps", type=int, help="Optimizer steps; overrides the config's `max_steps`.")
+    parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db; overrides `tracking.mlflow_tracking_uri`.")
     add_models_dir_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config, overrides_from_flags
+    from jobs.config import job_config
     from pipelines.training.config import TrainConfig
     from pipelines.training.trainer import run_training
 
-    flags = {"dataset": "dataset", "storage_path": "storage_path", "run_name": "run_name",
-             "mlflow_tracking_uri": "mlflow_tracking_uri"}
-    config = load_config(TrainConfig, args.config, overrides_from_flags(args, flags), models_dir=args.models_dir)
+    flags = {"dataset": "dataset", "storage_path": "storage_path", "run_name": "run_name", "max_steps": "max_steps",
+             "mlflow_tracking_uri": "tracking.mlflow_tracking_uri"}
+    config = job_config(TrainConfig, args, flags)
+    if config is None:  # --print-config
+        return 0
     result = run_training(config)
     if result.error is not None:
         print(f"videomaker train: failed: {result.error}", file=sys.stderr)

@@ -18,6 +18,20 @@ def videomaker(*args, cwd=None):
 def test_every_command_has_help(command):
     result = videomaker(*command, "--help")
     assert result.returncode == 0 and "usage: videomaker" in result.stdout
+    if command and command[0] in ("preprocess", "score", "train", "evaluate", "nightly"):  # the jobs that take a config
+        assert "--print-config" in result.stdout
+
+
+def test_python_m_prints_the_resolved_config_and_its_keys():
+    import yaml
+
+    command = [sys.executable, "-m", "jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--set", "clips.size=64"]
+    printed = subprocess.run([*command, "--print-config"], capture_output=True, text=True, timeout=600)
+    assert printed.returncode == 0, printed.stderr
+    config = yaml.safe_load(printed.stdout)
+    assert config["clips"]["size"] == 64 and config["models"]["segmenter"] == {"name": "grabcut", "options": {}}
+    keys = subprocess.run([*command, "--print-config=keys"], capture_output=True, text=True, timeout=600)
+    assert keys.returncode == 0 and "clips.size: int, default 512" in keys.stdout
 
 
 @pytest.mark.slow

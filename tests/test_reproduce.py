@@ -1,5 +1,6 @@
 """The reproduction configs: one set per published table, and every Table 3 row trained and evaluated (tiny)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -28,8 +29,9 @@ TABLE3 = {  # row: (GIRL, ref in cross-attn, update motion, SHP, ref in motion a
 def test_every_table3_row_has_its_switches_loss_and_reference_mode():
     for row, (girl, cross, motion, shp, infer_motion) in TABLE3.items():
         train = load_config(TrainConfig, REPRODUCE / "table3" / f"{row}.train.yaml", ["dataset=d", "storage_path=s"])
-        assert (train.loss.girl, train.switches.ref_in_cross_attn, train.switches.update_motion) == (girl, cross, motion), row
-        assert train.switches.ref_in_motion and train.preset == "paper" and train.max_steps == 150_000 and train.lr == 1e-5
+        switches = train.model.switches
+        assert (train.loss.girl, switches.ref_in_cross_attn, switches.update_motion) == (girl, cross, motion), row
+        assert switches.ref_in_motion and train.model.preset == "paper" and train.max_steps == 150_000 and train.optimizer.lr == 1e-5
         evaluation = load_config(EvaluationConfig, REPRODUCE / "table3" / f"{row}.eval.yaml", ["benchmark=b", "output_dir=o"])
         assert evaluation.sets == ["celebrity"] and evaluation.method.name == f"table3-{row}"
         assert (evaluation.method.switches or {}).get("ref_in_motion", True) == infer_motion, row
@@ -37,9 +39,8 @@ def test_every_table3_row_has_its_switches_loss_and_reference_mode():
         assert ("data/shp" in text) == shp and ("data/raw_frame" in text) == (not shp)
     raw = load_config(PreprocessConfig, REPRODUCE / "table3" / "preprocess_raw_frame.yaml", [])
     shp = load_config(PreprocessConfig, REPRODUCE.parent / "preprocess_paper.yaml", [])
-    assert raw.reference == "raw_frame" and shp.reference == "shp"
-    assert {k: v for k, v in vars(raw).items() if k not in ("reference", "output_dir", "run_id")} == \
-           {k: v for k, v in vars(shp).items() if k not in ("reference", "output_dir", "run_id")}  # same clips otherwise
+    assert raw.references.mode == "raw_frame" and shp.references.mode == "shp"
+    assert dataclasses.replace(raw, references=shp.references, output_dir=shp.output_dir, run_id=shp.run_id) == shp  # same clips otherwise
 
 
 @pytest.mark.parametrize("name, checkpoint, sets", [
@@ -67,10 +68,12 @@ def test_extends_merges_groups_and_refuses_loops(tmp_path):
         read_config_file(tmp_path / "orphan.yaml")
 
 
-TINY_TRAIN = ["preset=tiny", "max_steps=2", "num_workers=1", "use_gpu=false", "cpus_per_worker=0.5", 'mixed_precision="no"',
-              "gradient_checkpointing=false", "checkpoint_every_steps=2", "log_every_steps=1", "max_failures=0"]
-WEIGHT_FREE = ["size=64", "face_detector={name: cascade}", "object_detector={name: center-grabcut}", "segmenter={name: grabcut}",
-               "detect={}", "segment={}", "decode_num_cpus=0.5", "mlflow_tracking_uri=null"]
+TINY_TRAIN = ["model.preset=tiny", "max_steps=2", "resources.num_workers=1", "resources.use_gpu=false", "resources.cpus_per_worker=0.5",
+              'precision.mixed_precision="no"', "precision.gradient_checkpointing=false", "checkpoints.every_steps=2",
+              "tracking.log_every_steps=1", "checkpoints.max_failures=0"]
+WEIGHT_FREE = ["clips.size=64", "models.face_detector={name: cascade}", "models.object_detector={name: center-grabcut}",
+               "models.segmenter={name: grabcut}", "resources.detect={}", "resources.segment={}", "resources.decode_num_cpus=0.5",
+               "tracking.mlflow_tracking_uri=null"]
 
 
 @pytest.mark.slow
@@ -101,7 +104,7 @@ def test_each_table3_row_trains_two_steps_and_evaluates_with_its_switches(tmp_pa
         for row, (girl, cross, motion, shp, infer_motion) in TABLE3.items():
             train = load_config(TrainConfig, REPRODUCE / "table3" / f"{row}.train.yaml", [
                 f"dataset={datasets['shp' if shp else 'raw_frame']}", f"storage_path={tmp_path / 'runs'}",
-                f"mlflow_tracking_uri={tracking}", *TINY_TRAIN])
+                f"tracking.mlflow_tracking_uri={tracking}", *TINY_TRAIN])
             run_training(train)
             checkpoint = tmp_path / "runs" / f"table3-{row}" / "checkpoint_00000002"
             metadata = json.loads((checkpoint / "videomaker.json").read_text())
@@ -112,8 +115,8 @@ def test_each_table3_row_trains_two_steps_and_evaluates_with_its_switches(tmp_pa
             experiment = client.get_experiment_by_name("videomaker-train").experiment_id
             (run,) = client.search_runs(experiment, filter_string=f"tags.`videomaker.run_name` = 'table3-{row}'")
             params = run.data.params
-            assert params["loss.girl"] == str(girl) and params["switches.update_motion"] == str(motion)
-            assert params["switches.ref_in_cross_attn"] == str(cross)
+            assert params["loss.girl"] == str(girl) and params["model.switches.update_motion"] == str(motion)
+            assert params["model.switches.ref_in_cross_attn"] == str(cross)
             assert params["data.reference_mode"] == ("shp" if shp else "raw_frame")
             if not girl:
                 assert run.data.metrics["loss_reg"] == 0.0  # no L_reg in the plain loss

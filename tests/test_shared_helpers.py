@@ -250,9 +250,7 @@ _SOURCES = {p.relative_to(_ROOT).as_posix(): p.read_text()
 def test_each_concept_is_defined_in_one_module(pattern, home):
     import re
 
-    # pipelines/training/data.py still decodes its own JPEGs until training moves to metrics.io.
-    found = sorted(path for path, text in _SOURCES.items() if re.search(pattern, text, re.M)
-                   and path != "pipelines/training/data.py")
+    found = sorted(path for path, text in _SOURCES.items() if re.search(pattern, text, re.M))
     assert found == [home], f"{pattern!r} should appear in {home} alone, found in {found}"
 
 
@@ -261,8 +259,8 @@ def test_image_files_are_opened_only_by_the_decoders():
 
     openers = sorted(path for path, text in _SOURCES.items() if re.search(r"\bImage\.open\(|\bcv2\.imdecode\(", text))
     # metrics/io.py: images and GIFs; videomaker/references.py: generation's reader (the model core
-    # imports nothing from metrics); pipelines/training/data.py: pending its move to metrics.io.
-    assert set(openers) <= {"metrics/io.py", "videomaker/references.py", "pipelines/training/data.py"}, openers
+    # imports nothing from metrics).
+    assert set(openers) <= {"metrics/io.py", "videomaker/references.py"}, openers
 
 
 def test_staging_has_no_code_of_its_own_per_backend():

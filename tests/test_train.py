@@ -12,6 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from jobs.config import load_config
+from pipelines.tracking import flatten_params
 from pipelines.training.config import ReferenceAugmentation, TrainConfig
 from pipelines.training.data import augment_reference
 from pipelines.training.loop import step_seed
@@ -22,17 +24,46 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 def test_config_defaults_are_the_papers_recipe():
     config = TrainConfig(dataset="d", storage_path="s")
-    assert (config.lr, config.weight_decay, config.max_grad_norm, config.batch_size_per_worker) == (1e-5, 1e-2, 1.0, 1)
-    assert (config.max_steps, config.seed, config.checkpoint_every_steps, config.num_workers) == (150_000, 42, 10_000, 4)
-    assert config.mixed_precision == "bf16" and config.gradient_checkpointing
-    assert config.augmentation == ReferenceAugmentation(True, 0.5, 30.0, 0.1, (0.6, 1.2))
-    assert config.as_params()["switches.update_motion"] == "True"
+    optimizer = config.optimizer
+    assert (optimizer.lr, optimizer.weight_decay, optimizer.max_grad_norm, config.data.batch_size_per_worker) == (1e-5, 1e-2, 1.0, 1)
+    assert (config.max_steps, config.seed, config.checkpoints.every_steps, config.resources.num_workers) == (150_000, 42, 10_000, 4)
+    assert config.precision.mixed_precision == "bf16" and config.precision.gradient_checkpointing
+    assert config.data.augmentation == ReferenceAugmentation(True, 0.5, 30.0, 0.1, (0.6, 1.2))
+    assert flatten_params(config)["model.switches.update_motion"] == "True"
+    assert config.run_dir == "s/videomaker"
 
 
-@pytest.mark.parametrize("field, value", [("max_steps", 0), ("mixed_precision", "fp8"), ("on_nonfinite_loss", "ignore"), ("ema_decay", 1.5)])
-def test_bad_config_values_are_named(field, value):
-    with pytest.raises(ValueError, match=field):
-        TrainConfig(dataset="d", storage_path="s", **{field: value})
+@pytest.mark.parametrize("key, value", [("max_steps", "0"), ("precision.mixed_precision", "fp8"), ("precision.mixed_precision", "no"),
+                                        ("optimizer.on_nonfinite_loss", "ignore"), ("optimizer.ema_decay", "1.5"),
+                                        ("optimizer.grad_accumulation", "0"), ("checkpoints.keep", "0"), ("optimizer.lr", "fast")])
+def test_bad_config_values_are_refused_naming_the_dotted_key(key, value):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_config(TrainConfig, None, ["dataset=d", "storage_path=s", f"{key}={value}"])
+
+
+def test_shipped_training_configs_load_with_their_groups():
+    tiny = load_config(TrainConfig, "jobs/configs/train_tiny.yaml", ["dataset=d", "storage_path=s"])
+    assert (tiny.model.preset, tiny.precision.mixed_precision, tiny.resources.use_gpu, tiny.checkpoints.every_steps) == ("tiny", "no", False, 2)
+    paper = load_config(TrainConfig, "jobs/configs/train_paper.yaml", ["dataset=d", "storage_path=s"])
+    assert (paper.model.preset, paper.resources.num_workers, paper.precision.mixed_precision, paper.max_steps) == ("paper", 4, "bf16", 150_000)
+
+
+def test_learning_rate_is_a_function_of_the_step_with_linear_warmup():
+    from videomaker.training import lr_at
+
+    # Linear warm-up to lr over warmup_steps optimizer steps (step 1 is the first), constant after.
+    assert [lr_at(step, lr=8e-5, warmup_steps=4) for step in range(1, 7)] == pytest.approx([2e-5, 4e-5, 6e-5, 8e-5, 8e-5, 8e-5])
+    assert lr_at(1, lr=1e-5) == lr_at(10**6, lr=1e-5) == 1e-5
+    # The same learning rates as the LambdaLR scheduler earlier runs kept in their checkpoints, step for step.
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=3e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / 5))
+    for step in range(1, 12):
+        assert lr_at(step, lr=3e-4, warmup_steps=5) == optimizer.param_groups[0]["lr"], step
+        optimizer.step()
+        scheduler.step()
+    with pytest.raises(ValueError, match="from 1"):
+        lr_at(0, lr=1e-5, warmup_steps=2)
 
 
 def test_reference_augmentation_is_seeded_and_fills_with_white():
@@ -53,10 +84,11 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_data")
     script = (
         "from pipelines.preprocess.synthetic import make_corpus\n"
-        "from pipelines.preprocess.config import PreprocessConfig\n"
+        "from pipelines.preprocess.config import ClipsConfig, LatentsConfig, PreprocessConfig\n"
         "from pipelines.preprocess.dataflow import run_preprocess\n"
         f"c = make_corpus('{root}/corpus', num_faces=3, num_objects=2, broken=False, frames=60, size=(128, 96), seed=0)\n"
-        f"r = run_preprocess(PreprocessConfig(input=str(c.manifest_path), output_dir='{root}/ds', size=64, encode_latents=True), progress=False)\n"
+        f"r = run_preprocess(PreprocessConfig(input=str(c.manifest_path), output_dir='{root}/ds', clips=ClipsConfig(size=64),\n"
+        "                                  latents=LatentsConfig(encode=True)), progress=False)\n"
         "assert r.statuses['ok'] == 5, r.statuses\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=600, capture_output=True)
@@ -106,7 +138,7 @@ def losses_by_step(storage: Path, run_name: str) -> dict[int, float]:
 
 @pytest.mark.slow
 def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_path):
-    sets = ("num_workers=1", "max_steps=12", "checkpoint_every_steps=2", "keep_checkpoints=2", "switches.update_motion=false")
+    sets = ("resources.num_workers=1", "max_steps=12", "checkpoints.every_steps=2", "checkpoints.keep=2", "model.switches.update_motion=false")
     # The uninterrupted reference runs beside the job that gets killed (its own process and Ray cluster):
     # their start-ups are mostly single-threaded imports, so on 2 cores this costs little extra time.
     with open(tmp_path / "uninterrupted.log", "w") as reference_log:
@@ -162,6 +194,57 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
     assert all(not torch.equal(final_a[name], initial[name].detach()) for name in final_a)
 
 
+@pytest.mark.slow
+def test_the_ray_job_trains_through_videomaker_training_steps_and_saves_its_resolved_config(dataset, tmp_path):
+    """Every Ray worker of the job records the calls of `videomaker.training.micro_step` / `optimizer_step`
+    (tests/step_spy.py, installed by a worker setup hook): the losses and gradient norms the job reports
+    are exactly what those calls returned."""
+    import json
+
+    import mlflow
+    import ray
+    import yaml
+
+    from pipelines.configs import to_yaml, validate
+    from pipelines.training.trainer import run_training
+    from step_spy import SPY_FILE_ENV
+
+    spy = tmp_path / "calls.jsonl"
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    config = load_config(TrainConfig, "jobs/configs/train_tiny.yaml", [
+        f"dataset={dataset}", f"storage_path={tmp_path / 'runs'}", "run_name=spied", "max_steps=2", "resources.num_workers=1",
+        "optimizer.grad_accumulation=2", "checkpoints.every_steps=2", f"tracking.mlflow_tracking_uri={tracking}"])
+    tests_dir = str(Path(__file__).resolve().parent)
+    ray.init(runtime_env={"worker_process_setup_hook": "step_spy.install",
+                          "env_vars": {SPY_FILE_ENV: str(spy), "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}})
+    try:
+        result = run_training(config)
+    finally:
+        ray.shutdown()
+    assert result.error is None, result.error
+    calls = [json.loads(line) for line in spy.read_text().splitlines()]
+    assert [c["call"] for c in calls] == ["micro_step", "micro_step", "optimizer_step"] * 2  # 2 micro-batches per step
+
+    client = mlflow.MlflowClient(tracking_uri=tracking)
+    (run,) = client.search_runs(client.get_experiment_by_name("videomaker-train").experiment_id)
+    history = {name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)]
+               for name in ("loss", "last_loss", "grad_norm")}
+    micro_losses = [c["value"] for c in calls if c["call"] == "micro_step"]
+    assert history["last_loss"] == pytest.approx([micro_losses[1], micro_losses[3]], rel=1e-12)
+    assert history["loss"] == pytest.approx([np.mean(micro_losses[:2]), np.mean(micro_losses[2:])], rel=1e-12)
+    assert history["grad_norm"] == pytest.approx([c["value"] for c in calls if c["call"] == "optimizer_step"], rel=1e-12)
+
+    # The resolved config: beside the outputs, in the checkpoint and in MLflow, each validating back to it.
+    run_dir = tmp_path / "runs" / "spied"
+    saved = {"run": (run_dir / "config.yaml").read_text(), "checkpoint": (run_dir / "checkpoint_00000002" / "config.yaml").read_text(),
+             "mlflow": mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml")}
+    for where, text in saved.items():
+        assert validate(TrainConfig, yaml.safe_load(text)) == config, where
+        assert text == to_yaml(config), where
+    assert yaml.safe_load(saved["checkpoint"])["optimizer"]["grad_accumulation"] == 2
+    assert run.data.params["optimizer.grad_accumulation"] == "2" and run.data.params["data.reference_mode"] == "shp"
+
+
 def draws(run_dir: Path) -> list[dict]:
     """What rank 0 trained on, step by step, from the run's draw records."""
     import json
@@ -205,9 +288,9 @@ def test_two_worker_bf16_run_survives_a_killed_worker_logs_to_mlflow_and_loads_f
     from videomaker.pipeline import VideoMakerPipeline
     from videomaker.trainable import select_trainable
 
-    job = start(train_command(dataset, tmp_path, "two", "max_steps=10", "checkpoint_every_steps=2", "ema_decay=0.9",
-                              "validation_every_steps=10", "validation_inference_steps=2", "mixed_precision=bf16",
-                              "gradient_checkpointing=true", "grad_accumulation=2"))
+    job = start(train_command(dataset, tmp_path, "two", "max_steps=10", "checkpoints.every_steps=2", "optimizer.ema_decay=0.9",
+                              "validation.every_steps=10", "validation.inference_steps=2", "precision.mixed_precision=bf16",
+                              "precision.gradient_checkpointing=true", "optimizer.grad_accumulation=2"))
     wait_for_registered_checkpoint(job, tmp_path / "two")
     workers = ray_train_worker_pids(job.pid)
     assert len(workers) == 2, workers
@@ -219,7 +302,7 @@ def test_two_worker_bf16_run_survives_a_killed_worker_logs_to_mlflow_and_loads_f
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     (run,) = client.search_runs(client.get_experiment_by_name("videomaker-train").experiment_id)
-    assert run.data.params["num_workers"] == "2" and run.data.params["lr"] == "1e-05"
+    assert run.data.params["resources.num_workers"] == "2" and run.data.params["optimizer.lr"] == "1e-05"
     for metric in ("loss", "loss_video", "loss_reg", "lr", "grad_norm", "samples_per_s", "step_time_s"):
         assert metric in run.data.metrics, metric
     assert run.data.tags["checkpoint.latest"].endswith("checkpoint_00000010")
@@ -269,7 +352,7 @@ def test_non_finite_loss_stops_naming_the_step_or_is_skipped_a_bounded_number_of
 
     finite, nan, inf = torch.tensor(0.5), torch.tensor(float("nan")), torch.tensor(float("inf"))
     assert not should_skip_batch(finite, step=7, rank=0, world_size=1, policy="stop", skipped_in_a_row=0)
-    with pytest.raises(FloatingPointError, match=r"Non-finite loss \(nan\) at step 7.*on_nonfinite_loss='skip'"):
+    with pytest.raises(FloatingPointError, match=r"Non-finite loss \(nan\) at step 7.*optimizer\.on_nonfinite_loss=skip"):
         should_skip_batch(nan, step=7, rank=0, world_size=1, policy="stop", skipped_in_a_row=0)
     assert should_skip_batch(inf, step=7, rank=0, world_size=1, policy="skip", skipped_in_a_row=0)
     with pytest.raises(FloatingPointError, match="in a row"):

@@ -63,3 +63,68 @@ def test_pre_encoded_batch_gives_the_same_loss_as_pixels(tiny):
 def test_batch_needs_exactly_one_form_of_each_input():
     with pytest.raises(ValueError, match="`frames` and `video_latents`"):
         TrainingBatch(reference=torch.zeros(1), captions=["x"])
+
+
+def test_micro_batches_accumulate_to_the_mean_gradient_of_their_losses(tiny):
+    from videomaker.girl import girl_loss
+    from videomaker.training import encode_batch
+
+    parameters = prepare_for_training(tiny)
+    config = GIRLConfig(drop_text=0, drop_reference=0, drop_both=0)
+    batches = [pixel_batch(seed=1), pixel_batch(seed=2)]
+    # Reference, written out: the two losses with the same generator, drawn in order, averaged, one backward.
+    generator = torch.Generator().manual_seed(3)
+    losses = [girl_loss(tiny.unet, tiny.scheduler, *encode_batch(tiny, b), generator=generator, config=config).loss for b in batches]
+    ((losses[0] + losses[1]) / 2).backward()
+    expected = [p.grad.clone() for p in parameters]
+    for p in parameters:
+        p.grad = None
+
+    optimizer = make_optimizer(parameters, lr=0.0)  # lr 0: the weights stay as the reference saw them
+    out = training_step(tiny, batches, optimizer, generator=torch.Generator().manual_seed(3), config=config, max_grad_norm=1e9)
+    assert out.loss == pytest.approx(losses[1].item(), rel=1e-6)  # the last micro-batch's loss
+    for parameter, grad in zip(parameters, expected):
+        torch.testing.assert_close(parameter.grad, grad, rtol=1e-5, atol=1e-8)
+    assert out.grad_norm == pytest.approx(torch.linalg.vector_norm(torch.stack([g.norm() for g in expected])).item(), rel=1e-5)
+
+
+def test_a_skipped_micro_batch_runs_no_backward_and_drops_the_step_so_far(tiny):
+    from videomaker.training import micro_step
+
+    parameters = prepare_for_training(tiny)
+    micro_step(tiny, pixel_batch(seed=1), generator=torch.Generator().manual_seed(0), grad_accumulation=2)
+    assert all(p.grad is not None for p in parameters)
+    seen = []
+    out = micro_step(tiny, pixel_batch(seed=2), generator=torch.Generator().manual_seed(0), grad_accumulation=2,
+                     skip_batch=lambda loss: seen.append(loss.item()) or True)
+    assert out.skipped and seen == [out.girl.loss.item()]
+    assert all(p.grad is None for p in tiny.unet.parameters())
+
+
+def test_optimizer_step_sets_the_learning_rate_it_is_given_and_updates_the_ema():
+    from videomaker.training import EMA, optimizer_step
+
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = torch.optim.SGD([weight], lr=123.0)
+    ema = EMA({"w": weight}, decay=0.5)
+    weight.grad = torch.tensor([3.0, 4.0])  # norm 5, clipped to 1
+    grad_norm = optimizer_step(optimizer, max_grad_norm=1.0, lr=0.1, ema=ema, named_parameters={"w": weight})
+    assert grad_norm == pytest.approx(5.0)
+    torch.testing.assert_close(weight.detach(), torch.tensor([1.0 - 0.1 * 0.6, -2.0 - 0.1 * 0.8]))
+    assert optimizer.param_groups[0]["lr"] == 0.1 and weight.grad is None
+    torch.testing.assert_close(ema.shadow["w"], (torch.tensor([1.0, -2.0]) + weight.detach()) / 2)
+    with pytest.raises(ValueError, match="named_parameters"):
+        optimizer_step(optimizer, ema=ema)
+
+
+def test_bf16_autocast_step_trains_and_an_unknown_precision_is_refused(tiny):
+    from videomaker.training import make_grad_scaler
+
+    parameters = prepare_for_training(tiny)
+    out = training_step(tiny, pixel_batch(), make_optimizer(parameters, lr=1e-3), generator=torch.Generator().manual_seed(0),
+                        mixed_precision="bf16")
+    assert torch.isfinite(torch.tensor(out.loss)) and out.grad_norm > 0
+    assert out.girl.loss.dtype == torch.float32  # the loss is reduced in float32 even under autocast
+    assert not make_grad_scaler("cpu", "bf16").is_enabled() and make_grad_scaler("cpu", "fp16").is_enabled()
+    with pytest.raises(ValueError, match="mixed_precision"):
+        make_grad_scaler("cpu", "fp8")

@@ -1,12 +1,21 @@
 """One VideoMaker optimisation step (docs/method.md, section 4), free of any distributed framework.
 
-The Ray Train job wraps this with data loading, mixed precision, DDP and checkpointing; tests and
-single-process experiments call it directly.
+A step is `micro_step` once per micro-batch (encode, GIRL loss under autocast, the non-finite check,
+backward) and then `optimizer_step` (unscale, clip, set the learning rate `lr_at` gives, step, EMA).
+The Ray Train job (`pipelines/training/loop.py`) calls exactly these two and adds only distribution:
+data shards, DDP (its `no_sync` between micro-batches), checkpoints and reports. `training_step` is
+the same for a single process:
+
+    parameters = prepare_for_training(components)
+    optimizer = make_optimizer(parameters)
+    out = training_step(components, batch, optimizer, generator=torch.Generator().manual_seed(0))
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -79,27 +88,166 @@ def encode_batch(components: VideoMakerComponents, batch: TrainingBatch) -> tupl
     return video.to(c.device, c.dtype), reference.to(c.device, c.dtype), text.to(c.device, c.dtype)
 
 
-def training_step(
+MixedPrecision = Literal["bf16", "fp16", "no"]
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": None}
+
+
+def make_grad_scaler(device: torch.device | str, mixed_precision: MixedPrecision) -> torch.amp.GradScaler:
+    """The loss scaler of `mixed_precision`: on for fp16 (whose small gradients underflow), a pass-through otherwise."""
+    if mixed_precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"`mixed_precision` {mixed_precision!r}: use one of {sorted(AUTOCAST_DTYPES)}.")
+    return torch.amp.GradScaler(torch.device(device).type, enabled=mixed_precision == "fp16")
+
+
+def lr_at(step: int, *, lr: float, warmup_steps: int = 0) -> float:
+    """The learning rate of optimizer step `step` (1-based): linear warm-up to `lr` over `warmup_steps`, then `lr`.
+
+    A pure function of the step, so a resumed run needs no scheduler state.
+
+    Example:
+        >>> [lr_at(s, lr=1.0, warmup_steps=4) for s in (1, 2, 4, 9)]
+        [0.25, 0.5, 1.0, 1.0]
+    """
+    if step < 1:
+        raise ValueError(f"`step` {step}: optimizer steps count from 1.")
+    if warmup_steps < 0:
+        raise ValueError(f"`warmup_steps` {warmup_steps}: must be >= 0.")
+    return lr * min(1.0, step / warmup_steps) if warmup_steps else lr
+
+
+class EMA:
+    """Exponential moving average of the trainable parameters, kept in float32."""
+
+    def __init__(self, named_parameters: dict[str, torch.nn.Parameter], decay: float):
+        self.decay = decay
+        self.shadow = {name: p.detach().float().clone() for name, p in named_parameters.items()}
+
+    @torch.no_grad()
+    def update(self, named_parameters: dict[str, torch.nn.Parameter]) -> None:
+        for name, parameter in named_parameters.items():
+            self.shadow[name].lerp_(parameter.detach().float(), 1.0 - self.decay)
+
+
+@dataclass
+class MicroStepOutput:
+    """One micro-batch's loss; `skipped` when the non-finite hook dropped it (no backward ran)."""
+
+    girl: GIRLOutput
+    skipped: bool = False
+
+
+def micro_step(
     components: VideoMakerComponents,
     batch: TrainingBatch,
+    *,
+    model: Callable | None = None,
+    generator: torch.Generator | None = None,
+    config: GIRLConfig = GIRLConfig(),
+    mixed_precision: MixedPrecision = "no",
+    scaler: torch.amp.GradScaler | None = None,
+    grad_accumulation: int = 1,
+    skip_batch: Callable[[torch.Tensor], bool] | None = None,
+) -> MicroStepOutput:
+    """Forward and backward of one micro-batch; gradients add up in `.grad` until `optimizer_step`.
+
+    Args:
+        components: The models; `components.unet` is trained.
+        batch: Pixels and captions, or pre-encoded latents (encoded here without gradients).
+        model: What runs the UNet forward, e.g. a DDP wrapper of `components.unet`; default the UNet.
+        generator: Source of every random draw of the loss (timesteps, noise, CFG dropout).
+        config: The loss.
+        mixed_precision: `bf16` / `fp16` run the forward under one autocast context of that dtype;
+            `no` in the components' dtype. Backward runs outside it, in the dtypes the forward chose.
+        scaler: fp16's loss scaler (`make_grad_scaler`); None or a disabled one passes the loss through.
+        grad_accumulation: Micro-batches per optimizer step; the loss is divided by it so the
+            accumulated gradient is the mean over micro-batches.
+        skip_batch: Called with the loss before backward; True drops this micro-batch and every
+            gradient accumulated for the step so far (the caller's non-finite policy, which may raise).
+
+    Returns:
+        `MicroStepOutput` with the loss and its draws.
+    """
+    dtype = AUTOCAST_DTYPES[mixed_precision]
+    video, reference, text = encode_batch(components, batch)
+    with torch.autocast(components.device.type, dtype=dtype, enabled=dtype is not None):
+        out = girl_loss(model if model is not None else components.unet, components.scheduler, video, reference, text,
+                        generator=generator, config=config)
+    if skip_batch is not None and skip_batch(out.loss):
+        for parameter in components.unet.parameters():
+            parameter.grad = None
+        return MicroStepOutput(out, skipped=True)
+    loss = out.loss / grad_accumulation
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    return MicroStepOutput(out)
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    *,
+    max_grad_norm: float = 1.0,
+    lr: float | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    ema: EMA | None = None,
+    named_parameters: dict[str, torch.nn.Parameter] | None = None,
+    clear_grads: bool = True,
+) -> float:
+    """Unscale, clip to `max_grad_norm`, step with learning rate `lr` (None keeps the optimizer's), update the EMA.
+
+    `ema` needs `named_parameters` (the trainable ones it averages). `clear_grads=False` leaves the
+    step's gradients in `.grad` for inspection. Returns the gradient norm before clipping.
+    """
+    if ema is not None and named_parameters is None:
+        raise ValueError("`ema` needs `named_parameters`, the trainable parameters it averages.")
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm).item()
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if clear_grads:
+        optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.update(named_parameters)
+    return grad_norm
+
+
+def training_step(
+    components: VideoMakerComponents,
+    batch: TrainingBatch | Sequence[TrainingBatch],
     optimizer: torch.optim.Optimizer,
     *,
     generator: torch.Generator | None = None,
     config: GIRLConfig = GIRLConfig(),
     max_grad_norm: float = 1.0,
+    mixed_precision: MixedPrecision = "no",
+    scaler: torch.amp.GradScaler | None = None,
+    lr: float | None = None,
 ) -> TrainingStepOutput:
-    """Encode, compute L = L_video + 0.1 L_reg, backpropagate, clip to `max_grad_norm`, step."""
-    video, reference, text = encode_batch(components, batch)
-    out = girl_loss(components.unet, components.scheduler, video, reference, text, generator=generator, config=config)
+    """One optimizer step in one process: `micro_step` per micro-batch of `batch` (a list accumulates), then
+    `optimizer_step`, as the Ray job does. L = L_video + 0.1 L_reg; the gradients stay in `.grad` afterwards.
+
+    The loss, its parts and `girl` are those of the last micro-batch; `grad_norm` is before clipping.
+    """
+    batches = [batch] if isinstance(batch, TrainingBatch) else list(batch)
+    if not batches:
+        raise ValueError("`batch` is an empty list; pass a TrainingBatch or a list of micro-batches.")
+    if scaler is None and mixed_precision == "fp16":
+        scaler = make_grad_scaler(components.device, mixed_precision)
     optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-    optimizer.step()
+    for micro in batches:
+        out = micro_step(components, micro, generator=generator, config=config, mixed_precision=mixed_precision,
+                         scaler=scaler, grad_accumulation=len(batches)).girl
+    grad_norm = optimizer_step(optimizer, max_grad_norm=max_grad_norm, lr=lr, scaler=scaler, clear_grads=False)
     return TrainingStepOutput(
         loss=out.loss.item(),
         loss_video=out.loss_video.item(),
         loss_reg=out.loss_reg.item(),
-        grad_norm=grad_norm.item(),
+        grad_norm=grad_norm,
         girl=out,
     )

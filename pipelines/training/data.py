@@ -13,7 +13,6 @@ every batch holds only real samples and the failures are counted from that folde
 
 from __future__ import annotations
 
-import io
 import json
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from metrics.io import decode_image
 from videomaker import storage
 
 if TYPE_CHECKING:  # decode tasks import this module; keep them free of torch and diffusers
@@ -79,13 +79,6 @@ def dataset_facts(path: str) -> dict:
     }
 
 
-def _decode_image(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
 def draw_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
     """The generator of one draw: the same (seed, epoch, key) always draws the same."""
     from pipelines.preprocess.sampling import rng_for
@@ -121,12 +114,12 @@ def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str, see
             start, which = draw_clip(row, seed=seed, epoch=epoch)
             window = slice(start, start + WINDOW_FRAMES)
             references = row.get("reference_pngs") or [row["reference_png"]]
-            reference = _decode_image(references[which])
+            reference = decode_image(references[which])
             if use_latents:
                 latents = np.frombuffer(row["video_latents"], dtype="<f2").reshape(row["latent_shape"])[:, window].astype(np.float32)
                 text = np.frombuffer(row["text_embeddings"], dtype="<f2").reshape(row["text_embedding_shape"]).astype(np.float32)
             else:
-                frames = np.stack([_decode_image(f) for f in row["frames"][window]])
+                frames = np.stack([decode_image(f) for f in row["frames"][window]])
         except Exception as error:  # a bad sample is recorded and dropped, the stream goes on
             fs, root = storage.resolve(failures_dir)
             fs.create_dir(root, recursive=True)

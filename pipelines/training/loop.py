@@ -1,8 +1,11 @@
-"""The per-worker training loop Ray Train runs: batch, forward/backward under autocast, step, report.
+"""The per-worker training loop Ray Train runs: only distribution around `videomaker.training`'s step.
 
-Every random draw of a step (timesteps, noise, CFG dropout, reference augmentation) comes from a
-generator seeded by (seed, step, rank, micro-batch), so a resumed run repeats exactly what an
-uninterrupted one would have done.
+The loop reads its data shard, calls `micro_step` per micro-batch (under DDP's `no_sync` until the
+last one of a step) and `optimizer_step`, and reports metrics and checkpoints; MLflow goes through
+`mlflow_logger.TrainingRunLogger`. Every random draw of a step (timesteps, noise, CFG dropout,
+reference augmentation) comes from a generator seeded by (seed, step, rank, micro-batch), and the
+learning rate is a function of the step, so a resumed run repeats exactly what an uninterrupted
+one would have done.
 """
 
 from __future__ import annotations
@@ -17,23 +20,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.training.config import TrainConfig
+from pipelines.training.config import ReferenceAugmentation, TrainConfig
 from pipelines.training.data import augment_reference, count_decode_failures
-from pipelines.training.state import EMA, Progress, load_training_state, save_training_state
+from pipelines.training.state import Progress, load_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
 
 
 def step_seed(seed: int, step: int, rank: int, micro: int) -> int:
+    """The seed of one micro-batch's draws: the same (seed, step, rank, micro) always draws the same."""
     digest = hashlib.sha256(f"{seed}/{step}/{rank}/{micro}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _to_training_batch(batch: dict, config: TrainConfig, generator: torch.Generator, use_latents: bool):
+def _to_training_batch(batch: dict, augmentation: ReferenceAugmentation, generator: torch.Generator, use_latents: bool):
     from videomaker.training import TrainingBatch
 
     cpu_generator = torch.Generator().manual_seed(generator.initial_seed())
-    reference = torch.stack([augment_reference(image, config.augmentation, cpu_generator) for image in batch["reference"]])
+    reference = torch.stack([augment_reference(image, augmentation, cpu_generator) for image in batch["reference"]])
     reference = reference[:, None]  # (B, 1, 3, H, W)
     if use_latents:
         return TrainingBatch(video_latents=torch.from_numpy(batch["video_latents"]), reference=reference,
@@ -79,113 +83,89 @@ def should_skip_batch(loss: torch.Tensor, *, step: int, rank: int, world_size: i
         return False
     if policy == "stop":
         raise FloatingPointError(
-            f"Non-finite loss ({loss.item()}) at step {step} (rank {rank} or another worker); lower `lr`, use "
-            f"mixed_precision='bf16', or set on_nonfinite_loss='skip' to drop such batches."
+            f"Non-finite loss ({loss.item()}) at step {step} (rank {rank} or another worker); lower `optimizer.lr`, use "
+            f"--set precision.mixed_precision=bf16, or --set optimizer.on_nonfinite_loss=skip to drop such batches."
         )
     if skipped_in_a_row + 1 > MAX_CONSECUTIVE_SKIPS:
         raise FloatingPointError(
             f"Non-finite loss at step {step} for {MAX_CONSECUTIVE_SKIPS + 1} batches in a row; the weights are "
-            f"broken, resume from an earlier checkpoint with a lower `lr`."
+            f"broken, resume from an earlier checkpoint with a lower `optimizer.lr`."
         )
     return True
 
 
-class _MLflowLogger:
-    """MLflow from rank 0: the config as params once, metrics per step, checkpoint locations as tags."""
+class _Window:
+    """Losses and timing since the last report: the figures of one metrics report."""
 
-    def __init__(self, config: TrainConfig, progress: Progress, data: dict | None = None):
-        import mlflow
+    def __init__(self):
+        self.losses: dict[str, list[float]] = {"loss": [], "loss_video": [], "loss_reg": []}
+        self.wait_s = 0.0
+        self.started = time.perf_counter()
 
-        self.mlflow = mlflow
-        from pipelines.tracking import ensure_experiment
+    def add(self, out) -> None:
+        for key, values in self.losses.items():
+            values.append(getattr(out, key).item())
 
-        experiment_id = ensure_experiment(config.mlflow_tracking_uri, config.mlflow_experiment, output_dir=config.storage_path)
-        if progress.mlflow_run_id:  # a resumed run continues its MLflow run
-            self.run = mlflow.start_run(run_id=progress.mlflow_run_id)
-        else:
-            self.run = mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name)
-            mlflow.set_tags({"videomaker.job": "train", "videomaker.run_name": config.run_name})
-            mlflow.log_params({**config.as_params(), **{f"data.{k}": str(v) for k, v in (data or {}).items()}})
-            progress.mlflow_run_id = self.run.info.run_id
-
-    def metrics(self, values: dict, step: int) -> None:
-        self.mlflow.log_metrics(values, step=step)
-
-    def checkpoint(self, location: str, step: int) -> None:
-        self.mlflow.set_tags({"checkpoint.latest": location, f"checkpoint.step_{step:08d}": location})
-
-    def validation_videos(self, components, config: TrainConfig, step: int) -> None:
-        """Generate the fixed validation prompts from the fixed reference and log mp4 + GIF."""
-        from videomaker.export import write_gif, write_mp4
-        from videomaker.pipeline import VideoMakerPipeline
-        from videomaker.references import load_reference
-
-        reference = load_reference(config.validation_reference, argument="validation_reference")
-        prompts = list(config.validation_prompts)
-        components.unet.eval()
-        try:
-            with torch.no_grad():
-                output = VideoMakerPipeline(components, switches=config.switches)(
-                    [reference] * len(prompts), prompts, seeds=[config.seed] * len(prompts),
-                    num_inference_steps=config.validation_inference_steps, progress=False)
-        finally:
-            components.unet.train()
-        with tempfile.TemporaryDirectory() as tmp:
-            for index, frames in enumerate(output.frames):
-                write_mp4(frames, Path(tmp) / f"{index:02d}.mp4")
-                write_gif(frames, Path(tmp) / f"{index:02d}.gif")
-            self.mlflow.log_artifacts(tmp, artifact_path=f"validation/step_{step:08d}")
-
-    def close(self, status: str = "FINISHED") -> None:
-        self.mlflow.end_run(status=status)
+    def metrics(self, config: TrainConfig, world: int) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.started
+        steps = len(self.losses["loss"]) / config.optimizer.grad_accumulation
+        return {
+            **{key: float(np.mean(values)) for key, values in self.losses.items()},
+            "last_loss": self.losses["loss"][-1],
+            "samples_per_s": steps * config.data.batch_size_per_worker * config.optimizer.grad_accumulation * world / elapsed,
+            "step_time_s": elapsed / steps,
+            "data_wait_share": self.wait_s / elapsed,
+        }
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train entry point; `loop_config` holds the TrainConfig and the dataset facts."""
+    from dataclasses import asdict
+
     import ray.train
     import ray.train.torch
     from torch.nn.parallel import DistributedDataParallel
 
-    from dataclasses import asdict
-
-    from videomaker.girl import girl_loss
+    from pipelines.configs import to_yaml
+    from videomaker import training
     from videomaker.loading import load_components
-    from videomaker.training import encode_batch, make_optimizer, prepare_for_training
 
     config: TrainConfig = loop_config["config"]
+    optim = config.optimizer
     use_latents: bool = loop_config["use_latents"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(config.seed)
 
-    components = load_components(config.preset, device=device)
-    parameters = prepare_for_training(components, config.switches)
+    components = load_components(config.model.preset, device=device)
+    parameters = training.prepare_for_training(components, config.model.switches)
     named = {n: p for n, p in components.unet.named_parameters() if p.requires_grad}
-    if config.gradient_checkpointing:
+    if config.precision.gradient_checkpointing:
         components.unet.enable_gradient_checkpointing()
     model = DistributedDataParallel(components.unet) if world > 1 else components.unet
-    optimizer = make_optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    warmup = config.warmup_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.mixed_precision == "fp16")
-    ema = EMA(named, config.ema_decay) if config.ema_decay else None
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
+    optimizer = training.make_optimizer(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
+    scaler = training.make_grad_scaler(device, config.precision.mixed_precision)
+    ema = training.EMA(named, optim.ema_decay) if optim.ema_decay else None
 
     progress = Progress()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            progress = load_training_state(Path(directory), unet=components.unet, preset=config.preset, optimizer=optimizer,
-                                           scheduler=scheduler, scaler=scaler, ema=ema)
+            progress = load_training_state(Path(directory), unet=components.unet, preset=config.model.preset,
+                                           optimizer=optimizer, scaler=scaler, ema=ema)
         logger.info("rank %d resumed at step %d, batch %d", rank, progress.global_step, progress.batches_consumed)
-    tracker = _MLflowLogger(config, progress, loop_config.get("data")) if rank == 0 and config.mlflow_tracking_uri else None
-    girl = config.loss
-    training_facts = {"loss": asdict(config.loss), "switches": asdict(config.switches), "data": loop_config.get("data", {}),
-                      "seed": config.seed, "shuffle": config.shuffle}
+    tracker = None
+    if rank == 0 and config.tracking.mlflow_tracking_uri:
+        from pipelines.training.mlflow_logger import TrainingRunLogger
+
+        tracker = TrainingRunLogger(config, progress, loop_config.get("data"))
+    training_facts = {"loss": asdict(config.loss), "switches": asdict(config.model.switches), "data": loop_config.get("data", {}),
+                      "seed": config.seed, "shuffle": config.data.shuffle}
+    config_yaml = to_yaml(config)
     draws: list[dict] = []  # what this rank trained on since its last checkpoint
     shard = ray.train.get_dataset_shard("train")
-    run_dir = f"{config.storage_path.rstrip('/')}/{config.run_name}"
+    run_dir = loop_config.get("run_dir", config.run_dir)
 
     def report(metrics: dict, with_checkpoint: bool) -> None:
         if not with_checkpoint:
@@ -195,20 +175,24 @@ def train_loop_per_worker(loop_config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
             if rank == 0:
-                save_training_state(Path(tmp), unet=components.unet, preset=config.preset, switches=config.switches,
-                                    progress=progress, optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema,
-                                    named_parameters=named, training=training_facts)
+                save_training_state(Path(tmp), unet=components.unet, preset=config.model.preset, switches=config.model.switches,
+                                    progress=progress, optimizer=optimizer, scaler=scaler, ema=ema, named_parameters=named,
+                                    training=training_facts, config_yaml=config_yaml)
                 saved = ray.train.Checkpoint.from_directory(tmp)
-            write_draws(loop_config.get("run_dir", run_dir), rank, progress.global_step, draws)
+            write_draws(run_dir, rank, progress.global_step, draws)
             draws.clear()
             ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=name)
         if tracker is not None:
-            tracker.checkpoint(f"{run_dir}/{name}", progress.global_step)
+            tracker.checkpoint(f"{config.run_dir}/{name}", progress.global_step)
+
+    def skip_nonfinite(loss: torch.Tensor) -> bool:
+        return should_skip_batch(loss, step=progress.global_step + 1, rank=rank, world_size=world,
+                                 policy=optim.on_nonfinite_loss, skipped_in_a_row=skipped_in_a_row)
 
     totals = {"wait_s": 0.0, "started": time.perf_counter()}  # this attempt, from its first batch request
-    micro, skipped_in_a_row, window = 0, 0, {"loss": [], "loss_video": [], "loss_reg": [], "wait_s": 0.0, "started": time.perf_counter()}
+    micro, skipped_in_a_row, window = 0, 0, _Window()
     try:
-        batches = shard.iter_batches(batch_size=config.batch_size_per_worker, batch_format="numpy", drop_last=True,
+        batches = shard.iter_batches(batch_size=config.data.batch_size_per_worker, batch_format="numpy", drop_last=True,
                                      prefetch_batches=4)
         seen, fetch_started = 0, time.perf_counter()
         for batch in batches:
@@ -217,62 +201,44 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 fetch_started = time.perf_counter()
                 continue
             waited = time.perf_counter() - fetch_started
-            window["wait_s"] += waited
+            window.wait_s += waited
             totals["wait_s"] += waited
             progress.batches_consumed = seen
             generator = torch.Generator(device=device).manual_seed(step_seed(config.seed, progress.global_step, rank, micro))
-            training_batch = _to_training_batch(batch, config, generator, use_latents)
+            training_batch = _to_training_batch(batch, config.data.augmentation, generator, use_latents)
             draws += batch_draws(batch, step=progress.global_step + 1, micro=micro)
-            video, reference, text = encode_batch(components, training_batch)
-            last_micro = micro == config.grad_accumulation - 1
-            sync = contextlib.nullcontext() if last_micro or world == 1 else model.no_sync()
-            with sync:
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    out = girl_loss(model, components.scheduler, video, reference, text, generator=generator, config=girl)
-                if should_skip_batch(out.loss, step=progress.global_step + 1, rank=rank, world_size=world,
-                                     policy=config.on_nonfinite_loss, skipped_in_a_row=skipped_in_a_row):
-                    optimizer.zero_grad(set_to_none=True)
-                    progress.skipped_batches += 1
-                    skipped_in_a_row += 1
-                    micro = 0
-                    fetch_started = time.perf_counter()
-                    continue
-                skipped_in_a_row = 0
-                scaler.scale(out.loss / config.grad_accumulation).backward()
-            for key in ("loss", "loss_video", "loss_reg"):
-                window[key].append(getattr(out, key).item())
+            last_micro = micro == optim.grad_accumulation - 1
+            # DDP all-reduces gradients in backward; before the last micro-batch of a step there is nothing to reduce yet.
+            with contextlib.nullcontext() if last_micro or world == 1 else model.no_sync():
+                out = training.micro_step(components, training_batch, model=model, generator=generator, config=config.loss,
+                                          mixed_precision=config.precision.mixed_precision, scaler=scaler,
+                                          grad_accumulation=optim.grad_accumulation, skip_batch=skip_nonfinite)
+            fetch_started = time.perf_counter()
+            if out.skipped:  # the step starts over with the next batch
+                progress.skipped_batches += 1
+                skipped_in_a_row += 1
+                micro = 0
+                continue
+            skipped_in_a_row = 0
+            window.add(out.girl)
             micro += 1
             if not last_micro:
-                fetch_started = time.perf_counter()
                 continue
             micro = 0
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm).item()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update(named)
-            progress.global_step += 1
+            step = progress.global_step + 1
+            lr = training.lr_at(step, lr=optim.lr, warmup_steps=optim.warmup_steps)
+            grad_norm = training.optimizer_step(optimizer, max_grad_norm=optim.max_grad_norm, lr=lr, scaler=scaler, ema=ema,
+                                                named_parameters=named)
+            progress.global_step = step
 
-            step = progress.global_step
-            should_log = step % config.log_every_steps == 0 or step == config.max_steps
-            should_save = step % config.checkpoint_every_steps == 0 or step == config.max_steps
+            should_log = step % config.tracking.log_every_steps == 0 or step == config.max_steps
+            should_save = step % config.checkpoints.every_steps == 0 or step == config.max_steps
             if should_log or should_save:
-                elapsed = time.perf_counter() - window["started"]
-                steps_in_window = len(window["loss"]) / config.grad_accumulation
                 metrics = {
                     "step": step,
-                    "loss": float(np.mean(window["loss"])),
-                    "loss_video": float(np.mean(window["loss_video"])),
-                    "loss_reg": float(np.mean(window["loss_reg"])),
-                    "last_loss": window["loss"][-1],
-                    "lr": scheduler.get_last_lr()[0],
+                    **window.metrics(config, world),
+                    "lr": lr,
                     "grad_norm": grad_norm,
-                    "samples_per_s": steps_in_window * config.batch_size_per_worker * config.grad_accumulation * world / elapsed,
-                    "step_time_s": elapsed / steps_in_window,
-                    "data_wait_share": window["wait_s"] / elapsed,
                     "data_wait_share_total": totals["wait_s"] / (time.perf_counter() - totals["started"]),
                     "skipped_batches": progress.skipped_batches,
                     "decode_failures": count_decode_failures(loop_config["failures_dir"]),
@@ -280,10 +246,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 if tracker is not None:
                     tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
                 report(metrics, with_checkpoint=should_save)
-                window = {"loss": [], "loss_video": [], "loss_reg": [], "wait_s": 0.0, "started": time.perf_counter()}
-            if tracker is not None and config.validation_every_steps and step % config.validation_every_steps == 0:
+                window = _Window()
+            if tracker is not None and config.validation.every_steps and step % config.validation.every_steps == 0:
                 tracker.validation_videos(components, config, step)
-                window["started"] = time.perf_counter()  # generation time is not training throughput
+                window.started = time.perf_counter()  # generation time is not training throughput
             if step >= config.max_steps:
                 break
             fetch_started = time.perf_counter()

@@ -1,8 +1,9 @@
-"""Full training state in a checkpoint directory, and the EMA of the trainable weights.
+"""Full training state in a checkpoint directory.
 
 A checkpoint is a loadable VideoMaker checkpoint (`trainable.safetensors`, `videomaker.json`,
-`ema/` when EMA is on) plus `training_state.pt`: optimizer, LR scheduler, grad scaler, EMA, RNG
-states, global step and data position, everything a resumed run needs to continue exactly.
+`ema/` when EMA is on), the run's resolved `config.yaml`, plus `training_state.pt`: optimizer, grad
+scaler, EMA, RNG states, global step and data position, everything a resumed run needs to continue
+exactly (the learning rate is a function of the step: `videomaker.training.lr_at`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 import torch
 
 from videomaker.checkpoint import save_checkpoint
+from videomaker.training import EMA
 
 STATE_FILE = "training_state.pt"
+CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -28,24 +31,13 @@ class Progress:
     mlflow_run_id: str | None = None
 
 
-class EMA:
-    """Exponential moving average of the trainable parameters, kept in float32."""
-
-    def __init__(self, named_parameters: dict[str, torch.nn.Parameter], decay: float):
-        self.decay = decay
-        self.shadow = {name: p.detach().float().clone() for name, p in named_parameters.items()}
-
-    @torch.no_grad()
-    def update(self, named_parameters: dict[str, torch.nn.Parameter]) -> None:
-        for name, parameter in named_parameters.items():
-            self.shadow[name].lerp_(parameter.detach().float(), 1.0 - self.decay)
-
-
-def save_training_state(directory: Path, *, unet, preset: str, switches, progress: Progress, optimizer, scheduler,
-                        scaler, ema: EMA | None, named_parameters: dict[str, torch.nn.Parameter],
-                        training: dict | None = None) -> None:
-    """Weights, optimizer, schedulers, RNG and progress; `training` (loss switches, data facts) goes into
-    the checkpoint metadata so an evaluation knows what the weights were trained with."""
+def save_training_state(directory: Path, *, unet: torch.nn.Module, preset: str, switches, progress: Progress,
+                        optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, ema: EMA | None,
+                        named_parameters: dict[str, torch.nn.Parameter], training: dict | None = None,
+                        config_yaml: str | None = None) -> None:
+    """Weights, optimizer, scaler, RNG and progress; `training` (loss switches, data facts) goes into
+    the checkpoint metadata so an evaluation knows what the weights were trained with, and
+    `config_yaml` (the run's resolved config) into `config.yaml`."""
     extra = {"progress": asdict(progress), "training": training or {}}
     save_checkpoint(directory, unet, preset=preset, switches=switches, global_step=progress.global_step, extra=extra)
     if ema is not None:
@@ -55,23 +47,27 @@ def save_training_state(directory: Path, *, unet, preset: str, switches, progres
     state = {
         "progress": asdict(progress),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "ema": ema.shadow if ema is not None else None,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
     }
     torch.save(state, directory / STATE_FILE)
+    if config_yaml is not None:
+        (directory / CONFIG_FILE).write_text(config_yaml)
 
 
-def load_training_state(directory: Path, *, unet, preset: str, optimizer, scheduler, scaler, ema: EMA | None) -> Progress:
-    """Restore everything `save_training_state` wrote; returns the progress to continue from."""
+def load_training_state(directory: Path, *, unet: torch.nn.Module, preset: str, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler, ema: EMA | None) -> Progress:
+    """Restore everything `save_training_state` wrote; returns the progress to continue from.
+
+    A checkpoint of an older version also holds an LR scheduler state; it is not needed (the
+    learning rate follows from the step) and is ignored."""
     from videomaker.checkpoint import load_checkpoint
 
     load_checkpoint(directory).apply_to(unet, preset=preset)
     state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     if ema is not None and state["ema"] is not None:
         ema.shadow = {name: tensor.to(next(iter(ema.shadow.values())).device) for name, tensor in state["ema"].items()}
