@@ -15,6 +15,7 @@ import numpy as np
 
 from metrics.aggregate import METRIC_LABELS, aggregate_set
 from metrics.published import PUBLISHED_SETS, published_rows
+from metrics.tables import render_table
 
 METRICS = tuple(METRIC_LABELS)  # clip_t, face_sim, clip_i, dino_i, t_cons, dd; higher is better for all
 _RECORD_FIELD = {"dd": "dd_dynamic"}  # the per-video field behind each set-level metric, when named otherwise
@@ -243,17 +244,6 @@ def regressions(deltas: list[MetricDelta], tolerances: dict[str, float]) -> list
     return found
 
 
-def _render(header: list[str], rows: list[list[str]], *, text_columns: tuple[int, ...] = (0,)) -> str:
-    """Columns padded to width; `text_columns` left-aligned, numbers right-aligned."""
-    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        padded = (c.ljust(w) if i in text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-        return "  ".join(padded).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 def _number(value: float | None, sign: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -270,7 +260,7 @@ def format_deltas(deltas: list[MetricDelta]) -> str:
             str(d.n_pairs), str(d.n_subjects), f"{d.unpaired_baseline}/{d.unpaired_candidate}", d.note,
         ])
     header = ["metric", "baseline", "candidate", "delta", "CI", "pairs", "subjects", "unpaired b/c", "note"]
-    return _render(header, rows, text_columns=(0, len(header) - 1))
+    return render_table(header, rows, text_columns=(0, -1))
 
 
 @dataclass(frozen=True)
@@ -343,7 +333,7 @@ def compare_table(runs: list[tuple[str, list[dict]]], *, include_published: bool
             ]
             for row in rows
         ]
-        sections.append(f"{set_name}\n{_render(header, body)}")
+        sections.append(f"{set_name}\n{render_table(header, body)}")
     return "\n\n".join(sections)
 
 

@@ -1,4 +1,4 @@
-"""Compare evaluation runs from MLflow: the paper-style table, paired deltas against the first run, a chart."""
+"""Deltas between evaluation runs from MLflow: the paper-style table, paired deltas against the first run, a chart."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from metrics.compare import MetricDelta, compare_table, format_deltas, paired_deltas, plot_comparison
-from pipelines.evaluation.tracking import find_evaluation_run, load_samples
+from metrics.deltas import MetricDelta, compare_table, format_deltas, paired_deltas, plot_comparison
+from pipelines.evaluation.runs import find_evaluation_run, load_samples
 from videomaker import storage
 
 

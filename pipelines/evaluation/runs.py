@@ -19,9 +19,11 @@ from metrics.aggregate import METRIC_LABELS
 from pipelines.evaluation.benchmarks import BenchmarkItem
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import GenerationSummary
+from pipelines.tracking import (CHECKPOINT_TAG, FACE_PROTOCOL_TAG, JOB_TAG, KIND_TAG, METHOD_TAG, PRESET_TAG, SET_TAG,
+                                ensure_experiment, flatten_params)
 from videomaker import storage
+from pipelines.configs import to_yaml
 
-JOB_TAG = "videomaker.job"
 SAMPLES_ARTIFACT = "scores/samples.parquet"
 TABLE_COLUMNS = ("item_id", "set", "subject_id", "prompt_index", "prompt", "seed", "status", "error", "clip_t",
                  "face_sim", "clip_i", "dino_i", "t_cons", "dd_dynamic", "face_detection_rate", "face_protocol", "video",
@@ -60,26 +62,25 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
     """Log the evaluation in `config.output_dir` to MLflow; returns the parent run id."""
     import mlflow
 
-    from pipelines.tracking import ensure_experiment
-
     experiment_id = ensure_experiment(config.mlflow_tracking_uri, config.mlflow_experiment, output_dir=config.output_dir)
     output = storage.absolute(config.output_dir)
     samples = pq.read_table(storage.open_input(storage.join(output, SAMPLES_ARTIFACT)))
     method = config.method
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name) as parent:
-        mlflow.set_tags({JOB_TAG: "evaluate", "videomaker.method": method.name, "videomaker.kind": method.kind,
-                         "videomaker.checkpoint": str(method.checkpoint), "videomaker.preset": method.preset,
-                         "videomaker.face_protocol": config.face_protocol})
-        params = {"method": method.name, "kind": method.kind, "checkpoint": str(method.checkpoint), "preset": method.preset,
-                  "seeds": json.dumps(config.seeds), "N": len(items), "sets": json.dumps(config.sets),
-                  "prompts_per_subject": str(config.prompts_per_subject), "face_protocol": config.face_protocol,
-                  "embedding_frames": config.embedding_frames, "dd_frames": config.dd_frames,
-                  "dd_gif_frames": config.dd_gif_frames,
-                  # inference switches overriding the checkpoint's (null: the checkpoint's own)
-                  "method.switches": json.dumps(method.switches, sort_keys=True)}
+        mlflow.set_tags({JOB_TAG: "evaluate", METHOD_TAG: method.name, KIND_TAG: method.kind,
+                         CHECKPOINT_TAG: str(method.checkpoint), PRESET_TAG: method.preset,
+                         FACE_PROTOCOL_TAG: config.face_protocol})
+        params = flatten_params({"method": method.name, "kind": method.kind, "checkpoint": method.checkpoint,
+                                 "preset": method.preset, "seeds": config.seeds, "N": len(items), "sets": config.sets,
+                                 "prompts_per_subject": config.prompts_per_subject, "face_protocol": config.face_protocol,
+                                 "embedding_frames": config.embedding_frames, "dd_frames": config.dd_frames,
+                                 "dd_gif_frames": config.dd_gif_frames})
+        # inference switches overriding the checkpoint's as one JSON value (null: the checkpoint's own)
+        params["method.switches"] = json.dumps(method.switches, sort_keys=True)
         params |= {f"generation.{k}": v for k, v in config.as_params().items() if k.startswith("generation.")}
         params |= _backend_params(records)
         mlflow.log_params(params)
+        mlflow.log_text(to_yaml(config), "config.yaml")  # every key, where the params above keep a summary
         metrics = {"generated": generation.generated, "skipped": generation.skipped, "failed": len(generation.failed)}
         for row in aggregates:
             metrics |= {f"{row['set']}.{key}": value for key, value in _set_metrics(row).items()}
@@ -93,9 +94,9 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
         for row in aggregates:
             set_name = row["set"]
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.run_name}/{set_name}", nested=True):
-                mlflow.set_tags({JOB_TAG: "evaluate-set", "videomaker.set": set_name, "videomaker.method": method.name})
-                mlflow.log_params({"set": set_name, "N": row["videos"] + row["errors"], "subjects": row["subjects"],
-                                   "face_protocol": config.face_protocol})
+                mlflow.set_tags({JOB_TAG: "evaluate-set", SET_TAG: set_name, METHOD_TAG: method.name})
+                mlflow.log_params(flatten_params({"set": set_name, "N": row["videos"] + row["errors"],
+                                                  "subjects": row["subjects"], "face_protocol": config.face_protocol}))
                 mlflow.log_metrics(_set_metrics(row))
                 set_samples = samples.filter(pc.equal(samples["set"], set_name))
                 _log_table(mlflow, set_samples, "samples.json")
