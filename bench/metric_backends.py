@@ -48,8 +48,9 @@ def real_size_models(root: Path, flow: str) -> MetricBackendsConfig:
     torch.manual_seed(0)
     clip_file = root / "vit_b_32_random.pt"
     torch.save(open_clip.create_model("ViT-B-32").state_dict(), clip_file)
-    dino_config = ViTConfig(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
-                            image_size=224, patch_size=16)
+    dino_config = ViTConfig(
+        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536, image_size=224, patch_size=16
+    )
     ViTModel(dino_config, add_pooling_layer=False).save_pretrained(root / "dino_vits16_random")
     if flow == "raft":
         from torchvision.models.optical_flow import raft_large
@@ -152,8 +153,12 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8, help="Videos scored by each mode.")
     parser.add_argument("--size", type=int, default=512, help="Frame side in pixels (as published: 512).")
     parser.add_argument("--batch", type=int, default=4, help="Videos per one-pass batch (the scorer actor's batch_size).")
-    parser.add_argument("--flow", default="dis", choices=["dis", "farneback", "raft"],
-                        help="DD backend; raft is real size with random weights (slow on CPU).")
+    parser.add_argument(
+        "--flow",
+        default="dis",
+        choices=["dis", "farneback", "raft"],
+        help="DD backend; raft is real size with random weights (slow on CPU).",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -182,13 +187,17 @@ def main() -> None:
         ours = [record[name] for record in records]
         assert np.allclose(np.array(ours, float), np.array(values, float), atol=1e-5), name
     one = min(timings["one pass"], timings["one pass (repeat)"])
-    print(f"backends: CLIP ViT-B-32 and DINO ViT-S/16 real size, flow {args.flow}, tiny insightface pack; "
-          f"{args.videos} videos of 16x{args.size}x{args.size}, device {args.device}, {torch.get_num_threads()} threads")
+    print(
+        f"backends: CLIP ViT-B-32 and DINO ViT-S/16 real size, flow {args.flow}, tiny insightface pack; "
+        f"{args.videos} videos of 16x{args.size}x{args.size}, device {args.device}, {torch.get_num_threads()} threads"
+    )
     print("per video: " + ", ".join(f"{name} {sec:.2f}s" for name, sec in parts.items()))
     shared = parts["decode"] + parts["CLIP images"]
     floor = sum(parts.values())
-    print(f"ceiling of the ratio with these costs: (one pass + 5 decodes + 2 CLIP image passes) / one pass = "
-          f"{(floor + 2 * parts['CLIP images'] + 5 * parts['decode']) / floor:.2f}x (shared work {shared:.2f}s of {floor:.2f}s)")
+    print(
+        f"ceiling of the ratio with these costs: (one pass + 5 decodes + 2 CLIP image passes) / one pass = "
+        f"{(floor + 2 * parts['CLIP images'] + 5 * parts['decode']) / floor:.2f}x (shared work {shared:.2f}s of {floor:.2f}s)"
+    )
     print(f"same scores in both modes: yes; one pass is {timings['per-metric passes'] / one:.2f}x faster (target >= 2x)")
 
 

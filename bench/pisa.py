@@ -59,9 +59,7 @@ class Timing:
     peak_bytes: int  # CUDA only, else 0
 
 
-def interleaved(
-    fns: dict[Hashable, Callable[[], object]], repeats: int, device: torch.device
-) -> dict[Hashable, Timing]:
+def interleaved(fns: dict[Hashable, Callable[[], object]], repeats: int, device: torch.device) -> dict[Hashable, Timing]:
     """A `Timing` per named callable.
 
     One warm-up call each, then the callables take turns, so drift (other jobs, allocator) hits all alike.
@@ -181,11 +179,7 @@ def count_flops(latent: int) -> dict[str, tuple[float, float, float]]:
             total = counter.get_total_flops()
             sdpa = sum(n for op, n in counts["Global"].items() if "scaled_dot_product" in str(op))
             # The 16 layers PISA replaces, projections included; the only place the variants differ.
-            attn1 = sum(
-                sum(ops.values())
-                for name, ops in counts.items()
-                if name.endswith(".attn1") and is_pisa_layer(name + ".")
-            )
+            attn1 = sum(sum(ops.values()) for name, ops in counts.items() if name.endswith(".attn1") and is_pisa_layer(name + "."))
             result[variant] = (total, sdpa / total, attn1 / total)
     return result
 
@@ -225,8 +219,10 @@ def main() -> None:
     print("[3/3] FLOPs (FlopCounterMode, forward+backward)", flush=True)
     flops = {latent: count_flops(latent) for latent in sorted({unet_latent, PAPER_LATENT})}
 
-    print(f"\n== PISA layer forward, {FRAMES} frames, 8 heads, latent {layer_latent}x{layer_latent}, {where}; "
-          f"median (min) of {args.repeats} ==")
+    print(
+        f"\n== PISA layer forward, {FRAMES} frames, 8 heads, latent {layer_latent}x{layer_latent}, {where}; "
+        f"median (min) of {args.repeats} =="
+    )
     print(f"{'C':>5} {'T':>5} {'naive ms':>15} {'PISA ms':>15} {'naive/PISA':>13} {'FLOP n/P':>9} {'max|diff|':>9}")
     for width, tokens, naive, pisa, flop_ratio, max_diff in layers:
         naive_ms = f"{naive.median_s * 1e3:.1f} ({naive.min_s * 1e3:.1f})"
@@ -234,8 +230,9 @@ def main() -> None:
         speedup = f"{naive.median_s / pisa.median_s:.2f} ({naive.min_s / pisa.min_s:.2f})"
         print(f"{width:>5} {tokens:>5} {naive_ms:>15} {pisa_ms:>15} {speedup:>13} {flop_ratio:>9.2f} {max_diff:>9.1e}")
 
-    print(f"\n== paper UNet forward+backward, {FRAMES} frames, latent {unet_latent}x{unet_latent}, {where}; "
-          f"median (min) of {args.repeats} ==")
+    print(
+        f"\n== paper UNet forward+backward, {FRAMES} frames, latent {unet_latent}x{unet_latent}, {where}; median (min) of {args.repeats} =="
+    )
     print(f"{'attention':<9} {'ckpt':<4} {'s/step':>13} {'peak GiB':>8}")
     for (variant, ckpt), timing in steps.items():
         memory = f"{timing.peak_bytes / 2**30:.1f}" if cuda else "-"  # CPU peak memory is not tracked by torch

@@ -146,8 +146,14 @@ def config_for(manifest: Path, output_dir: Path, size: int) -> PreprocessConfig:
 def working_rows(config: PreprocessConfig) -> list[dict]:
     """Every source as one shard's planned rows, as `dataflow.plan_run` writes them."""
     sources = [r for t in iter_sources(config.input, default_subject_class=config.subjects.default_class) for r in t.to_pylist()]
-    shard = dict(shard=0, shard_pending=len(sources), shard_digest=shard_digest(pa.Table.from_pylist(sources)),
-                 shard_generation=1, shard_previous=None, shard_reopened=False)
+    shard = dict(
+        shard=0,
+        shard_pending=len(sources),
+        shard_digest=shard_digest(pa.Table.from_pylist(sources)),
+        shard_generation=1,
+        shard_previous=None,
+        shard_reopened=False,
+    )
     return [{**s, "run_id": config.run_id, "config_hash": config.config_hash(), "attempt": 1, **shard} for s in sources]
 
 
@@ -270,16 +276,23 @@ def main() -> None:
     n = args.videos
     # As the job starts a local Ray: idle workers kept for every process the dataflow runs at once.
     soft_limit = worker_processes(config_for(Path("unused"), Path("unused"), args.size), 2)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _system_config={"num_workers_soft_limit": soft_limit})
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config={"num_workers_soft_limit": soft_limit}
+    )
     ray.data.DataContext.get_current().enable_progress_bars = False
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         manifests = {}
         for count in (8, n, 2 * n):
             print(f"making a corpus of {count} videos...", flush=True)
-            manifests[count] = make_corpus(tmp / f"corpus{count}", num_faces=count // 2, num_objects=count - count // 2,
-                                           broken=False, frames=args.frames, size=(args.width, args.height)).manifest_path
+            manifests[count] = make_corpus(
+                tmp / f"corpus{count}",
+                num_faces=count // 2,
+                num_objects=count - count // 2,
+                broken=False,
+                frames=args.frames,
+                size=(args.width, args.height),
+            ).manifest_path
         print("warm-up (8 videos: every worker started, imports done)...", flush=True)
         pipeline(config_for(manifests[8], tmp / "warm-pipe", args.size))
         decode_only(config_for(manifests[8], tmp / "warm-decode", args.size))  # last: its workers idle, not stopped
@@ -298,19 +311,30 @@ def main() -> None:
             print(f"round {repeat + 1}: the loop on two plain processes, {n} videos...", flush=True)
             loops = process_loops(config_for(manifests[n], tmp / f"loops{repeat}", args.size))
             clips = pipe[2 * n][3] - pipe[n][3]
-            rounds.append(dict(
-                decode_s=steady(decode[n][0], decode[2 * n][0], n), decode_cpu=steady(decode[n][1], decode[2 * n][1], n),
-                pipe_s=steady(pipe[n][0], pipe[2 * n][0], clips), pipe_cpu=steady(pipe[n][1], pipe[2 * n][1], clips),
-                loop_s=loop[0] / pipe[n][3], loop_cpu=loop[1] / pipe[n][3],
-                threaded_s=threaded[0] / pipe[n][3], threaded_cpu=threaded[1] / pipe[n][3],
-                loops_s=loops[0] / pipe[n][3], loops_cpu=loops[1] / pipe[n][3],
-                startup=pipe[n][0] - pipe[n][3] * steady(pipe[n][0], pipe[2 * n][0], clips),
-                peak_n=pipe[n][2], peak_2n=pipe[2 * n][2], times=(decode[n][0], decode[2 * n][0], pipe[n][0], pipe[2 * n][0]),
-            ))
+            rounds.append(
+                dict(
+                    decode_s=steady(decode[n][0], decode[2 * n][0], n),
+                    decode_cpu=steady(decode[n][1], decode[2 * n][1], n),
+                    pipe_s=steady(pipe[n][0], pipe[2 * n][0], clips),
+                    pipe_cpu=steady(pipe[n][1], pipe[2 * n][1], clips),
+                    loop_s=loop[0] / pipe[n][3],
+                    loop_cpu=loop[1] / pipe[n][3],
+                    threaded_s=threaded[0] / pipe[n][3],
+                    threaded_cpu=threaded[1] / pipe[n][3],
+                    loops_s=loops[0] / pipe[n][3],
+                    loops_cpu=loops[1] / pipe[n][3],
+                    startup=pipe[n][0] - pipe[n][3] * steady(pipe[n][0], pipe[2 * n][0], clips),
+                    peak_n=pipe[n][2],
+                    peak_2n=pipe[2 * n][2],
+                    times=(decode[n][0], decode[2 * n][0], pipe[n][0], pipe[2 * n][0]),
+                )
+            )
 
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0] if key != "times"}
-    print(f"\ncorpora: {n} and {2 * n} videos of {args.frames} frames at {args.width}x{args.height}, output {args.size}px, "
-          f"2 CPUs, {args.repeats} rounds")
+    print(
+        f"\ncorpora: {n} and {2 * n} videos of {args.frames} frames at {args.width}x{args.height}, output {args.size}px, "
+        f"2 CPUs, {args.repeats} rounds"
+    )
     # The targets are ratios within a round (the VM's speed drifts between rounds); report their median.
     vs_decode = [r["pipe_s"] / r["decode_s"] for r in rounds]
     vs_loop = [r["loop_s"] / r["pipe_s"] for r in rounds]
@@ -318,26 +342,44 @@ def main() -> None:
     loops_vs_loop = [r["loop_s"] / r["loops_s"] for r in rounds]
     for i, r in enumerate(rounds):
         d1, d2, p1, p2 = r["times"]
-        print(f"round {i + 1}: decode-only {d1:.1f}s / {d2:.1f}s, pipeline {p1:.1f}s / {p2:.1f}s (N / 2N): "
-              f"{vs_decode[i]:.2f}x decode-only, {vs_loop[i]:.2f}x the loop; "
-              f"two plain processes {loops_vs_loop[i]:.2f}x the loop")
+        print(
+            f"round {i + 1}: decode-only {d1:.1f}s / {d2:.1f}s, pipeline {p1:.1f}s / {p2:.1f}s (N / 2N): "
+            f"{vs_decode[i]:.2f}x decode-only, {vs_loop[i]:.2f}x the loop; "
+            f"two plain processes {loops_vs_loop[i]:.2f}x the loop"
+        )
     print(f"{'per video, steady state':34s}{'seconds':>9s}{'clips/s':>9s}{'CPU-s':>8s}")
-    for label, key in (("decode-only (Ray Data)", "decode"), ("pipeline (Ray Data)", "pipe"), ("sequential loop", "loop"),
-                       ("the loop, default library threads", "threaded"), ("the loop on two plain processes", "loops")):
+    for label, key in (
+        ("decode-only (Ray Data)", "decode"),
+        ("pipeline (Ray Data)", "pipe"),
+        ("sequential loop", "loop"),
+        ("the loop, default library threads", "threaded"),
+        ("the loop on two plain processes", "loops"),
+    ):
         seconds = median[f"{key}_s"]
         print(f"{label:34s}{seconds:>9.3f}{1 / seconds:>9.2f}{median[f'{key}_cpu']:>8.3f}")
     print(f"pipeline start-up (fixed): {median['startup']:.1f} s")
-    print(f"pipeline time / decode-only time per video: {statistics.median(vs_decode):.2f}x (target <= 1.5x); "
-          f"CPU bound on shared cores: >= {median['pipe_cpu'] / median['decode_cpu']:.2f}x")
-    print(f"pipeline speed-up over the sequential loop:  {statistics.median(vs_loop):.2f}x (target >= 1.6x); "
-          f"CPU bound on 2 cores: <= {2 * median['loop_cpu'] / median['pipe_cpu']:.2f}x")
-    print(f"pipeline speed-up over the loop with default library threads: {statistics.median(vs_threaded):.2f}x "
-          f"(that loop keeps {median['threaded_cpu'] / median['threaded_s']:.2f} cores busy)")
+    print(
+        f"pipeline time / decode-only time per video: {statistics.median(vs_decode):.2f}x (target <= 1.5x); "
+        f"CPU bound on shared cores: >= {median['pipe_cpu'] / median['decode_cpu']:.2f}x"
+    )
+    print(
+        f"pipeline speed-up over the sequential loop:  {statistics.median(vs_loop):.2f}x (target >= 1.6x); "
+        f"CPU bound on 2 cores: <= {2 * median['loop_cpu'] / median['pipe_cpu']:.2f}x"
+    )
+    print(
+        f"pipeline speed-up over the loop with default library threads: {statistics.median(vs_threaded):.2f}x "
+        f"(that loop keeps {median['threaded_cpu'] / median['threaded_s']:.2f} cores busy)"
+    )
     # Same work, no Ray: what splitting it over the two cores can reach at all on this machine.
-    print(f"two plain processes over the sequential loop: {statistics.median(loops_vs_loop):.2f}x, "
-          f"at {median['loops_cpu'] / median['loop_cpu']:.2f}x the loop's CPU per video")
-    print(f"peak RSS: {median['peak_n']:.0f} MB at {n} videos, {median['peak_2n']:.0f} MB at {2 * n} videos "
-          f"(ratio {median['peak_2n'] / median['peak_n']:.2f}; must not grow with the corpus)")
+    print(
+        f"two plain processes over the sequential loop: {statistics.median(loops_vs_loop):.2f}x, "
+        f"at {median['loops_cpu'] / median['loop_cpu']:.2f}x the loop's CPU per video"
+    )
+    print(
+        f"peak RSS: {median['peak_n']:.0f} MB at {n} videos, {median['peak_2n']:.0f} MB at {2 * n} videos "
+        f"(ratio {median['peak_2n'] / median['peak_n']:.2f}; must not grow with the corpus)"
+    )
+
 
 if __name__ == "__main__":
     main()

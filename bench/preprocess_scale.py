@@ -74,8 +74,9 @@ def run_case(manifest: str, output_dir: str, reservation: bool = True) -> dict:
     from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.dataflow import run_preprocess, start_ray_for
 
-    config = load_config(PreprocessConfig, str(DEMO_CONFIG), [f"input={manifest}", f"output_dir={output_dir}",
-                                                              "tracking.mlflow_tracking_uri=null"])
+    config = load_config(
+        PreprocessConfig, str(DEMO_CONFIG), [f"input={manifest}", f"output_dir={output_dir}", "tracking.mlflow_tracking_uri=null"]
+    )
     start_ray_for(config)
     ray.data.DataContext.get_current().op_resource_reservation_enabled = reservation
     finished: list[float] = []
@@ -99,8 +100,9 @@ def run_case(manifest: str, output_dir: str, reservation: bool = True) -> dict:
     poller.start()
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
-    result = run_preprocess(config, progress=False,
-                            on_rows=lambda t: finished.extend(pc.subtract(t.column("finished_at"), start).to_pylist()))
+    result = run_preprocess(
+        config, progress=False, on_rows=lambda t: finished.extend(pc.subtract(t.column("finished_at"), start).to_pylist())
+    )
     wall = time.time() - start
     stop.set()
     poller.join()
@@ -109,13 +111,17 @@ def run_case(manifest: str, output_dir: str, reservation: bool = True) -> dict:
     curve = [(t, d, sum(1 for f in finished if f <= t - 60.0), sum(1 for f in finished if f <= t)) for t, d in samples]
     first = next((t for t, d in samples if d > 0), None)
     return {
-        "sources": result.summary["sources"], "clips": result.summary["this_run_by_status"].get("ok", 0),
-        "rows": sum(result.summary["this_run_by_status"].values()), "wall_s": wall,
-        "sources_per_s": result.summary["sources"] / wall, "clips_per_s": result.summary["this_run_by_status"].get("ok", 0) / wall,
-        "peak_rss_mb": peak_kb[0] / 1024, "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sources": result.summary["sources"],
+        "clips": result.summary["this_run_by_status"].get("ok", 0),
+        "rows": sum(result.summary["this_run_by_status"].values()),
+        "wall_s": wall,
+        "sources_per_s": result.summary["sources"] / wall,
+        "clips_per_s": result.summary["this_run_by_status"].get("ok", 0) / wall,
+        "peak_rss_mb": peak_kb[0] / 1024,
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "first_durable_s": first,
-        "curve": curve, "parts": len(list((Path(output_dir) / "data").glob("*.parquet"))) +
-        len(list((Path(output_dir) / "quarantine").glob("*.parquet"))),
+        "curve": curve,
+        "parts": len(list((Path(output_dir) / "data").glob("*.parquet"))) + len(list((Path(output_dir) / "quarantine").glob("*.parquet"))),
     }
 
 
@@ -171,8 +177,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-missing", default="1000,10000,100000", help="Missing-file manifest sizes.")
     parser.add_argument("--sizes-real", default="500,2000", help="Real-video manifest sizes.")
-    parser.add_argument("--compare-reservation", action="store_true",
-                        help="Also run the first real size with Ray Data's per-operator reservation off.")
+    parser.add_argument(
+        "--compare-reservation", action="store_true", help="Also run the first real size with Ray Data's per-operator reservation off."
+    )
     parser.add_argument("--no-reservation", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--case-output", help=argparse.SUPPRESS)
@@ -200,26 +207,33 @@ def main() -> int:
                 results[(kind, n)] = spawn(manifest, tmp / f"out-{kind}-{n}")
         if args.compare_reservation and real:
             print(f"running real n={real[0]}, reservation off ...", file=sys.stderr, flush=True)
-            results[("real-no-reservation", real[0])] = spawn(tmp / f"real-{real[0]}.csv", tmp / "out-nores",
-                                                              reservation=False)
+            results[("real-no-reservation", real[0])] = spawn(tmp / f"real-{real[0]}.csv", tmp / "out-nores", reservation=False)
     print(f"== preprocess at scale, weight-free demo config; {os.cpu_count()} CPUs ==")
-    print(f"{'case':>14} {'sources':>8} {'rows':>7} {'parts':>6} {'wall s':>8} {'sources/s':>10} {'clips/s':>8}"
-          f" {'driver RSS MB':>14} {'ru_maxrss MB':>13} {'1st durable s':>14}")
+    print(
+        f"{'case':>14} {'sources':>8} {'rows':>7} {'parts':>6} {'wall s':>8} {'sources/s':>10} {'clips/s':>8}"
+        f" {'driver RSS MB':>14} {'ru_maxrss MB':>13} {'1st durable s':>14}"
+    )
     for (kind, n), r in results.items():
         first = f"{r['first_durable_s']:.0f}" if r["first_durable_s"] is not None else "-"
-        print(f"{kind + ' ' + str(n):>14} {r['sources']:>8} {r['rows']:>7} {r['parts']:>6} {r['wall_s']:>8.1f}"
-              f" {r['sources_per_s']:>10.1f} {r['clips_per_s']:>8.2f} {r['peak_rss_mb']:>14.0f} {r['ru_maxrss_mb']:>13.0f}"
-              f" {first:>14}")
+        print(
+            f"{kind + ' ' + str(n):>14} {r['sources']:>8} {r['rows']:>7} {r['parts']:>6} {r['wall_s']:>8.1f}"
+            f" {r['sources_per_s']:>10.1f} {r['clips_per_s']:>8.2f} {r['peak_rss_mb']:>14.0f} {r['ru_maxrss_mb']:>13.0f}"
+            f" {first:>14}"
+        )
     print("== targets (ratios within this run) ==")
     if len(missing) >= 2:
         lo, hi = results[("missing", missing[0])], results[("missing", missing[-1])]
-        print(f"missing {missing[-1]} vs {missing[0]}: sources/s {hi['sources_per_s'] / lo['sources_per_s']:.2f}x (>= 0.8),"
-              f" driver RSS {hi['peak_rss_mb'] / lo['peak_rss_mb']:.2f}x (<= 1.3), first durable row at"
-              f" {hi['first_durable_s']:.0f} s (<= 60)")
+        print(
+            f"missing {missing[-1]} vs {missing[0]}: sources/s {hi['sources_per_s'] / lo['sources_per_s']:.2f}x (>= 0.8),"
+            f" driver RSS {hi['peak_rss_mb'] / lo['peak_rss_mb']:.2f}x (<= 1.3), first durable row at"
+            f" {hi['first_durable_s']:.0f} s (<= 60)"
+        )
     if len(real) >= 2:
         lo, hi = results[("real", real[0])], results[("real", real[-1])]
-        print(f"real {real[-1]} vs {real[0]}: clips/s {hi['clips_per_s'] / lo['clips_per_s']:.2f}x (>= 0.9),"
-              f" driver RSS {hi['peak_rss_mb'] / lo['peak_rss_mb']:.2f}x (<= 1.2)")
+        print(
+            f"real {real[-1]} vs {real[0]}: clips/s {hi['clips_per_s'] / lo['clips_per_s']:.2f}x (>= 0.9),"
+            f" driver RSS {hi['peak_rss_mb'] / lo['peak_rss_mb']:.2f}x (<= 1.2)"
+        )
         curve = hi["curve"]
         worst = min(d - lag for _, d, lag, _ in curve)
         print(f"real {real[-1]}: min over samples of durable(t) - finished(t - 60 s) = {worst} rows (>= 0)")

@@ -63,7 +63,7 @@ def frame() -> np.ndarray:
     image = data.chelsea()
     height, width = image.shape[:2]
     left = (width - height) // 2
-    return np.ascontiguousarray(cv2.resize(image[:, left:left + height], (SIZE, SIZE), interpolation=cv2.INTER_AREA))
+    return np.ascontiguousarray(cv2.resize(image[:, left : left + height], (SIZE, SIZE), interpolation=cv2.INTER_AREA))
 
 
 def save_sam(path: Path, model_type: str, smoke: bool) -> tuple[Path, str]:
@@ -94,24 +94,55 @@ def save_grounding_dino(model_dir: Path, smoke: bool) -> Path:
     )
 
     if smoke:
-        backbone = SwinConfig(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7,
-                              out_indices=[2, 3, 4])
-        text = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=8, max_position_embeddings=32)
+        backbone = SwinConfig(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7, out_indices=[2, 3, 4])
+        text = BertConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=8,
+            max_position_embeddings=32,
+        )
         # d_model 32: GroupNorm(32, d_model) in the input projections; 2 decoder layers: their box heads are tied.
-        sizes = dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-                     decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, encoder_n_points=2,
-                     decoder_n_points=2, num_queries=5, max_text_len=16)
+        sizes = dict(
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=16,
+            decoder_ffn_dim=16,
+            encoder_n_points=2,
+            decoder_n_points=2,
+            num_queries=5,
+            max_text_len=16,
+        )
     else:  # the architecture fields of IDEA-Research/grounding-dino-tiny's config.json (the rest are the defaults)
-        backbone = SwinConfig(image_size=224, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
-                              window_size=7, out_indices=[2, 3, 4])
-        text = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                          intermediate_size=3072, max_position_embeddings=512)  # bert-base-uncased
-        sizes = dict(d_model=256, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
-                     decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, encoder_n_points=4,
-                     decoder_n_points=4, num_queries=900, max_text_len=256)
-    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, num_feature_levels=4, two_stage=True,
-                                 **sizes)
+        backbone = SwinConfig(
+            image_size=224, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, out_indices=[2, 3, 4]
+        )
+        text = BertConfig(
+            vocab_size=30522,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=512,
+        )  # bert-base-uncased
+        sizes = dict(
+            d_model=256,
+            encoder_layers=6,
+            decoder_layers=6,
+            encoder_attention_heads=8,
+            decoder_attention_heads=8,
+            encoder_ffn_dim=2048,
+            decoder_ffn_dim=2048,
+            encoder_n_points=4,
+            decoder_n_points=4,
+            num_queries=900,
+            max_text_len=256,
+        )
+    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, num_feature_levels=4, two_stage=True, **sizes)
     torch.manual_seed(0)
     model = GroundingDinoForObjectDetection(config)
     # A class logit is a decoder output (after this LayerNorm) dotted with a text feature: with random weights its
@@ -159,8 +190,10 @@ def keep_top_box(detector: GroundingDinoDetector, image: np.ndarray) -> str:
     detector.box_threshold = everything[1].score if len(everything) > 1 else 0.0  # passes: score > threshold
     kept = len(detector.detect(image, "cat"))
     passing = sum(b.score > default for b in everything)
-    return (f"box_threshold set to {detector.box_threshold:.4f}: {kept} box(es) pass, as for a trained model on one "
-            f"cat (the default {default} passes {passing} of the {len(everything)} boxes of these random weights)")
+    return (
+        f"box_threshold set to {detector.box_threshold:.4f}: {kept} box(es) pass, as for a trained model on one "
+        f"cat (the default {default} passes {passing} of the {len(everything)} boxes of these random weights)"
+    )
 
 
 def time_calls(call: Callable[[], object], warmup: int, repeats: int, cuda: bool) -> list[float]:
@@ -207,15 +240,12 @@ def bench_model(name: str, tmp: Path, image: np.ndarray, device: str, smoke: boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
-                        help="subset to run (default: all)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="subset to run (default: all)")
     parser.add_argument("--repeats", type=int, help="timed calls per model (default 20; 2 with --smoke)")
     # Ray starts an actor of num_cpus=1 (preprocess_paper.yaml) with OMP_NUM_THREADS=1: torch on one thread.
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as in a 1-CPU actor)")
-    parser.add_argument("--decode-cpu-s", type=float, default=0.8,
-                        help="CPU-seconds to decode one clip (default 0.8: 512 px)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny configurations: tests the code path, figures mean nothing")
+    parser.add_argument("--decode-cpu-s", type=float, default=0.8, help="CPU-seconds to decode one clip (default 0.8: 512 px)")
+    parser.add_argument("--smoke", action="store_true", help="tiny configurations: tests the code path, figures mean nothing")
     args = parser.parse_args()
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -229,22 +259,24 @@ def main() -> None:
     machine = torch.cuda.get_device_name() if cuda else "cpu"
     sizes = "SMOKE: tiny configurations, figures mean nothing" if args.smoke else "real architecture sizes"
     print(f"SHP model backends, random weights, {sizes}; float32 as the job runs them", flush=True)
-    print(f"device: {machine} ({args.device}); torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{args.threads} torch CPU thread(s)", flush=True)
+    print(
+        f"device: {machine} ({args.device}); torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"{args.threads} torch CPU thread(s)",
+        flush=True,
+    )
     image = frame()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [bench_model(name, Path(tmp), image, args.device, args.smoke, warmup, repeats)
-                   for name in args.models]
+        results = [bench_model(name, Path(tmp), image, args.device, args.smoke, warmup, repeats) for name in args.models]
 
-    print(f"\n== one {SIZE}x{SIZE} frame per call (skimage chelsea, box {BOX.as_list()}); "
-          f"median (min) of {repeats} after {warmup} warm-up ==")
+    print(
+        f"\n== one {SIZE}x{SIZE} frame per call (skimage chelsea, box {BOX.as_list()}); median (min) of {repeats} after {warmup} warm-up =="
+    )
     print(f"{'model':<22}{'device':<8}{'load s':>7}{'ms/frame median (min)':>24}{'frames/s':>10}{'peak GiB':>10}")
     for r in results:
         latency = f"{r.median_ms:.1f} ({r.min_ms:.1f})"
         peak = f"{r.peak_gib:.2f}" if r.peak_gib is not None else "-"
         print(f"{r.model:<22}{args.device:<8}{r.load_s:>7.1f}{latency:>24}{1e3 / r.median_ms:>10.2f}{peak:>10}")
-    print("insightface (SCRFD det_10g, faces): not measured, it needs the insightface package "
-          "and buffalo_l's ONNX weights")
+    print("insightface (SCRFD det_10g, faces): not measured, it needs the insightface package and buffalo_l's ONNX weights")
     for r in results:
         if r.note:
             print(f"{r.model}: {r.note}")
@@ -254,15 +286,18 @@ def main() -> None:
     print(f"\n== one actor {where}, calls in series; decoding at {args.decode_cpu_s} CPU-s per clip ==")
     for r in results:
         clips = 1e3 / r.median_ms
-        line = (f"{r.model}: {clips:.2f} clips/s {per} at 1 call per clip; "
-                f"keeps up with {clips * args.decode_cpu_s:.2f} decode CPUs")
+        line = f"{r.model}: {clips:.2f} clips/s {per} at 1 call per clip; keeps up with {clips * args.decode_cpu_s:.2f} decode CPUs"
         if r.model.startswith("grounding-dino"):  # detection tries the next candidate when one fails
-            line += (f"; at {CANDIDATES} calls per clip (every candidate tried) {clips / CANDIDATES:.2f} clips/s, "
-                     f"{clips / CANDIDATES * args.decode_cpu_s:.2f} decode CPUs")
+            line += (
+                f"; at {CANDIDATES} calls per clip (every candidate tried) {clips / CANDIDATES:.2f} clips/s, "
+                f"{clips / CANDIDATES * args.decode_cpu_s:.2f} decode CPUs"
+            )
         print(line)
     if cuda:
-        print("(preprocess_paper.yaml packs 4 detect actors (num_gpus 0.25) and 2 segment actors (0.5) per GPU; "
-              "actors sharing a GPU may overlap their CPU and GPU work: not measured here)")
+        print(
+            "(preprocess_paper.yaml packs 4 detect actors (num_gpus 0.25) and 2 segment actors (0.5) per GPU; "
+            "actors sharing a GPU may overlap their CPU and GPU work: not measured here)"
+        )
 
 
 if __name__ == "__main__":

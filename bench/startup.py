@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 WORKERS = {
-    "preprocess actor (Ray Data, detect + segment stages)":
-        "import ray.data, pipelines.preprocess.stages.detect, pipelines.preprocess.stages.segment",
+    "preprocess actor (Ray Data, detect + segment stages)": (
+        "import ray.data, pipelines.preprocess.stages.detect, pipelines.preprocess.stages.segment"
+    ),
     "training / evaluation worker (Ray Train, torch, diffusers)": "import ray.train.torch, torch, diffusers",
 }
 

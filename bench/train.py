@@ -38,8 +38,15 @@ def main() -> None:
     if args.steps % args.window:
         parser.error("--steps must be a multiple of --window")
 
-    from pipelines.training.config import (CheckpointConfig, DataConfig, ModelConfig, PrecisionConfig, ResourcesConfig, TrackingConfig,
-                                           TrainConfig)
+    from pipelines.training.config import (
+        CheckpointConfig,
+        DataConfig,
+        ModelConfig,
+        PrecisionConfig,
+        ResourcesConfig,
+        TrackingConfig,
+        TrainConfig,
+    )
     from pipelines.training.trainer import run_training
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,10 +56,15 @@ def main() -> None:
         rows = {}
         for workers in (1, 2):
             config = TrainConfig(
-                dataset=f"{tmp}/ds", storage_path=f"{tmp}/runs", run_name=f"bench-{workers}", max_steps=args.steps,
-                model=ModelConfig(preset="tiny"), data=DataConfig(use_latents=args.latents),
+                dataset=f"{tmp}/ds",
+                storage_path=f"{tmp}/runs",
+                run_name=f"bench-{workers}",
+                max_steps=args.steps,
+                model=ModelConfig(preset="tiny"),
+                data=DataConfig(use_latents=args.latents),
                 precision=PrecisionConfig(mixed_precision="no", gradient_checkpointing=False),
-                checkpoints=CheckpointConfig(every_steps=args.steps), tracking=TrackingConfig(log_every_steps=args.window),
+                checkpoints=CheckpointConfig(every_steps=args.steps),
+                tracking=TrackingConfig(log_every_steps=args.window),
                 resources=ResourcesConfig(num_workers=workers, use_gpu=False, cpus_per_worker=0.5),
             )
             started = time.perf_counter()
@@ -61,13 +73,18 @@ def main() -> None:
                 raise SystemExit(f"{workers}-worker run failed: {result.error}")
             rows[workers] = (result.metrics, time.perf_counter() - started)
             metrics = result.metrics
-            print(f"{workers} worker(s): {metrics['samples_per_s']:.2f} samples/s, step {metrics['step_time_s'] * 1000:.0f} ms, "
-                  f"data wait {100 * metrics['data_wait_share']:.1f}% of step time (target < 10%), "
-                  f"{100 * metrics['data_wait_share_total']:.1f}% over the whole run (stream start-up included), "
-                  f"job wall {rows[workers][1]:.0f}s", flush=True)
+            print(
+                f"{workers} worker(s): {metrics['samples_per_s']:.2f} samples/s, step {metrics['step_time_s'] * 1000:.0f} ms, "
+                f"data wait {100 * metrics['data_wait_share']:.1f}% of step time (target < 10%), "
+                f"{100 * metrics['data_wait_share_total']:.1f}% over the whole run (stream start-up included), "
+                f"job wall {rows[workers][1]:.0f}s",
+                flush=True,
+            )
     ratio = rows[2][0]["samples_per_s"] / rows[1][0]["samples_per_s"]
-    print(f"2 workers / 1 worker samples/s: {ratio:.2f}x; {'latents' if args.latents else 'pixels'}, tiny preset, "
-          f"batch 1 per worker, last {args.window} of {args.steps} steps")
+    print(
+        f"2 workers / 1 worker samples/s: {ratio:.2f}x; {'latents' if args.latents else 'pixels'}, tiny preset, "
+        f"batch 1 per worker, last {args.window} of {args.steps} steps"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-LAYOUTS = {"fixed": {"span_frames": 16, "per_clip": 1},
-           "drawn": {"span_frames": 32, "per_clip": 4}}
+LAYOUTS = {"fixed": {"span_frames": 16, "per_clip": 1}, "drawn": {"span_frames": 32, "per_clip": 4}}
 
 
 def measure(manifest: Path, out: Path, size: int, layout: dict) -> dict:
@@ -39,8 +38,13 @@ def measure(manifest: Path, out: Path, size: int, layout: dict) -> dict:
     from pipelines.preprocess.config import ClipsConfig, PreprocessConfig, ReferencesConfig, ShotsConfig
     from pipelines.preprocess.dataflow import run_preprocess
 
-    config = PreprocessConfig(input=str(manifest), output_dir=str(out), clips=ClipsConfig(size=size, span_frames=layout["span_frames"]),
-                              references=ReferencesConfig(per_clip=layout["per_clip"]), shots=ShotsConfig(detector="none"))
+    config = PreprocessConfig(
+        input=str(manifest),
+        output_dir=str(out),
+        clips=ClipsConfig(size=size, span_frames=layout["span_frames"]),
+        references=ReferencesConfig(per_clip=layout["per_clip"]),
+        shots=ShotsConfig(detector="none"),
+    )
     started = time.perf_counter()
     result = run_preprocess(config, progress=False)
     seconds = time.perf_counter() - started
@@ -51,9 +55,16 @@ def measure(manifest: Path, out: Path, size: int, layout: dict) -> dict:
     file_bytes = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
     references = sum(len(r) for r in table.column("reference_pngs").to_pylist())
     frames = sum(len(f) for f in table.column("frame_indices").to_pylist())
-    return {"clips": clips, "ok": result.statuses.get("ok", 0), "seconds": seconds, "bytes_per_clip": file_bytes / clips,
-            "frame_bytes_per_clip": frame_bytes / clips, "reference_bytes_per_clip": reference_bytes / clips,
-            "frames_per_clip": frames / clips, "references_per_clip": references / clips}
+    return {
+        "clips": clips,
+        "ok": result.statuses.get("ok", 0),
+        "seconds": seconds,
+        "bytes_per_clip": file_bytes / clips,
+        "frame_bytes_per_clip": frame_bytes / clips,
+        "reference_bytes_per_clip": reference_bytes / clips,
+        "frames_per_clip": frames / clips,
+        "references_per_clip": references / clips,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +81,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-draws-") as scratch:
         root = Path(scratch)
-        corpus = make_corpus(root / "corpus", num_faces=args.videos, num_objects=0, broken=False, frames=args.frames,
-                             size=(args.size * 5 // 4, args.size), seed=0)
+        corpus = make_corpus(
+            root / "corpus",
+            num_faces=args.videos,
+            num_objects=0,
+            broken=False,
+            frames=args.frames,
+            size=(args.size * 5 // 4, args.size),
+            seed=0,
+        )
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         results: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
         try:
@@ -87,11 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {args.videos} synthetic face videos of {args.frames} frames, output {args.size} px, {fixed['clips']} clips")
     print("layout  frames/clip  refs/clip  bytes/clip  frame bytes  reference bytes")
     for name, r in (("fixed", fixed), ("drawn", drawn)):
-        print(f"{name:7s} {r['frames_per_clip']:11.1f} {r['references_per_clip']:10.2f} {r['bytes_per_clip']:11.0f} "
-              f"{r['frame_bytes_per_clip']:12.0f} {r['reference_bytes_per_clip']:16.0f}")
-    print(f"size ratio drawn/fixed: {drawn['bytes_per_clip'] / fixed['bytes_per_clip']:.2f}x "
-          f"(frames {drawn['frame_bytes_per_clip'] / fixed['frame_bytes_per_clip']:.2f}x, "
-          f"references {drawn['reference_bytes_per_clip'] / fixed['reference_bytes_per_clip']:.2f}x)")
+        print(
+            f"{name:7s} {r['frames_per_clip']:11.1f} {r['references_per_clip']:10.2f} {r['bytes_per_clip']:11.0f} "
+            f"{r['frame_bytes_per_clip']:12.0f} {r['reference_bytes_per_clip']:16.0f}"
+        )
+    print(
+        f"size ratio drawn/fixed: {drawn['bytes_per_clip'] / fixed['bytes_per_clip']:.2f}x "
+        f"(frames {drawn['frame_bytes_per_clip'] / fixed['frame_bytes_per_clip']:.2f}x, "
+        f"references {drawn['reference_bytes_per_clip'] / fixed['reference_bytes_per_clip']:.2f}x)"
+    )
     print(f"time ratio drawn/fixed, rounds sorted: {', '.join(f'{r:.2f}x' for r in time_ratio)}")
     return 0
 

@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_log_level_argument(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
+    for module in SUBCOMMANDS.values():
         module.add_parser(subparsers)
     for subparser in subparsers.choices.values():  # also after the subcommand, as `python -m jobs.X` takes it
-        subparser.add_argument("--log-level", default=argparse.SUPPRESS, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                               help="Logging of the job and its libraries (default INFO).")
+        subparser.add_argument(
+            "--log-level",
+            default=argparse.SUPPRESS,
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help="Logging of the job and its libraries (default INFO).",
+        )
     args = parser.parse_args(argv)
     return execute(f"videomaker {args.command}", args.run, args)
 

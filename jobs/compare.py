@@ -14,8 +14,12 @@ import sys
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("compare", help="Compare evaluation runs (table, deltas with CIs, chart).",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "compare",
+        help="Compare evaluation runs (table, deltas with CIs, chart).",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -26,17 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default=None, help="Look names up in this experiment only (default: all).")
     parser.add_argument("--output-dir", default="comparison", help="Where comparison.txt/.json/.png go.")
     parser.add_argument("--no-published", action="store_true", help="Leave out the paper's reference rows.")
-    parser.add_argument("--ablation", action="store_true",
-                        help="Print the paper's ablation rows (Table 3, celebrity set) instead of its method comparison.")
+    parser.add_argument(
+        "--ablation", action="store_true", help="Print the paper's ablation rows (Table 3, celebrity set) instead of its method comparison."
+    )
     parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap resamples for the confidence intervals.")
 
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.evaluation.run_deltas import compare_runs
 
-    comparison = compare_runs(args.runs, tracking_uri=args.mlflow_tracking_uri, experiment=args.experiment,
-                              output_dir=args.output_dir, include_published=not args.no_published, ablation=args.ablation,
-                              n_boot=args.bootstrap)
+    comparison = compare_runs(
+        args.runs,
+        tracking_uri=args.mlflow_tracking_uri,
+        experiment=args.experiment,
+        output_dir=args.output_dir,
+        include_published=not args.no_published,
+        ablation=args.ablation,
+        n_boot=args.bootstrap,
+    )
     print(comparison.text())
     print("written: " + ", ".join(comparison.files))
     return 0

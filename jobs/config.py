@@ -1,8 +1,8 @@
 """Job configs: nested dataclasses filled from YAML plus dotted command-line overrides.
 
-    videomaker preprocess --config jobs/configs/preprocess_demo.yaml --set clips.size=256 --set resources.detect.max_size=4
-    videomaker preprocess --config jobs/configs/preprocess_demo.yaml --print-config        # the resolved config
-    videomaker preprocess --print-config=keys                                              # every key, documented
+videomaker preprocess --config jobs/configs/preprocess_demo.yaml --set clips.size=256 --set resources.detect.max_size=4
+videomaker preprocess --config jobs/configs/preprocess_demo.yaml --print-config        # the resolved config
+videomaker preprocess --print-config=keys                                              # every key, documented
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ MODELS_DIR_ENV = "VIDEOMAKER_MODELS_DIR"
 
 
 def add_models_dir_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models-dir", default=os.environ.get(MODELS_DIR_ENV),
-                        help="Directory staged by `videomaker models stage`: every weight the config names that is "
-                             f"staged there is read from it (offline clusters). Default: ${MODELS_DIR_ENV}.")
+    parser.add_argument(
+        "--models-dir",
+        default=os.environ.get(MODELS_DIR_ENV),
+        help="Directory staged by `videomaker models stage`: every weight the config names that is "
+        f"staged there is read from it (offline clusters). Default: ${MODELS_DIR_ENV}.",
+    )
 
 
 EXTENDS_KEY = "extends"
@@ -88,8 +91,7 @@ def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     return _merge(read_config_file(path.parent / base, (*_seen, path.resolve())), data)
 
 
-def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None, *,
-                models_dir: str | Path | None = None) -> T:
+def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None, *, models_dir: str | Path | None = None) -> T:
     """Read YAML at `path` (optional), apply `overrides`, validate through the dataclass, and read
     the weights it names from `models_dir` where they are staged."""
     data = read_config_file(path) if path is not None else {}
@@ -110,11 +112,22 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: str, *, 
     `config_class` names the dataclass in help texts (e.g. `PreprocessConfig (pipelines/preprocess/config.py)`);
     `set_example` shows two overrides of that job's keys."""
     parser.add_argument("--config", help=f"YAML file with {config_class} fields; `extends: FILE` starts from another file.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"Override any config key, dotted for groups, the value read as YAML: {set_example}.")
-    parser.add_argument("--print-config", nargs="?", const="yaml", choices=PRINT_CONFIG_CHOICES, metavar="{yaml,keys}",
-                        help="Print the resolved config (after --config, --set and the flags) as YAML and exit; "
-                             "`--print-config=keys` prints every key with its type, default and documentation instead.")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"Override any config key, dotted for groups, the value read as YAML: {set_example}.",
+    )
+    parser.add_argument(
+        "--print-config",
+        nargs="?",
+        const="yaml",
+        choices=PRINT_CONFIG_CHOICES,
+        metavar="{yaml,keys}",
+        help="Print the resolved config (after --config, --set and the flags) as YAML and exit; "
+        "`--print-config=keys` prints every key with its type, default and documentation instead.",
+    )
 
 
 def job_config(cls: type[T], args: argparse.Namespace, flags: dict[str, str]) -> T | None:

@@ -55,8 +55,12 @@ class DemoResult:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="Run preprocess -> train -> evaluate -> compare as Ray jobs on this machine.",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "demo",
+        help="Run preprocess -> train -> evaluate -> compare as Ray jobs on this machine.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -75,16 +79,28 @@ def run(args: argparse.Namespace) -> int:
     if args.train_steps < 1:
         raise ValueError(f"--train-steps must be >= 1, got {args.train_steps}.")
     try:
-        run_demo(args.output_dir, ray_address=args.ray_address, mlflow_tracking_uri=args.mlflow_tracking_uri,
-                          train_steps=args.train_steps, num_cpus=args.num_cpus)
+        run_demo(
+            args.output_dir,
+            ray_address=args.ray_address,
+            mlflow_tracking_uri=args.mlflow_tracking_uri,
+            train_steps=args.train_steps,
+            num_cpus=args.num_cpus,
+        )
     except JobFailed as error:
         print(f"videomaker demo: {error}", file=sys.stderr)
         return 1
     return 0
 
 
-def run_demo(output_dir: str | Path, *, ray_address: str | None = None, mlflow_tracking_uri: str | None = None,
-             train_steps: int = 2, num_cpus: int | None = None, out: TextIO = sys.stdout) -> DemoResult:
+def run_demo(
+    output_dir: str | Path,
+    *,
+    ray_address: str | None = None,
+    mlflow_tracking_uri: str | None = None,
+    train_steps: int = 2,
+    num_cpus: int | None = None,
+    out: TextIO = sys.stdout,
+) -> DemoResult:
     """Run the chain; services this call starts are stopped when it returns or fails."""
     from jobs.local_services import LocalMlflowServer, LocalRayHead
     from jobs.submission import jobs_api_client
@@ -128,8 +144,7 @@ class DemoChain:
         from jobs.submission import submit_and_stream
 
         _say(self.out, f"job {len(self.job_ids) + 1}/{len(JOBS)}: {label}")
-        job = submit_and_stream(self.client, shlex.join(["python", "-m", *command]),
-                                env_vars={"HF_HUB_OFFLINE": "1"}, out=self.out)
+        job = submit_and_stream(self.client, shlex.join(["python", "-m", *command]), env_vars={"HF_HUB_OFFLINE": "1"}, out=self.out)
         self.job_ids[label] = job.job_id
 
     def run(self, train_steps: int, ray_address: str) -> DemoResult:
@@ -139,43 +154,104 @@ class DemoChain:
         _say(self.out, "making the synthetic corpus")
         corpus = make_corpus(self.output / "corpus", **CORPUS)
         dataset = self.output / "dataset"
-        self.submit("preprocess", "jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml",
-                    "--input", str(corpus.manifest_path), "--output-dir", str(dataset),
-                    "--mlflow-tracking-uri", self.mlflow, "--set", "clips.size=64", "--no-progress")
+        self.submit(
+            "preprocess",
+            "jobs.preprocess",
+            "--config",
+            "jobs/configs/preprocess_demo.yaml",
+            "--input",
+            str(corpus.manifest_path),
+            "--output-dir",
+            str(dataset),
+            "--mlflow-tracking-uri",
+            self.mlflow,
+            "--set",
+            "clips.size=64",
+            "--no-progress",
+        )
         runs = self.output / "runs"
-        self.submit("train", "jobs.train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", str(dataset),
-                    "--storage-path", str(runs), "--run-name", RUN_NAME, "--mlflow-tracking-uri", self.mlflow,
-                    "--set", f"max_steps={train_steps}")
+        self.submit(
+            "train",
+            "jobs.train",
+            "--config",
+            "jobs/configs/train_tiny.yaml",
+            "--dataset",
+            str(dataset),
+            "--storage-path",
+            str(runs),
+            "--run-name",
+            RUN_NAME,
+            "--mlflow-tracking-uri",
+            self.mlflow,
+            "--set",
+            f"max_steps={train_steps}",
+        )
         checkpoint = newest_checkpoint(runs / RUN_NAME)
 
         benchmark = write_benchmark_from_dataset(dataset, self.output / "benchmark")
         evaluation = self.output / "eval" / "trained"
-        self.submit("evaluate", "jobs.evaluate", "--config", "jobs/configs/eval_demo.yaml", "--benchmark", str(benchmark),
-                    "--checkpoint", str(checkpoint), "--output-dir", str(evaluation), "--run-name", RUN_NAME,
-                    "--mlflow-tracking-uri", self.mlflow, "--no-progress", *self.metric_models())
+        self.submit(
+            "evaluate",
+            "jobs.evaluate",
+            "--config",
+            "jobs/configs/eval_demo.yaml",
+            "--benchmark",
+            str(benchmark),
+            "--checkpoint",
+            str(checkpoint),
+            "--output-dir",
+            str(evaluation),
+            "--run-name",
+            RUN_NAME,
+            "--mlflow-tracking-uri",
+            self.mlflow,
+            "--no-progress",
+            *self.metric_models(),
+        )
         comparison = self.output / "comparison"
-        self.submit("compare", "jobs.compare", RUN_NAME, "--mlflow-tracking-uri", self.mlflow,
-                    "--experiment", EVAL_EXPERIMENT, "--output-dir", str(comparison))
+        self.submit(
+            "compare",
+            "jobs.compare",
+            RUN_NAME,
+            "--mlflow-tracking-uri",
+            self.mlflow,
+            "--experiment",
+            EVAL_EXPERIMENT,
+            "--output-dir",
+            str(comparison),
+        )
 
         samples, quarantined = _count_rows(dataset / "data"), _count_rows(dataset / "quarantine")
-        return DemoResult(self.mlflow, ray_address, str(dataset / "data"), samples, quarantined, str(checkpoint),
-                          str(evaluation), str(comparison / "comparison.txt"), self.job_ids, 0.0)
+        return DemoResult(
+            self.mlflow,
+            ray_address,
+            str(dataset / "data"),
+            samples,
+            quarantined,
+            str(checkpoint),
+            str(evaluation),
+            str(comparison / "comparison.txt"),
+            self.job_ids,
+            0.0,
+        )
 
     def metric_models(self) -> list[str]:
         """Random-initialised CLIP and DINO (no downloads) as `--set` overrides of the evaluation config."""
         from metrics.backends.random_init import save_random_metric_models
 
         backends = save_random_metric_models(self.output / "metric-models")
-        return [arg for role in ("clip", "dino")
-                for arg in ("--set", f"backends.{role}={json.dumps(asdict(getattr(backends, role)))}")]
+        return [arg for role in ("clip", "dino") for arg in ("--set", f"backends.{role}={json.dumps(asdict(getattr(backends, role)))}")]
 
 
 def write_benchmark_from_dataset(dataset: Path, directory: Path) -> Path:
     """A benchmark manifest whose references are curated references: one subject per set the demo scores."""
     import pyarrow.dataset as pads
 
-    table = pads.dataset(dataset / "data", format="parquet").to_table(
-        columns=["sample_id", "subject_class", "reference_png"]).sort_by("sample_id")
+    table = (
+        pads.dataset(dataset / "data", format="parquet")
+        .to_table(columns=["sample_id", "subject_class", "reference_png"])
+        .sort_by("sample_id")
+    )
     directory.mkdir(parents=True, exist_ok=True)
     lines = ["subject_id,set,class,reference"]
     for set_name, class_name, subject_class in BENCHMARK_SUBJECTS:

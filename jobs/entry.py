@@ -29,8 +29,12 @@ class ExitCode(IntEnum):
 
 
 def add_log_level_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="Logging of the job and its libraries (default INFO).")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Logging of the job and its libraries (default INFO).",
+    )
 
 
 def configure_logging(level: str) -> None:
@@ -70,8 +74,13 @@ def execute(command: str, run: Callable[[argparse.Namespace], int | None], args:
         return ExitCode.FAILED
 
 
-def module_main(module_name: str, description: str | None, add_arguments: Callable[[argparse.ArgumentParser], None],
-                run: Callable[[argparse.Namespace], int | None], argv: list[str] | None = None) -> int:
+def module_main(
+    module_name: str,
+    description: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int | None],
+    argv: list[str] | None = None,
+) -> int:
     """`python -m jobs.X`: the same arguments, logging and exit codes as `videomaker X`."""
     prog = f"python -m {module_name}"
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,8 +90,9 @@ def module_main(module_name: str, description: str | None, add_arguments: Callab
 
 
 def add_allow_failures_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allow-failures", action="store_true",
-                        help="Exit 0 even when some items failed (they are listed and recorded either way).")
+    parser.add_argument(
+        "--allow-failures", action="store_true", help="Exit 0 even when some items failed (they are listed and recorded either way)."
+    )
 
 
 def failures_exit_code(failed: int, args: argparse.Namespace) -> int:

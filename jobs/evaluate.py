@@ -17,32 +17,49 @@ from jobs.entry import add_allow_failures_argument
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="Generate, score and log a benchmark evaluation.", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="Generate, score and log a benchmark evaluation.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = True) -> None:
-    add_config_arguments(parser, "EvaluationConfig (pipelines/evaluation/config.py)",
-                         set_example="--set seeds=[0,1] --set method.kind=ip-adapter")
+    add_config_arguments(
+        parser, "EvaluationConfig (pipelines/evaluation/config.py)", set_example="--set seeds=[0,1] --set method.kind=ip-adapter"
+    )
     parser.add_argument("--benchmark", help="Subject manifest (CSV, JSONL or Parquet); overrides the config.")
     parser.add_argument("--output-dir", help="Videos, scores and reports; the same directory resumes; overrides the config.")
     if with_checkpoint:
-        parser.add_argument("--checkpoint", help="VideoMaker weights to evaluate; overrides method.checkpoint: a checkpoint "
-                                                 "directory, or the authors' released .bin (a file, a directory holding "
-                                                 "one, or hf:SugerWu/VideoMaker/<file>; with --models-dir its staged copy).")
+        parser.add_argument(
+            "--checkpoint",
+            help="VideoMaker weights to evaluate; overrides method.checkpoint: a checkpoint "
+            "directory, or the authors' released .bin (a file, a directory holding "
+            "one, or hf:SugerWu/VideoMaker/<file>; with --models-dir its staged copy).",
+        )
     parser.add_argument("--run-name", help="MLflow run name (default: the method name); overrides the config.")
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")
-    parser.add_argument("--face-protocol", choices=("paper", "corrected"),
-                        help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.")
+    parser.add_argument(
+        "--face-protocol",
+        choices=("paper", "corrected"),
+        help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.",
+    )
     add_models_dir_argument(parser)
     add_allow_failures_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
 
 
-FLAGS = {"benchmark": "benchmark", "output_dir": "output_dir", "checkpoint": "method.checkpoint", "run_name": "run_name",
-         "mlflow_tracking_uri": "mlflow_tracking_uri", "face_protocol": "face_protocol"}
+FLAGS = {
+    "benchmark": "benchmark",
+    "output_dir": "output_dir",
+    "checkpoint": "method.checkpoint",
+    "run_name": "run_name",
+    "mlflow_tracking_uri": "mlflow_tracking_uri",
+    "face_protocol": "face_protocol",
+}
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, str]:

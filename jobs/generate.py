@@ -12,6 +12,7 @@ from videomaker.references import EXAMPLE_PREFIX, load_reference
 
 logger = logging.getLogger(__name__)
 
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "generate",
@@ -20,11 +21,14 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--preset", default="tiny", help="Preset name (`videomaker presets list`) or saved preset directory.")
-    parser.add_argument("--checkpoint", default=None,
-                        help="Trained weights: a checkpoint directory of this project (switches are read from it), or "
-                             "the authors' released weights as a local .bin file, a directory holding one, or "
-                             "hf:SugerWu/VideoMaker/human_pytorch_model.bin (object_pytorch_model.bin for objects; "
-                             "they fit --preset paper). See docs/inference.md.")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="Trained weights: a checkpoint directory of this project (switches are read from it), or "
+        "the authors' released weights as a local .bin file, a directory holding one, or "
+        "hf:SugerWu/VideoMaker/human_pytorch_model.bin (object_pytorch_model.bin for objects; "
+        "they fit --preset paper). See docs/inference.md.",
+    )
     add_models_dir_argument(parser)
     parser.add_argument(
         "--reference",
@@ -40,8 +44,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--size", type=int, default=None, help="Square output size in pixels (default: the preset's).")
     parser.add_argument("--fps", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
-                        help="Precision of the model (the published videos were generated in float32).")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
+        help="Precision of the model (the published videos were generated in float32).",
+    )
     parser.add_argument("--output-dir", default="outputs/generate", help="Where the mp4, GIF and JSON files go.")
     parser.set_defaults(run=run)
 
@@ -64,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
         checkpoint = resolve_weight(checkpoint, args.models_dir)  # the staged copy of the hub file
     logger.info("Loading preset %s", args.preset)
-    pipe = VideoMakerPipeline.from_preset(args.preset, checkpoint=checkpoint, device=args.device,
-                                          dtype=getattr(torch, args.dtype))
+    pipe = VideoMakerPipeline.from_preset(args.preset, checkpoint=checkpoint, device=args.device, dtype=getattr(torch, args.dtype))
     out = pipe(
         [reference] * len(args.prompt),
         args.prompt,

@@ -77,8 +77,7 @@ class LocalService:
         """Start the process group without waiting (several services then come up side by side)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # Jobs find `python` (and the project's packages) in this environment first.
-        env = {**os.environ, **self.environment(),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {**os.environ, **self.environment(), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         env = {key: value for key, value in env.items() if value is not None}  # None: not inherited
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -151,8 +150,17 @@ class LocalRayNode(LocalService):
 
     name = "ray-node"
 
-    def __init__(self, log_dir: str | Path, *, token_path: Path, temp_dir: str, num_cpus: int | None = None,
-                 resources: dict[str, float] | None = None, head_address: str | None = None, label: str | None = None):
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        token_path: Path,
+        temp_dir: str,
+        num_cpus: int | None = None,
+        resources: dict[str, float] | None = None,
+        head_address: str | None = None,
+        label: str | None = None,
+    ):
         if label:
             self.name = label
         super().__init__(log_dir)
@@ -164,9 +172,16 @@ class LocalRayNode(LocalService):
         self.agent_port, self.metrics_port = free_port(), free_port()
 
     def command(self) -> list[str]:
-        command = [_venv_tool("ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}",
-                   f"--dashboard-agent-listen-port={self.agent_port}", f"--metrics-export-port={self.metrics_port}",
-                   f"--temp-dir={self.temp_dir}"]
+        command = [
+            _venv_tool("ray"),
+            "start",
+            "--block",
+            "--disable-usage-stats",
+            f"--node-ip-address={HOST}",
+            f"--dashboard-agent-listen-port={self.agent_port}",
+            f"--metrics-export-port={self.metrics_port}",
+            f"--temp-dir={self.temp_dir}",
+        ]
         if self.head_address is not None:
             command.append(f"--address={self.head_address}")
         if self.num_cpus is not None:
@@ -245,15 +260,32 @@ class LocalRayHead(LocalRayNode):
         return f"{HOST}:{self.gcs_port}"
 
     def command(self) -> list[str]:
-        return super().command()[:2] + ["--head", f"--port={self.gcs_port}", "--include-dashboard=true",
-                                        f"--dashboard-host={HOST}", f"--dashboard-port={self.dashboard_port}",
-                                        f"--ray-client-server-port={self.client_port}"] + super().command()[2:]
+        return (
+            super().command()[:2]
+            + [
+                "--head",
+                f"--port={self.gcs_port}",
+                "--include-dashboard=true",
+                f"--dashboard-host={HOST}",
+                f"--dashboard-port={self.dashboard_port}",
+                f"--ray-client-server-port={self.client_port}",
+            ]
+            + super().command()[2:]
+        )
 
-    def add_worker(self, *, num_cpus: int | None = None, resources: dict[str, float] | None = None,
-                   label: str | None = None) -> LocalRayNode:
+    def add_worker(
+        self, *, num_cpus: int | None = None, resources: dict[str, float] | None = None, label: str | None = None
+    ) -> LocalRayNode:
         """A worker node of this head (not started): same token and temp dir, ports of its own."""
-        return LocalRayNode(self.log_path.parent, token_path=self.token_path, temp_dir=self.temp_dir, num_cpus=num_cpus,
-                            resources=resources, head_address=self.gcs_address, label=label)
+        return LocalRayNode(
+            self.log_path.parent,
+            token_path=self.token_path,
+            temp_dir=self.temp_dir,
+            num_cpus=num_cpus,
+            resources=resources,
+            head_address=self.gcs_address,
+            label=label,
+        )
 
     def ready(self) -> bool:
         return _http_ok(f"{self.address}/api/version", self.headers())
@@ -301,8 +333,18 @@ class LocalMlflowServer(LocalService):
 
     def command(self) -> list[str]:
         return [
-            _venv_tool("mlflow"), "server", "--host", HOST, "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.database}", "--artifacts-destination", str(self.artifacts),
+            _venv_tool("mlflow"),
+            "server",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.database}",
+            "--artifacts-destination",
+            str(self.artifacts),
         ]
 
     def environment(self) -> dict[str, str]:
@@ -314,5 +356,7 @@ class LocalMlflowServer(LocalService):
 
     def reopen_command(self) -> str:
         """How to browse the runs again after this server is stopped."""
-        return (f"mlflow server --backend-store-uri sqlite:///{self.database} --artifacts-destination {self.artifacts} "
-                f"--host {HOST} --port 5000")
+        return (
+            f"mlflow server --backend-store-uri sqlite:///{self.database} --artifacts-destination {self.artifacts} "
+            f"--host {HOST} --port 5000"
+        )

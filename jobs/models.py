@@ -23,37 +23,59 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="Stage the weights of the job configs for offline clusters, or verify them.",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "models",
+        help="Stage the weights of the job configs for offline clusters, or verify them.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    stage = actions.add_parser("stage", help="Fetch the weights the configs name into DIRECTORY and write its MANIFEST.json.",
-                               description="Fetch every weight the configs name into DIRECTORY/<name>/ and write "
-                                           "DIRECTORY/MANIFEST.json (sizes and SHA-256). Weights already staged with "
-                                           "matching files are skipped.")
+    stage = actions.add_parser(
+        "stage",
+        help="Fetch the weights the configs name into DIRECTORY and write its MANIFEST.json.",
+        description="Fetch every weight the configs name into DIRECTORY/<name>/ and write "
+        "DIRECTORY/MANIFEST.json (sizes and SHA-256). Weights already staged with "
+        "matching files are skipped.",
+    )
     stage.add_argument("directory", help="The staged models directory (created if needed).")
-    stage.add_argument("--config", action="append", default=[], metavar="FILE",
-                       help="Job config (YAML) or preset (JSON) whose weights to stage; repeatable. Default: every "
-                            "jobs/configs/*.yaml.")
-    stage.add_argument("--source", action="append", default=[], metavar="NAME=SOURCE",
-                       help="Stage weight NAME from SOURCE instead (a path, URL or hub id), e.g. a copy fetched by "
-                            "hand: --source sam=/mnt/sam_vit_h_4b8939.pth. Jobs still find it by its original source.")
-    stage.add_argument("--released", action="store_true",
-                       help="Also stage the authors' released VideoMaker weights (hf:SugerWu/VideoMaker/human_pytorch_model.bin "
-                            "and object_pytorch_model.bin) as videomaker-human/ and videomaker-object/; jobs given "
-                            "`--checkpoint hf:SugerWu/VideoMaker/<file> --models-dir DIRECTORY` read the staged copy. A "
-                            "config whose method.checkpoint is an hf: URI stages that file without this flag.")
+    stage.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Job config (YAML) or preset (JSON) whose weights to stage; repeatable. Default: every jobs/configs/*.yaml.",
+    )
+    stage.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME=SOURCE",
+        help="Stage weight NAME from SOURCE instead (a path, URL or hub id), e.g. a copy fetched by "
+        "hand: --source sam=/mnt/sam_vit_h_4b8939.pth. Jobs still find it by its original source.",
+    )
+    stage.add_argument(
+        "--released",
+        action="store_true",
+        help="Also stage the authors' released VideoMaker weights (hf:SugerWu/VideoMaker/human_pytorch_model.bin "
+        "and object_pytorch_model.bin) as videomaker-human/ and videomaker-object/; jobs given "
+        "`--checkpoint hf:SugerWu/VideoMaker/<file> --models-dir DIRECTORY` read the staged copy. A "
+        "config whose method.checkpoint is an hf: URI stages that file without this flag.",
+    )
     stage.add_argument("--list", action="store_true", help="Print the weights (name, kind, source) and fetch nothing.")
     stage.add_argument("--timeout-s", type=float, default=60.0, help="Network timeout per connection, in seconds.")
     stage.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
-    verify = actions.add_parser("verify", help="Check every file of DIRECTORY/MANIFEST.json (presence, size, SHA-256).",
-                                description="Check every file of DIRECTORY/MANIFEST.json for presence, size and SHA-256. "
-                                            "Prints every problem and a summary; exits 1 on any problem. Files the "
-                                            "manifest does not name are warnings.")
+    verify = actions.add_parser(
+        "verify",
+        help="Check every file of DIRECTORY/MANIFEST.json (presence, size, SHA-256).",
+        description="Check every file of DIRECTORY/MANIFEST.json for presence, size and SHA-256. "
+        "Prints every problem and a summary; exits 1 on any problem. Files the "
+        "manifest does not name are warnings.",
+    )
     verify.add_argument("directory", help="A directory written by `videomaker models stage`.")
     verify.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
@@ -89,8 +111,10 @@ def _stage(args: argparse.Namespace) -> int:
         return 0
     manifest = stage(sources, args.directory, progress=not args.no_progress, timeout_s=args.timeout_s)
     files = sum(len(weight.files) for weight in manifest.weights)
-    print(f"staged {_count(len(manifest.weights), 'weight')} ({_count(files, 'file')}) in {args.directory}; check with "
-          f"`videomaker models verify {args.directory}`")
+    print(
+        f"staged {_count(len(manifest.weights), 'weight')} ({_count(files, 'file')}) in {args.directory}; check with "
+        f"`videomaker models verify {args.directory}`"
+    )
     return 0
 
 
@@ -103,8 +127,10 @@ def _verify(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}")
     verdict = "OK" if report.ok else f"FAILED with {_count(len(report.problems), 'problem')}"
-    print(f"{verdict}: {_count(report.files_checked, 'file')} of {_count(report.weights, 'weight')} checked in "
-          f"{report.directory}, {_count(len(report.warnings), 'warning')}")
+    print(
+        f"{verdict}: {_count(report.files_checked, 'file')} of {_count(report.weights, 'weight')} checked in "
+        f"{report.directory}, {_count(len(report.warnings), 'warning')}"
+    )
     return 0 if report.ok else 1
 
 

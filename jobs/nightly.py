@@ -15,8 +15,12 @@ import sys
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("nightly", help="Evaluate the newest checkpoint and gate it on a baseline run.",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "nightly",
+        help="Evaluate the newest checkpoint and gate it on a baseline run.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -37,8 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Required to run, checked in run(): `--print-config` needs neither.
     parser.add_argument("--train-run", help="Training run folder (TrainConfig storage_path/run_name); required.")
     parser.add_argument("--baseline", help="Pinned baseline evaluation run (id or name); required.")
-    parser.add_argument("--tolerance", type=_tolerance, action="append", default=[], metavar="METRIC=VALUE",
-                        help="Allowed fall of a metric beyond its CI (defaults in pipelines/evaluation/nightly.py).")
+    parser.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="Allowed fall of a metric beyond its CI (defaults in pipelines/evaluation/nightly.py).",
+    )
     parser.add_argument("--ema", action="store_true", help="Evaluate the checkpoint's EMA weights.")
 
 
@@ -54,8 +64,14 @@ def run(args: argparse.Namespace) -> int:
     missing = [flag for flag, value in (("--train-run", args.train_run), ("--baseline", args.baseline)) if not value]
     if missing:
         raise ValueError(f"the following arguments are required: {', '.join(missing)}.")
-    verdict, result = run_nightly(config, train_run=args.train_run, baseline=args.baseline,
-                                  tolerances=dict(args.tolerance), ema=args.ema, progress=not args.no_progress)
+    verdict, result = run_nightly(
+        config,
+        train_run=args.train_run,
+        baseline=args.baseline,
+        tolerances=dict(args.tolerance),
+        ema=args.ema,
+        progress=not args.no_progress,
+    )
     from jobs.entry import ExitCode, failures_exit_code
 
     report(result)

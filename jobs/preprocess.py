@@ -14,19 +14,26 @@ from jobs.config import add_config_arguments, add_models_dir_argument
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("preprocess", help="Curate a video corpus into a training dataset.", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "preprocess",
+        help="Curate a video corpus into a training dataset.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "PreprocessConfig (pipelines/preprocess/config.py)",
-                         set_example="--set clips.size=256 --set resources.detect.max_size=4")
+    add_config_arguments(
+        parser, "PreprocessConfig (pipelines/preprocess/config.py)", set_example="--set clips.size=256 --set resources.detect.max_size=4"
+    )
     parser.add_argument("--input", help="Manifest (CSV/JSONL/Parquet) or directory of videos; overrides the config.")
     parser.add_argument("--output-dir", help="Output directory; overrides the config.")
-    parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the "
-                                                     "config's tracking.mlflow_tracking_uri.")
+    parser.add_argument(
+        "--mlflow-tracking-uri",
+        help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config's tracking.mlflow_tracking_uri.",
+    )
     add_models_dir_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 

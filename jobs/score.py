@@ -18,20 +18,28 @@ from metrics.aggregate import METRIC_LABELS
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("score", help="Score generated videos with the six metrics.", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "score",
+        help="Score generated videos with the six metrics.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "ScoringConfig (pipelines/scoring/config.py)",
-                         set_example="--set backends.flow.name=opencv --set backends.face=null")
+    add_config_arguments(
+        parser, "ScoringConfig (pipelines/scoring/config.py)", set_example="--set backends.flow.name=opencv --set backends.face=null"
+    )
     parser.add_argument("--manifest", help="Manifest of the videos to score; overrides the config.")
     parser.add_argument("--videos", help="Directory that relative video paths are read from; overrides the config.")
     parser.add_argument("--output-dir", help="Where the tables go; overrides the config.")
-    parser.add_argument("--face-protocol", choices=("paper", "corrected"),
-                        help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.")
+    parser.add_argument(
+        "--face-protocol",
+        choices=("paper", "corrected"),
+        help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.",
+    )
     add_models_dir_argument(parser)
     add_allow_failures_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")

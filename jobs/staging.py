@@ -77,8 +77,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
-        record = {"format_version": self.format_version, "created": self.created,
-                  "weights": [asdict(weight) for weight in self.weights]}
+        record = {"format_version": self.format_version, "created": self.created, "weights": [asdict(weight) for weight in self.weights]}
         return json.dumps(record, indent=2) + "\n"
 
 
@@ -155,8 +154,10 @@ def _stage_one(source: WeightSource, directory: Path, *, progress: bool, timeout
         shutil.rmtree(partial / ".cache", ignore_errors=True)  # huggingface_hub's download metadata
         files = _describe(partial, progress)
         if not files:
-            raise StagingError(f"fetching {source.source!r} gave no files" + (
-                f" (allow_patterns={list(source.allow_patterns)})" if source.allow_patterns else ""))
+            raise StagingError(
+                f"fetching {source.source!r} gave no files"
+                + (f" (allow_patterns={list(source.allow_patterns)})" if source.allow_patterns else "")
+            )
         final = directory / source.name
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
@@ -171,14 +172,18 @@ def _failure(source: WeightSource, error: Exception) -> str:
     model, _, tag = source.source.partition(":")
     fetch = {
         "hf-repo": f"run `hf download {source.source}"
-                   + "".join(f' --include "{p}"' for p in source.allow_patterns or ()) + " --local-dir COPY`",
+        + "".join(f' --include "{p}"' for p in source.allow_patterns or ())
+        + " --local-dir COPY`",
         "hf-file": f"run `hf download {'/'.join(source.source.split('/')[:2])} {source.source.split('/', 2)[-1]} --local-dir COPY`",
         "url": f"download {source.source}" + (" and unzip it into COPY" if source.source.endswith(".zip") else " as COPY"),
         "torchvision": f"save the file at torchvision's `Raft_Large_Weights.{source.source}.url` as COPY",
         "open_clip": f"download the weights that `open_clip.get_pretrained_cfg({model!r}, {tag!r})` points to as COPY",
     }
-    how = (f"on a machine with internet {fetch[source.kind]}, copy COPY to this machine" if source.kind in fetch
-           else f"put the file or directory at {source.source!r}, or anywhere as COPY,")
+    how = (
+        f"on a machine with internet {fetch[source.kind]}, copy COPY to this machine"
+        if source.kind in fetch
+        else f"put the file or directory at {source.source!r}, or anywhere as COPY,"
+    )
     return (
         f"Could not stage {source.name!r} from {source.kind} {source.source!r}: {type(error).__name__}: {error}\n"
         f"  To stage it by hand: {how} and re-run with `--source {source.name}=COPY` (a local source is copied and "
@@ -200,8 +205,13 @@ def _fetch_local(source: WeightSource, target: Path, **_) -> str:
 def _fetch_hf_repo(source: WeightSource, target: Path, *, timeout_s: float, **_) -> str:
     from huggingface_hub import snapshot_download
 
-    snapshot_download(source.source, local_dir=target, allow_patterns=list(source.allow_patterns or ()) or None,
-                      ignore_patterns=list(IGNORED_HUB_FILES), etag_timeout=timeout_s)
+    snapshot_download(
+        source.source,
+        local_dir=target,
+        allow_patterns=list(source.allow_patterns or ()) or None,
+        ignore_patterns=list(IGNORED_HUB_FILES),
+        etag_timeout=timeout_s,
+    )
     return ""
 
 
@@ -219,10 +229,17 @@ def _fetch_url(source: WeightSource, target: Path, *, progress: bool, timeout_s:
     """Download a file; a `.zip` is unpacked and its single top-level entry (if any) is the weight."""
     filename = Path(urllib.parse.urlparse(source.source).path).name or "download"
     file = target / filename
-    with urllib.request.urlopen(source.source, timeout=timeout_s) as response, open(file, "wb") as out, tqdm(
-        total=int(response.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
-        desc=f"download {filename}", disable=not progress,
-    ) as bar:
+    with (
+        urllib.request.urlopen(source.source, timeout=timeout_s) as response,
+        open(file, "wb") as out,
+        tqdm(
+            total=int(response.headers.get("Content-Length") or 0) or None,
+            unit="B",
+            unit_scale=True,
+            desc=f"download {filename}",
+            disable=not progress,
+        ) as bar,
+    ):
         while chunk := response.read(1 << 20):
             out.write(chunk)
             bar.update(len(chunk))
@@ -263,8 +280,14 @@ def _fetch_open_clip(source: WeightSource, target: Path, **kwargs) -> str:
     return _fetch_hf_repo(replace(source, kind="hf-repo", source=repo, allow_patterns=patterns), target, **kwargs)
 
 
-FETCHERS = {"local": _fetch_local, "hf-repo": _fetch_hf_repo, "hf-file": _fetch_hf_file, "url": _fetch_url,
-            "torchvision": _fetch_torchvision, "open_clip": _fetch_open_clip}
+FETCHERS = {
+    "local": _fetch_local,
+    "hf-repo": _fetch_hf_repo,
+    "hf-file": _fetch_hf_file,
+    "url": _fetch_url,
+    "torchvision": _fetch_torchvision,
+    "open_clip": _fetch_open_clip,
+}
 
 
 def _describe(root: Path, progress: bool) -> tuple[StagedFile, ...]:
@@ -299,8 +322,9 @@ def read_staged_manifest(directory: str | Path) -> Manifest:
         if record.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format_version {record.get('format_version')!r}, expected {FORMAT_VERSION}")
         weights = [
-            StagedWeight(w["name"], w["kind"], w["source"], w["path"], tuple(StagedFile(**f) for f in w["files"]),
-                         tuple(w.get("aliases", ())))
+            StagedWeight(
+                w["name"], w["kind"], w["source"], w["path"], tuple(StagedFile(**f) for f in w["files"]), tuple(w.get("aliases", ()))
+            )
             for w in record["weights"]
         ]
     except (ValueError, KeyError, TypeError, AttributeError) as error:

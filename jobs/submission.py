@@ -59,8 +59,9 @@ def runtime_env(env_vars: dict[str, str] | None = None, working_dir: str | Path 
     return {"working_dir": str(working_dir), "excludes": EXCLUDES, "env_vars": dict(env_vars or {})}
 
 
-def submit_and_stream(client, entrypoint: str, *, env_vars: dict[str, str] | None = None,
-                      submission_id: str | None = None, out: TextIO = sys.stdout) -> SubmittedJob:
+def submit_and_stream(
+    client, entrypoint: str, *, env_vars: dict[str, str] | None = None, submission_id: str | None = None, out: TextIO = sys.stdout
+) -> SubmittedJob:
     """Submit `entrypoint` on the cluster `client` talks to, echo its logs as they come, wait for the end.
 
     Raises:

@@ -25,8 +25,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-broken", action="store_true", help="Skip the broken files (truncated, empty, audio-only, ...).")
     parser.add_argument("--frames", type=int, default=48, help="Frames per good video.")
     parser.add_argument("--seed", type=int, default=0, help="The same seed renders the same frames.")
-    parser.add_argument("--multi-shot", type=non_negative_int, default=0,
-                        help="Videos of two or three shots with hard cuts between scenes (true cuts in shots.json).")
+    parser.add_argument(
+        "--multi-shot",
+        type=non_negative_int,
+        default=0,
+        help="Videos of two or three shots with hard cuts between scenes (true cuts in shots.json).",
+    )
     parser.set_defaults(run=run)
 
 

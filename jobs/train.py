@@ -13,15 +13,20 @@ from jobs.config import add_config_arguments, add_models_dir_argument
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="Fine-tune on a preprocessed dataset with Ray Train.", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "train",
+        help="Fine-tune on a preprocessed dataset with Ray Train.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "TrainConfig (pipelines/training/config.py)",
-                         set_example="--set max_steps=100 --set model.switches.update_motion=false")
+    add_config_arguments(
+        parser, "TrainConfig (pipelines/training/config.py)", set_example="--set max_steps=100 --set model.switches.update_motion=false"
+    )
     parser.add_argument("--dataset", help="Preprocess output directory; overrides the config.")
     parser.add_argument("--storage-path", help="Checkpoint storage (local path or URI); overrides the config.")
     parser.add_argument("--run-name", help="Run name; the same name and storage path resume; overrides the config.")
@@ -35,8 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.training.config import TrainConfig
     from pipelines.training.trainer import run_training
 
-    flags = {"dataset": "dataset", "storage_path": "storage_path", "run_name": "run_name", "max_steps": "max_steps",
-             "mlflow_tracking_uri": "tracking.mlflow_tracking_uri"}
+    flags = {
+        "dataset": "dataset",
+        "storage_path": "storage_path",
+        "run_name": "run_name",
+        "max_steps": "max_steps",
+        "mlflow_tracking_uri": "tracking.mlflow_tracking_uri",
+    }
     config = job_config(TrainConfig, args, flags)
     if config is None:  # --print-config
         return 0

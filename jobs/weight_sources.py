@@ -18,8 +18,10 @@ IGNORED_HUB_FILES = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.ckpt", "*.fp16.*"
 # stored config too: the sampler takes every field the release overrides do not set from it).
 SD15_COMPONENTS = ("model_index.json", "unet/*", "vae/*", "text_encoder/*", "tokenizer/*", "scheduler/*")
 # The authors' released VideoMaker weights (`videomaker models stage --released`), by staged name.
-RELEASED_WEIGHTS = {"videomaker-human": "SugerWu/VideoMaker/human_pytorch_model.bin",
-                    "videomaker-object": "SugerWu/VideoMaker/object_pytorch_model.bin"}
+RELEASED_WEIGHTS = {
+    "videomaker-human": "SugerWu/VideoMaker/human_pytorch_model.bin",
+    "videomaker-object": "SugerWu/VideoMaker/object_pytorch_model.bin",
+}
 HF_FILE_PREFIX = "hf:"
 
 
@@ -59,10 +61,14 @@ def _preset_weights(config: dict) -> list[WeightSource]:
         preset = load_preset(name)
         if not preset.is_random_init:
             pairs.append((preset.base_model, preset.motion_adapter))
-    return [weight for base, motion in pairs for weight in (
-        weight_at("diffusion-backbone", base, hub=True, patterns=SD15_COMPONENTS),
-        weight_at("motion-adapter", motion, hub=True),
-    )]
+    return [
+        weight
+        for base, motion in pairs
+        for weight in (
+            weight_at("diffusion-backbone", base, hub=True, patterns=SD15_COMPONENTS),
+            weight_at("motion-adapter", motion, hub=True),
+        )
+    ]
 
 
 def _metric_weights(config: dict) -> list[WeightSource]:
@@ -72,8 +78,12 @@ def _metric_weights(config: dict) -> list[WeightSource]:
     from pipelines.configs import validate
 
     backends = validate(MetricBackendsConfig, config.get("backends") or {}, where="backends")
-    return [weight for role in ROLES if getattr(backends, role) is not None
-            for weight in METRIC_BACKENDS.weights(role, getattr(backends, role), where=f"backends.{role}.options")]
+    return [
+        weight
+        for role in ROLES
+        if getattr(backends, role) is not None
+        for weight in METRIC_BACKENDS.weights(role, getattr(backends, role), where=f"backends.{role}.options")
+    ]
 
 
 def _preprocess_weights(config: dict) -> list[WeightSource]:
@@ -154,8 +164,11 @@ def _merged(found: list[WeightSource]) -> list[WeightSource]:
         key = (weight.kind, weight.source)
         if key in merged:
             known = merged[key]
-            patterns = None if None in (known.allow_patterns, weight.allow_patterns) else tuple(
-                dict.fromkeys(known.allow_patterns + weight.allow_patterns))
+            patterns = (
+                None
+                if None in (known.allow_patterns, weight.allow_patterns)
+                else tuple(dict.fromkeys(known.allow_patterns + weight.allow_patterns))
+            )
             aliases = tuple(dict.fromkeys(a for a in (*known.aliases, *weight.aliases) if a != known.source))
             merged[key] = replace(known, allow_patterns=patterns, aliases=aliases)
             continue

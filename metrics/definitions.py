@@ -6,8 +6,9 @@ are taken in float64 so a score does not depend on the batch it was computed in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -33,9 +34,7 @@ def mean_cosine_to(frame_embeddings, target_embedding, *, argument: str = "targe
     frames = _unit(_rows(frame_embeddings, "frame_embeddings"), "frame_embeddings")
     target = _unit(_rows(np.reshape(target_embedding, (1, -1)), argument), argument)
     if target.shape[1] != frames.shape[1]:
-        raise ValueError(
-            f"`{argument}` has dimension {target.shape[1]} but the frame embeddings have {frames.shape[1]}."
-        )
+        raise ValueError(f"`{argument}` has dimension {target.shape[1]} but the frame embeddings have {frames.shape[1]}.")
     return float((frames @ target[0]).mean())
 
 

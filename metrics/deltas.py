@@ -75,10 +75,7 @@ class Regression:
             interval = "no CI"
         else:
             interval = f"{_percent(self.confidence)} CI {self.ci_low:.4f}..{self.ci_high:.4f}"
-        return (
-            f"{self.set} {METRIC_LABELS[self.metric]} fell by {-self.delta:.4f} ({interval}), "
-            f"beyond the tolerance {self.tolerance:g}"
-        )
+        return f"{self.set} {METRIC_LABELS[self.metric]} fell by {-self.delta:.4f} ({interval}), beyond the tolerance {self.tolerance:g}"
 
 
 def _percent(confidence: float) -> str:
@@ -115,9 +112,7 @@ def _subject_contributions(pairs: list[tuple[dict, dict]], field: str, *, pooled
     return np.array([d.mean() for d in per_subject]), np.ones(len(per_subject))
 
 
-def subject_bootstrap_ci(
-    numerators: np.ndarray, weights: np.ndarray, *, n_boot: int, seed: int, confidence: float
-) -> tuple[float, float]:
+def subject_bootstrap_ci(numerators: np.ndarray, weights: np.ndarray, *, n_boot: int, seed: int, confidence: float) -> tuple[float, float]:
     """Percentile interval of sum(numerators[s]) / sum(weights[s]) over subjects s drawn with replacement.
 
     The draws are one `np.random.default_rng(seed).integers(0, S, size=(n_boot, S))` call, row b
@@ -137,13 +132,18 @@ def _metric_delta(pairs, metric, *, set_name, unpaired, n_boot, seed, confidence
         return None  # not scored in either run (Face Sim on objects): nothing to compare
     scored = [(b, c) for b, c in pairs if b[field] is not None and c[field] is not None]
     notes = [f"pairs without a value on one side: {len(pairs) - len(scored)}"] if len(scored) < len(pairs) else []
-    common = dict(
-        set=set_name, metric=metric, confidence=confidence, unpaired_baseline=unpaired[0], unpaired_candidate=unpaired[1]
-    )
+    common = dict(set=set_name, metric=metric, confidence=confidence, unpaired_baseline=unpaired[0], unpaired_candidate=unpaired[1])
     if not scored:
         return MetricDelta(
-            baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None, n_pairs=0, n_subjects=0,
-            note="; ".join(notes), **common,
+            baseline=None,
+            candidate=None,
+            delta=None,
+            ci_low=None,
+            ci_high=None,
+            n_pairs=0,
+            n_subjects=0,
+            note="; ".join(notes),
+            **common,
         )
     baseline = aggregate_set([b for b, _ in scored])[metric]
     candidate = aggregate_set([c for _, c in scored])[metric]
@@ -154,8 +154,15 @@ def _metric_delta(pairs, metric, *, set_name, unpaired, n_boot, seed, confidence
     else:
         ci_low, ci_high = subject_bootstrap_ci(numerators, weights, n_boot=n_boot, seed=seed, confidence=confidence)
     return MetricDelta(
-        baseline=baseline, candidate=candidate, delta=candidate - baseline, ci_low=ci_low, ci_high=ci_high,
-        n_pairs=len(scored), n_subjects=len(numerators), note="; ".join(notes), **common,
+        baseline=baseline,
+        candidate=candidate,
+        delta=candidate - baseline,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        n_pairs=len(scored),
+        n_subjects=len(numerators),
+        note="; ".join(notes),
+        **common,
     )
 
 
@@ -238,9 +245,7 @@ def regressions(deltas: list[MetricDelta], tolerances: dict[str, float]) -> list
         tolerance = tolerances[delta.metric]
         optimistic = delta.ci_high if delta.ci_high is not None else delta.delta
         if optimistic < -tolerance:
-            found.append(
-                Regression(delta.set, delta.metric, delta.delta, delta.ci_low, delta.ci_high, delta.confidence, tolerance)
-            )
+            found.append(Regression(delta.set, delta.metric, delta.delta, delta.ci_low, delta.ci_high, delta.confidence, tolerance))
     return found
 
 
@@ -255,10 +260,19 @@ def format_deltas(deltas: list[MetricDelta]) -> str:
     rows = []
     for d in deltas:
         interval = "n/a" if d.ci_low is None else f"{_percent(d.confidence)} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
-        rows.append([
-            f"{d.set} {d.label}", _number(d.baseline), _number(d.candidate), _number(d.delta, sign=True), interval,
-            str(d.n_pairs), str(d.n_subjects), f"{d.unpaired_baseline}/{d.unpaired_candidate}", d.note,
-        ])
+        rows.append(
+            [
+                f"{d.set} {d.label}",
+                _number(d.baseline),
+                _number(d.candidate),
+                _number(d.delta, sign=True),
+                interval,
+                str(d.n_pairs),
+                str(d.n_subjects),
+                f"{d.unpaired_baseline}/{d.unpaired_candidate}",
+                d.note,
+            ]
+        )
     header = ["metric", "baseline", "candidate", "delta", "CI", "pairs", "subjects", "unpaired b/c", "note"]
     return render_table(header, rows, text_columns=(0, -1))
 
@@ -294,8 +308,7 @@ def _rows_by_set(runs: list[tuple[str, list[dict]]], include_published: bool, ab
             methods = sorted({str(record["method"]) for record in of_set})
             if len(methods) > 1:
                 raise ValueError(
-                    f"`runs` entry {label!r} mixes methods {methods} in set {set_name!r}; "
-                    "give each method its own (label, records) entry."
+                    f"`runs` entry {label!r} mixes methods {methods} in set {set_name!r}; give each method its own (label, records) entry."
                 )
             summary = aggregate_set(of_set)
             rows.append(_Row(label, summary, False, summary["videos"], summary["errors"], summary["face_detection_rate"]))
@@ -337,8 +350,9 @@ def compare_table(runs: list[tuple[str, list[dict]]], *, include_published: bool
     return "\n\n".join(sections)
 
 
-def plot_comparison(runs: list[tuple[str, list[dict]]], path: str | Path, *, include_published: bool = True,
-                    ablation: bool = False) -> Path:
+def plot_comparison(
+    runs: list[tuple[str, list[dict]]], path: str | Path, *, include_published: bool = True, ablation: bool = False
+) -> Path:
     """A PNG with one panel per set: grouped bars of each metric per run (paper rows hatched).
 
     Args:
@@ -366,8 +380,11 @@ def plot_comparison(runs: list[tuple[str, list[dict]]], path: str | Path, *, inc
         for i, row in enumerate(rows):
             heights = [np.nan if row.metrics[metric] is None else row.metrics[metric] for metric in METRICS]
             axis.bar(
-                positions + (i - (len(rows) - 1) / 2) * width, heights, width,
-                label=row.label, hatch="//" if row.published else None,
+                positions + (i - (len(rows) - 1) / 2) * width,
+                heights,
+                width,
+                label=row.label,
+                hatch="//" if row.published else None,
             )
         axis.set_xticks(positions, list(METRIC_LABELS.values()))
         axis.set_title(set_name)

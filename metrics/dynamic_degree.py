@@ -7,8 +7,8 @@ videos, pooled over a whole set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -53,9 +53,7 @@ class DynamicVerdict:
 def judge_video(pair_scores: Sequence[float], *, height: int, width: int, num_frames: int) -> DynamicVerdict:
     """Apply the threshold and the pair count to the pair scores of one video."""
     if len(pair_scores) != num_frames - 1:
-        raise ValueError(
-            f"`pair_scores` must hold num_frames - 1 = {num_frames - 1} consecutive pairs, got {len(pair_scores)}."
-        )
+        raise ValueError(f"`pair_scores` must hold num_frames - 1 = {num_frames - 1} consecutive pairs, got {len(pair_scores)}.")
     threshold = flow_threshold(height, width)
     needed = required_pairs(num_frames)
     above = sum(score > threshold for score in pair_scores)

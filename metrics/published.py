@@ -37,12 +37,8 @@ def _as_metrics(set_name: str, values: tuple[float, ...]) -> dict[str, float | N
     return {key: dict(zip(columns, values)).get(key) for key in HUMAN_COLUMNS}
 
 
-PUBLISHED: dict[tuple[str, str], dict[str, float | None]] = {
-    key: _as_metrics(key[1], values) for key, values in _MAIN_TABLES.items()
-}
-PUBLISHED_ABLATION: dict[tuple[str, str], dict[str, float | None]] = {
-    key: _as_metrics(key[1], values) for key, values in _ABLATION.items()
-}
+PUBLISHED: dict[tuple[str, str], dict[str, float | None]] = {key: _as_metrics(key[1], values) for key, values in _MAIN_TABLES.items()}
+PUBLISHED_ABLATION: dict[tuple[str, str], dict[str, float | None]] = {key: _as_metrics(key[1], values) for key, values in _ABLATION.items()}
 
 
 def published_rows(set_name: str, *, ablation: bool = False) -> list[dict]:

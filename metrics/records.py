@@ -149,13 +149,13 @@ def _score_record(request: ScoreRequest, context: dict, scores: VideoScores, dd_
 def _mismatch(path: str, count: int, expected: int) -> MediaError:
     return MediaError(
         "frame_count_mismatch",
-        f"Video {path!r} has {count} frames, expected {expected}; "
-        f"score it with expected_frames={count} (or None) if that is intended.",
+        f"Video {path!r} has {count} frames, expected {expected}; score it with expected_frames={count} (or None) if that is intended.",
     )
 
 
-def score_requests(suite: MetricSuite, requests: list[ScoreRequest], *, expected_frames: int | None = 16,
-                   dd_gif_frames: GifFrames = "expand") -> list[dict]:
+def score_requests(
+    suite: MetricSuite, requests: list[ScoreRequest], *, expected_frames: int | None = 16, dd_gif_frames: GifFrames = "expand"
+) -> list[dict]:
     """Read, check and score `requests` in one batch; a failure becomes that video's error record.
 
     A GIF's identical consecutive frames, which its writer merged, are expanded back by duration
@@ -169,8 +169,11 @@ def score_requests(suite: MetricSuite, requests: list[ScoreRequest], *, expected
     """
     if dd_gif_frames not in GIF_FRAMES:
         raise ValueError(f"`dd_gif_frames` must be one of {list(GIF_FRAMES)}, got {dd_gif_frames!r}.")
-    context = {"backends": json.dumps(suite.backends.describe(), sort_keys=True),
-               "face_protocol": suite.face_protocol, "dd_gif_frames": dd_gif_frames}
+    context = {
+        "backends": json.dumps(suite.backends.describe(), sort_keys=True),
+        "face_protocol": suite.face_protocol,
+        "dd_gif_frames": dd_gif_frames,
+    }
     records: list[dict | None] = [None] * len(requests)
     ready: list[tuple[int, VideoToScore, int]] = []
     for index, request in enumerate(requests):
@@ -184,23 +187,25 @@ def score_requests(suite: MetricSuite, requests: list[ScoreRequest], *, expected
             else:
                 dd = read_frames(dd_path, expected_frames=expected_frames, gif_frames=dd_gif_frames)
                 fewer_allowed = dd.gif and dd_gif_frames == "decoded"
-                if expected_frames is not None and (len(dd.frames) > expected_frames or
-                                                    (len(dd.frames) < expected_frames and not fewer_allowed)):
+                if expected_frames is not None and (
+                    len(dd.frames) > expected_frames or (len(dd.frames) < expected_frames and not fewer_allowed)
+                ):
                     raise _mismatch(dd_path, len(dd.frames), expected_frames)
             reference = read_image(request.reference)
         except MediaError as error:
             records[index] = _error_record(request, context, error.code, str(error))
             continue
         dd_frames = None if dd is video else dd.frames
-        ready.append((index, VideoToScore(video.frames, request.prompt, reference, score_faces=request.is_human,
-                                          dd_frames=dd_frames), dd.decoded))
+        ready.append(
+            (index, VideoToScore(video.frames, request.prompt, reference, score_faces=request.is_human, dd_frames=dd_frames), dd.decoded)
+        )
 
     try:
         scored = suite.score([video for _, video, _ in ready])
     except Exception:  # one video broke a backend: score one by one so the rest still count
         logger.warning("Scoring a batch of %d videos failed; retrying them one by one.", len(ready), exc_info=True)
         scored = []
-        for index, video, _ in ready:
+        for _index, video, _ in ready:
             try:
                 scored.extend(suite.score([video]))
             except Exception as error:
@@ -225,4 +230,3 @@ def records_for_csv(table: pa.Table) -> pa.Table:
     scores = [json.dumps(v) if v is not None else None for v in table.column("dd_pair_scores").to_pylist()]
     index = table.schema.get_field_index("dd_pair_scores")
     return table.set_column(index, "dd_pair_scores", pa.array(scores, pa.string()))
-

@@ -88,8 +88,10 @@ def _check(video: VideoToScore, index: int) -> None:
         raise ValueError(f"`videos[{index}].frames` has {frames.shape[0]} frame(s); T.Cons and DD need at least 2.")
     dd_frames = video.dd_frames
     if dd_frames is not None and not (_is_video(dd_frames) and dd_frames.shape[0] >= 1):
-        raise ValueError(f"`videos[{index}].dd_frames` must be uint8 RGB (F, H, W, 3) with F >= 1, "
-                         f"got {getattr(dd_frames, 'shape', None)}; pass None to judge DD on `frames`.")
+        raise ValueError(
+            f"`videos[{index}].dd_frames` must be uint8 RGB (F, H, W, 3) with F >= 1, "
+            f"got {getattr(dd_frames, 'shape', None)}; pass None to judge DD on `frames`."
+        )
     reference = video.reference
     if not (isinstance(reference, np.ndarray) and reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3):
         raise ValueError(f"`videos[{index}].reference` must be a uint8 RGB (H, W, 3) image, got {getattr(reference, 'shape', None)}.")
@@ -115,8 +117,7 @@ def paper_reference_image(image: np.ndarray) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def protocol_face_embedding(backend: FaceEmbedder, image: np.ndarray, *, protocol: FaceProtocol,
-                            reference: bool) -> np.ndarray | None:
+def protocol_face_embedding(backend: FaceEmbedder, image: np.ndarray, *, protocol: FaceProtocol, reference: bool) -> np.ndarray | None:
     """The embedding Face Sim uses for one image under `protocol`, or None when it has no face.
 
     Args:

@@ -32,13 +32,9 @@ class ActorPoolConfig:
                 f"Invalid ActorPoolConfig(min_size={self.min_size}, max_size={self.max_size}): need 1 <= min_size <= max_size."
             )
         if self.initial_size is not None and not self.min_size <= self.initial_size <= self.max_size:
-            raise ValueError(
-                f"Invalid ActorPoolConfig(initial_size={self.initial_size}): must lie in [min_size, max_size]."
-            )
+            raise ValueError(f"Invalid ActorPoolConfig(initial_size={self.initial_size}): must lie in [min_size, max_size].")
         if self.num_gpus < 0 or self.num_cpus < 0 or self.batch_size < 1:
-            raise ValueError(
-                f"Invalid ActorPoolConfig(num_gpus={self.num_gpus}, num_cpus={self.num_cpus}, batch_size={self.batch_size})."
-            )
+            raise ValueError(f"Invalid ActorPoolConfig(num_gpus={self.num_gpus}, num_cpus={self.num_cpus}, batch_size={self.batch_size}).")
 
     def map_batches_options(self) -> dict:
         """Keyword arguments of `Dataset.map_batches` that run a callable class on this pool."""

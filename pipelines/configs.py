@@ -98,6 +98,7 @@ def validate(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
 
 # -- error messages -------------------------------------------------------------------------------
 
+
 def _unwrap_optional(hint: Any) -> list[Any]:
     """The members of a union (`X | None` -> [X, NoneType]); any other hint alone."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -164,8 +165,10 @@ def _message(key: str, error: dict, hint: Any, holder: type | None) -> str:
     leaf = key.split(".")[-1]
     if isinstance(value, bool) and _expects_string(hint):
         words = [w for w in _YAML_BOOL_WORDS[value].split("/") if w in _string_choices(hint)] or _YAML_BOOL_WORDS[value].split("/")[:1]
-        return (f"{key}: got the boolean {value} where {expected} is expected: YAML reads a bare "
-                f"{_YAML_BOOL_WORDS[value]} as a boolean. Quote the word, e.g. {leaf}: \"{words[0]}\".")
+        return (
+            f"{key}: got the boolean {value} where {expected} is expected: YAML reads a bare "
+            f'{_YAML_BOOL_WORDS[value]} as a boolean. Quote the word, e.g. {leaf}: "{words[0]}".'
+        )
     if kind in ("list_type", "tuple_type") and not isinstance(value, (dict, list)):
         return f"{key}: got {value!r}, expected {expected}: write a list, e.g. [{json.dumps(value)}]."
     if kind == "literal_error":
@@ -174,8 +177,7 @@ def _message(key: str, error: dict, hint: Any, holder: type | None) -> str:
 
 
 def _string_choices(hint: Any) -> list[str]:
-    return [a for m in _unwrap_optional(hint) if typing.get_origin(m) is typing.Literal
-            for a in typing.get_args(m) if isinstance(a, str)]
+    return [a for m in _unwrap_optional(hint) if typing.get_origin(m) is typing.Literal for a in typing.get_args(m) if isinstance(a, str)]
 
 
 def _expects_string(hint: Any) -> bool:
@@ -188,6 +190,7 @@ def _expects_string(hint: Any) -> bool:
 
 
 # -- printing and describing ----------------------------------------------------------------------
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
@@ -265,7 +268,7 @@ def field_docs(cls: type) -> dict[str, str]:
     names: list[str] = []
     indent = None
     entry = re.compile(r"^(\s+)([A-Za-z_][\w]*(?:\s*,\s*[A-Za-z_][\w]*)*)\s*:\s*(.*)$")
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.strip() and not line.startswith(" "):
             break  # the next section
         match = entry.match(line)

@@ -55,8 +55,9 @@ def _csv_header(fs, path: str) -> list[str]:
             raise ValueError(f"manifest {path!r} cannot be read as CSV: {err}") from err
 
 
-def iter_manifest_batches(location: str | Path, *, text_columns: tuple[str, ...] = (), where: str = "manifest",
-                          batch_rows: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+def iter_manifest_batches(
+    location: str | Path, *, text_columns: tuple[str, ...] = (), where: str = "manifest", batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
     """The manifest's rows as record batches, in file order, without holding the whole file.
 
     Args:
@@ -81,13 +82,18 @@ def iter_manifest_batches(location: str | Path, *, text_columns: tuple[str, ...]
                 yield _clean(batch)
             return
         if suffix == ".csv":
-            reader = pa_csv.open_csv(f, read_options=pa_csv.ReadOptions(block_size=1 << 20),
-                                     convert_options=pa_csv.ConvertOptions(column_types=text, strings_can_be_null=True))
+            reader = pa_csv.open_csv(
+                f,
+                read_options=pa_csv.ReadOptions(block_size=1 << 20),
+                convert_options=pa_csv.ConvertOptions(column_types=text, strings_can_be_null=True),
+            )
         else:
             schema = pa.schema([(name, pa.string()) for name in text_columns])
-            reader = pa_json.open_json(f, read_options=pa_json.ReadOptions(block_size=1 << 20),
-                                       parse_options=pa_json.ParseOptions(explicit_schema=schema,
-                                                                          unexpected_field_behavior="infer"))
+            reader = pa_json.open_json(
+                f,
+                read_options=pa_json.ReadOptions(block_size=1 << 20),
+                parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
+            )
         for batch in reader:
             yield _clean(batch)
 

@@ -16,18 +16,36 @@ def _isolate_from_this_machine() -> None:
     if os.environ.get("VIDEOMAKER_TEST_HOME"):
         return
     uv_cache = os.environ.get("UV_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "uv")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "uv"
+    )
     home = tempfile.mkdtemp(prefix="videomaker-test-home-")
-    os.environ.update({
-        "VIDEOMAKER_TEST_HOME": home, "HOME": home, "UV_CACHE_DIR": uv_cache,
-        "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
-        "XDG_DATA_HOME": f"{home}/.local/share", "XDG_STATE_HOME": f"{home}/.local/state",
-        "HF_HOME": f"{home}/.cache/huggingface", "TORCH_HOME": f"{home}/.cache/torch",
-        "MPLCONFIGDIR": f"{home}/.config/matplotlib", "RAY_ADDRESS": "local",
-    })
-    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "VIDEOMAKER_MODELS_DIR",
-                 "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "MLFLOW_TRACKING_URI",
-                 "GOOGLE_APPLICATION_CREDENTIALS", *[k for k in os.environ if k.startswith("AWS_")]):
+    os.environ.update(
+        {
+            "VIDEOMAKER_TEST_HOME": home,
+            "HOME": home,
+            "UV_CACHE_DIR": uv_cache,
+            "XDG_CACHE_HOME": f"{home}/.cache",
+            "XDG_CONFIG_HOME": f"{home}/.config",
+            "XDG_DATA_HOME": f"{home}/.local/share",
+            "XDG_STATE_HOME": f"{home}/.local/state",
+            "HF_HOME": f"{home}/.cache/huggingface",
+            "TORCH_HOME": f"{home}/.cache/torch",
+            "MPLCONFIGDIR": f"{home}/.config/matplotlib",
+            "RAY_ADDRESS": "local",
+        }
+    )
+    for name in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "TRANSFORMERS_CACHE",
+        "VIDEOMAKER_MODELS_DIR",
+        "RAY_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN_PATH",
+        "RAY_AUTH_MODE",
+        "MLFLOW_TRACKING_URI",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        *[k for k in os.environ if k.startswith("AWS_")],
+    ):
         os.environ.pop(name, None)  # the user's cloud credentials and endpoints must not reach a test
 
 
@@ -45,7 +63,15 @@ torch.set_num_threads(2)
 
 # The longest end-to-end files first, so the two xdist workers (pyproject addopts) finish together; the cluster
 # and object-storage files apart, since their Ray nodes together oversubscribe 2 cores (a node then times out starting).
-LONGEST_FIRST = ("test_cluster.py", "test_train.py", "test_object_storage.py", "test_demo.py", "test_evaluate.py", "test_preprocess_e2e.py", "test_scoring.py")
+LONGEST_FIRST = (
+    "test_cluster.py",
+    "test_train.py",
+    "test_object_storage.py",
+    "test_demo.py",
+    "test_evaluate.py",
+    "test_preprocess_e2e.py",
+    "test_scoring.py",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -75,10 +101,9 @@ def reference_image():
 @pytest.fixture(scope="session")
 def tiny_metric_models(tmp_path_factory):
     """Tiny seeded metric models saved where the real loaders read them, as a backends config."""
-    from tiny_models import save_tiny_face_pack, save_tiny_raft
-
     from metrics.backends import BackendSpec, MetricBackendsConfig
     from metrics.backends.random_init import save_random_dino, save_random_open_clip
+    from tiny_models import save_tiny_face_pack, save_tiny_raft
 
     root = tmp_path_factory.mktemp("metric_models")
     return MetricBackendsConfig(

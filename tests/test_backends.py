@@ -7,9 +7,9 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-import tiny_models
 from skimage import data
 
+import tiny_models
 from pipelines.preprocess.backends import (
     CascadeFaceDetector,
     CenterGrabCutObjectDetector,
@@ -93,7 +93,7 @@ def test_grabcut_segments_the_pasted_head():
     image, mask = head_scene()
     box = bounding_box(mask, enlarge=0.1)
     as_box = np.zeros_like(mask)
-    as_box[round(box.y0):round(box.y1), round(box.x0):round(box.x1)] = True
+    as_box[round(box.y0) : round(box.y1), round(box.x0) : round(box.x1)] = True
     assert mask_iou(as_box, mask) < 0.7  # returning the prompt box would fail the bar below
 
     segmenter = GrabCutSegmenter()
@@ -211,7 +211,7 @@ def test_insightface_detects_the_bright_cells_of_the_tiny_model(scrfd_dir):
     assert faces and all(f.score > 0.99 for f in faces)
     covered = np.zeros(image.shape[:2], bool)
     for face in faces:
-        covered[int(face.y0):int(face.y1), int(face.x0):int(face.x1)] = True
+        covered[int(face.y0) : int(face.y1), int(face.x0) : int(face.x1)] = True
     assert np.array_equal(covered, image[..., 0] == 255)  # boxes tile the white cells, mapped back to the frame
     areas = [f.width * f.height for f in faces]
     assert areas == sorted(areas, reverse=True)

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_models import TINY_IP_ADAPTER_WEIGHT_NAMES, save_tiny_ip_adapter
 
 from jobs.config import load_config
 from pipelines.evaluation.config import EvaluationConfig, GenerationSettings, MethodConfig
+from tiny_models import TINY_IP_ADAPTER_WEIGHT_NAMES, save_tiny_ip_adapter
 
 # Written out from the author's baseline scripts (eval_ip_adapter_animatediff.py and
 # eval_ip_adapter_face_animatediff.py in the first author's development fork).
@@ -68,15 +68,20 @@ def test_faceid_generator_embeds_the_reference_as_the_authors_script(tmp_path, t
 
     weights = save_tiny_ip_adapter(tmp_path / "faceid", "ip-adapter-faceid")
     face = tiny_metric_models.face
-    method = MethodConfig(kind="ip-adapter-faceid", preset="tiny", weights=str(weights),
-                          weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"], reference_size=640,
-                          face=face, face_embedding_protocol="paper")
+    method = MethodConfig(
+        kind="ip-adapter-faceid",
+        preset="tiny",
+        weights=str(weights),
+        weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"],
+        reference_size=640,
+        face=face,
+        face_embedding_protocol="paper",
+    )
     generator = VideoGenerator(method, GenerationSettings(num_inference_steps=2))
     reference = _face_photo()
 
     # The script's steps: load_image(...).resize((640, 640)), np.asarray (RGB), app.get, sorted by area, last.
-    app = FaceAnalysis(name=face.options["model_dir"], allowed_modules=["detection", "recognition"],
-                       providers=["CPUExecutionProvider"])
+    app = FaceAnalysis(name=face.options["model_dir"], allowed_modules=["detection", "recognition"], providers=["CPUExecutionProvider"])
     det = face.options["det_size"]
     app.prepare(ctx_id=-1, det_size=(det, det))
     image = np.asarray(Image.fromarray(reference).resize((640, 640)))
@@ -104,5 +109,4 @@ def test_models_stage_names_what_the_faceid_config_reads():
     config["method"]["lora_weight_name"] = "ip-adapter-faceid_sd15_lora.safetensors"
     weights = {w.name: w for w in weights_named_by([config])}
     assert weights["baseline-motion-adapter"].source == "guoyww/animatediff-motion-adapter-v1-5-2"
-    assert weights["ip-adapter-faceid"].allow_patterns == (
-        "ip-adapter-faceid-portrait_sd15.bin", "ip-adapter-faceid_sd15_lora.safetensors")
+    assert weights["ip-adapter-faceid"].allow_patterns == ("ip-adapter-faceid-portrait_sd15.bin", "ip-adapter-faceid_sd15_lora.safetensors")

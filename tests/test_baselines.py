@@ -8,6 +8,7 @@ import torch
 from diffusers import AnimateDiffPipeline, MotionAdapter
 from diffusers.models.embeddings import ImageProjection, IPAdapterFaceIDImageProjection, IPAdapterPlusImageProjection
 from PIL import Image
+
 from tiny_models import (
     TINY_FACEID_LORA_WEIGHT_NAME,
     TINY_FACEID_PORTRAIT_TOKENS,
@@ -18,7 +19,6 @@ from tiny_models import (
     save_tiny_motion_adapter,
     sd15_attention_layers,
 )
-
 from videomaker.baselines import IP_ADAPTER_VARIANTS, IPAdapterBaseline
 from videomaker.loading import load_components, save_preset
 from videomaker.pipeline import NEGATIVE_PROMPT_HUMAN
@@ -51,8 +51,9 @@ def other_reference():
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     root = tmp_path_factory.mktemp("ip_adapters")
-    return {variant: save_tiny_ip_adapter(root / variant, variant, portrait=variant == "ip-adapter-faceid")
-            for variant in IP_ADAPTER_VARIANTS}
+    return {
+        variant: save_tiny_ip_adapter(root / variant, variant, portrait=variant == "ip-adapter-faceid") for variant in IP_ADAPTER_VARIANTS
+    }
 
 
 def load(weights, variant, **kwargs):
@@ -89,13 +90,23 @@ def plain_animatediff_video():
     """Prompt 0, seed 1 from a stock diffusers AnimateDiffPipeline on fresh tiny components, no adapter."""
     c = load_components("tiny")
     pipe = AnimateDiffPipeline(
-        vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, motion_adapter=None,
+        vae=c.vae,
+        text_encoder=c.text_encoder,
+        tokenizer=c.tokenizer,
+        unet=c.unet,
+        motion_adapter=None,
         scheduler=c.scheduler,
     )
     pipe.set_progress_bar_config(disable=True)
     frames = pipe(
-        prompt=PROMPTS[0], negative_prompt=NEGATIVE_PROMPT_HUMAN, num_frames=16,
-        height=64, width=64, num_inference_steps=2, guidance_scale=8.0, generator=torch.Generator("cpu").manual_seed(1),
+        prompt=PROMPTS[0],
+        negative_prompt=NEGATIVE_PROMPT_HUMAN,
+        num_frames=16,
+        height=64,
+        width=64,
+        num_inference_steps=2,
+        guidance_scale=8.0,
+        generator=torch.Generator("cpu").manual_seed(1),
         output_type="np",
     ).frames[0]
     return (frames * 255).round().astype(np.uint8)
@@ -147,19 +158,26 @@ def test_faceid_normalises_the_embedding(baselines, reference_image):
 
 def test_configured_motion_adapter_replaces_the_presets(staged, weights):
     baseline = IPAdapterBaseline.from_preset(
-        staged["preset"], variant="ip-adapter", weights=weights["ip-adapter"],
-        weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter"], motion_adapter=staged["v152"])
+        staged["preset"],
+        variant="ip-adapter",
+        weights=weights["ip-adapter"],
+        weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter"],
+        motion_adapter=staged["v152"],
+    )
     unet = baseline.pipe.unet
     adapter = MotionAdapter.from_pretrained(staged["v152"])
     assert hasattr(unet.mid_block, "motion_modules")  # v1-5-2's mid-block motion module is there...
-    for ours, theirs in ((unet.mid_block.motion_modules, adapter.mid_block.motion_modules),
-                         (unet.down_blocks[0].motion_modules, adapter.down_blocks[0].motion_modules)):
+    for ours, theirs in (
+        (unet.mid_block.motion_modules, adapter.mid_block.motion_modules),
+        (unet.down_blocks[0].motion_modules, adapter.down_blocks[0].motion_modules),
+    ):
         for key, tensor in theirs.state_dict().items():  # ... with the configured file's weights
             assert torch.equal(ours.state_dict()[key], tensor), key
     assert baseline.provenance["motion_adapter"] == str(staged["v152"]) and baseline.provenance["motion_mid_block"]
 
-    stock = IPAdapterBaseline.from_preset(staged["preset"], variant="ip-adapter", weights=weights["ip-adapter"],
-                                          weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter"])
+    stock = IPAdapterBaseline.from_preset(
+        staged["preset"], variant="ip-adapter", weights=weights["ip-adapter"], weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter"]
+    )
     assert not hasattr(stock.pipe.unet.mid_block, "motion_modules") and not stock.provenance["motion_mid_block"]
     assert stock.provenance["motion_adapter"].endswith("motion_adapter")  # the staged preset's own
 
@@ -258,8 +276,7 @@ def test_faceid_lora_changes_exactly_the_spatial_attention_weights(weights, face
     assert len(touched) == 4 * len(sd15_attention_layers()) and not any("motion_modules" in name for name in touched)
     for name in expected:
         torch.testing.assert_close(changed[name], expected[name], atol=1e-5, rtol=1e-5, msg=name)
-    assert baseline.provenance["lora"] == {"source": "ip-adapter-faceid_tiny.bin (embedded)", "scale": lora_scale,
-                                           "layers": len(touched)}
+    assert baseline.provenance["lora"] == {"source": "ip-adapter-faceid_tiny.bin (embedded)", "scale": lora_scale, "layers": len(touched)}
 
 
 def test_kohya_lora_file_applies_the_same_lora(weights, faceid_without_lora_weights):
@@ -318,8 +335,9 @@ def test_faceid_from_the_hub_cache_offline(tmp_path, monkeypatch, weights):
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    baseline = IPAdapterBaseline.from_preset("tiny", variant="ip-adapter-faceid", weights="h94/IP-Adapter-FaceID",
-                                             weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"])
+    baseline = IPAdapterBaseline.from_preset(
+        "tiny", variant="ip-adapter-faceid", weights="h94/IP-Adapter-FaceID", weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"]
+    )
     assert baseline.provenance["lora"]["layers"] == 32 and baseline.provenance["weights"] == "h94/IP-Adapter-FaceID"
 
 

@@ -39,7 +39,11 @@ def test_save_load_reproduces_outputs_bit_for_bit(tiny, tmp_path, reference_imag
 
     metadata = json.loads((tmp_path / "ckpt" / METADATA_FILE).read_text())
     assert metadata["preset"] == "tiny" and metadata["global_step"] == 12
-    assert metadata["switches"] == {"ref_in_cross_attn": True, "ref_in_motion": switches.ref_in_motion, "update_motion": switches.update_motion}
+    assert metadata["switches"] == {
+        "ref_in_cross_attn": True,
+        "ref_in_motion": switches.ref_in_motion,
+        "update_motion": switches.update_motion,
+    }
     stored = load_file(tmp_path / "ckpt" / WEIGHTS_FILE)
     assert any(".motion_modules." in k for k in stored) == switches.update_motion
 

@@ -13,8 +13,24 @@ def videomaker(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["generate"], ["presets"], ["preprocess"], ["synth-corpus"], ["score"], ["train"],
-                                     ["evaluate"], ["compare"], ["nightly"], ["models"], ["models", "verify"], ["demo"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["generate"],
+        ["presets"],
+        ["preprocess"],
+        ["synth-corpus"],
+        ["score"],
+        ["train"],
+        ["evaluate"],
+        ["compare"],
+        ["nightly"],
+        ["models"],
+        ["models", "verify"],
+        ["demo"],
+    ],
+)
 def test_every_command_has_help(command):
     result = videomaker(*command, "--help")
     assert result.returncode == 0 and "usage: videomaker" in result.stdout
@@ -37,9 +53,23 @@ def test_python_m_prints_the_resolved_config_and_its_keys():
 @pytest.mark.slow
 def test_generate_writes_mp4_gif_and_sidecar(tmp_path):
     result = videomaker(
-        "generate", "--preset", "tiny", "--reference", "skimage:astronaut",
-        "--prompt", "A person wearing a blue hoodie.", "--prompt", "A person riding a horse.",
-        "--seed", "7", "--seed", "8", "--steps", "4", "--output-dir", str(tmp_path),
+        "generate",
+        "--preset",
+        "tiny",
+        "--reference",
+        "skimage:astronaut",
+        "--prompt",
+        "A person wearing a blue hoodie.",
+        "--prompt",
+        "A person riding a horse.",
+        "--seed",
+        "7",
+        "--seed",
+        "8",
+        "--steps",
+        "4",
+        "--output-dir",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     for index, seed in enumerate([7, 8]):

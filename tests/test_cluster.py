@@ -92,16 +92,18 @@ class Cluster:
         labels = self.node_labels()
         ran = set()
         for kind in ("tasks", "actors"):
-            rows = self.api(f"/api/v0/{kind}", limit=10000, detail="true", filter_keys="job_id",
-                            filter_predicates="=", filter_values=job_id)["data"]["result"]["result"]
+            rows = self.api(
+                f"/api/v0/{kind}", limit=10000, detail="true", filter_keys="job_id", filter_predicates="=", filter_values=job_id
+            )["data"]["result"]["result"]
             ran |= {labels.get(row.get("node_id") or "", "?") for row in rows if row.get("node_id")}
         return ran - {"?"}
 
     def submit(self, *command: str) -> str:
         from jobs.submission import runtime_env
 
-        return self.head.client().submit_job(entrypoint=shlex.join(["python", "-m", *command]),
-                                             runtime_env=runtime_env({"HF_HUB_OFFLINE": "1"}))
+        return self.head.client().submit_job(
+            entrypoint=shlex.join(["python", "-m", *command]), runtime_env=runtime_env({"HF_HUB_OFFLINE": "1"})
+        )
 
     def wait(self, submission_id: str, timeout_s: float = 600) -> tuple[str, str]:
         client = self.head.client()
@@ -129,8 +131,8 @@ def cluster_processes(marker: str) -> list[int]:
 def cluster(tmp_path_factory):
     """A head (1 CPU) and two worker nodes (2 CPUs each) on 127.0.0.1; stops every process it started.
 
-(That stopping spares processes it did not start is tested on the head alone in test_demo.py.)
-"""
+    (That stopping spares processes it did not start is tested on the head alone in test_demo.py.)
+    """
     from jobs.local_services import LocalRayHead
 
     logs = tmp_path_factory.mktemp("cluster")
@@ -157,16 +159,32 @@ def corpus(tmp_path_factory):
 
 
 def preprocess_args(corpus, output: Path) -> list[str]:
-    return ["jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--input", str(corpus.manifest_path),
-            "--output-dir", str(output), "--set", f"clips.size={SIZE}", "--set", "tracking.mlflow_tracking_uri=null", "--no-progress",
-            # Parts of 4 sources, so that some are committed before the kill and others after it.
-            "--set", "output.sources_per_part=4", "--set", "output.flush_interval_s=2"]
+    return [
+        "jobs.preprocess",
+        "--config",
+        "jobs/configs/preprocess_demo.yaml",
+        "--input",
+        str(corpus.manifest_path),
+        "--output-dir",
+        str(output),
+        "--set",
+        f"clips.size={SIZE}",
+        "--set",
+        "tracking.mlflow_tracking_uri=null",
+        "--no-progress",
+        # Parts of 4 sources, so that some are committed before the kill and others after it.
+        "--set",
+        "output.sources_per_part=4",
+        "--set",
+        "output.flush_interval_s=2",
+    ]
 
 
 def run_locally(*args: str) -> subprocess.CompletedProcess:
     """The same job on one node: its own local Ray instance (RAY_ADDRESS=local, as conftest sets)."""
-    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
-                            env=os.environ | {"RAY_ADDRESS": "local"})
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900, env=os.environ | {"RAY_ADDRESS": "local"}
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -198,8 +216,11 @@ def test_preprocess_spreads_over_the_nodes_and_finishes_on_the_survivors_of_a_no
     markers = output / "_markers"
     job = cluster.submit(*preprocess_args(corpus, output))
     # Midway: some sources are durable, others are not yet.
-    wait_for(lambda: markers.is_dir() and any(markers.iterdir()) or cluster.head.client().get_job_status(job).is_terminal(),
-             600, "the first durable batch")
+    wait_for(
+        lambda: markers.is_dir() and any(markers.iterdir()) or cluster.head.client().get_job_status(job).is_terminal(),
+        600,
+        "the first durable batch",
+    )
     done_before = len(list(markers.iterdir()))
     ran_before = cluster.nodes_that_ran(job)
     victim = cluster.workers[1]
@@ -233,13 +254,34 @@ def registered_step(run_dir: Path) -> int | None:
 
 def test_training_runs_ddp_across_two_nodes_and_resumes_from_its_checkpoint_after_a_node_kill(cluster, one_node_dataset, tmp_path):
     storage, steps = tmp_path / "runs", 10
-    job = cluster.submit("jobs.train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", str(one_node_dataset),
-                         "--storage-path", str(storage), "--run-name", "multinode", "--set", f"max_steps={steps}",
-                         "--set", "resources.num_workers=2", "--set", f"resources.cpus_per_worker={WHOLE_NODE_CPUS}",
-                         "--set", "checkpoints.every_steps=2", "--set", "checkpoints.max_failures=2",
-                         "--set", "model.switches.update_motion=false")
-    wait_for(lambda: registered_step(storage / "multinode") is not None or cluster.head.client().get_job_status(job).is_terminal(),
-             600, "the first registered checkpoint")
+    job = cluster.submit(
+        "jobs.train",
+        "--config",
+        "jobs/configs/train_tiny.yaml",
+        "--dataset",
+        str(one_node_dataset),
+        "--storage-path",
+        str(storage),
+        "--run-name",
+        "multinode",
+        "--set",
+        f"max_steps={steps}",
+        "--set",
+        "resources.num_workers=2",
+        "--set",
+        f"resources.cpus_per_worker={WHOLE_NODE_CPUS}",
+        "--set",
+        "checkpoints.every_steps=2",
+        "--set",
+        "checkpoints.max_failures=2",
+        "--set",
+        "model.switches.update_motion=false",
+    )
+    wait_for(
+        lambda: registered_step(storage / "multinode") is not None or cluster.head.client().get_job_status(job).is_terminal(),
+        600,
+        "the first registered checkpoint",
+    )
     ran_before = cluster.nodes_that_ran(job)
     killed_after = registered_step(storage / "multinode")
     victim = next(node for node in cluster.workers if node.process is not None)
@@ -258,9 +300,24 @@ def test_training_runs_ddp_across_two_nodes_and_resumes_from_its_checkpoint_afte
 
 def evaluate_args(benchmark: Path, models, output: Path, *pool: str) -> list[str]:
     backends = [arg for role in ("clip", "dino") for arg in ("--set", f"backends.{role}={json.dumps(asdict(getattr(models, role)))}")]
-    return ["jobs.evaluate", "--config", "jobs/configs/eval_demo.yaml", "--benchmark", str(benchmark), "--output-dir", str(output),
-            "--set", "seeds=[0,1]", "--set", "prompts_per_subject=2", "--set", "generators.batch_size=1", *pool, *backends,
-            "--no-progress"]
+    return [
+        "jobs.evaluate",
+        "--config",
+        "jobs/configs/eval_demo.yaml",
+        "--benchmark",
+        str(benchmark),
+        "--output-dir",
+        str(output),
+        "--set",
+        "seeds=[0,1]",
+        "--set",
+        "prompts_per_subject=2",
+        "--set",
+        "generators.batch_size=1",
+        *pool,
+        *backends,
+        "--no-progress",
+    ]
 
 
 def test_evaluation_generates_on_both_worker_nodes_and_survives_a_node_kill(cluster, one_node_dataset, tmp_path):
@@ -270,9 +327,15 @@ def test_evaluation_generates_on_both_worker_nodes_and_survives_a_node_kill(clus
     benchmark = write_benchmark_from_dataset(one_node_dataset, tmp_path / "benchmark")
     models = save_random_metric_models(tmp_path / "metric-models")
     reference = tmp_path / "one-node"
-    local = subprocess.Popen([sys.executable, "-m", *evaluate_args(benchmark, models, reference)], cwd=ROOT,
-                             env=os.environ | {"RAY_ADDRESS": "local"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    local = subprocess.Popen(
+        [sys.executable, "-m", *evaluate_args(benchmark, models, reference)],
+        cwd=ROOT,
+        env=os.environ | {"RAY_ADDRESS": "local"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
     try:
         _evaluate_on_the_cluster(cluster, benchmark, models, reference, local, tmp_path)

@@ -14,12 +14,34 @@ from metrics.published import PUBLISHED, PUBLISHED_ABLATION, published_rows
 from metrics.records import RECORD_SCHEMA
 
 
-def make_record(subject, prompt, seed=0, *, set_name="celebrity", method="ours", status="ok", dd=False,
-                clip_t=0.25, clip_i=0.8, dino_i=0.7, t_cons=0.98, face_sim=0.8, face_frames=16):
+def make_record(
+    subject,
+    prompt,
+    seed=0,
+    *,
+    set_name="celebrity",
+    method="ours",
+    status="ok",
+    dd=False,
+    clip_t=0.25,
+    clip_i=0.8,
+    dino_i=0.7,
+    t_cons=0.98,
+    face_sim=0.8,
+    face_frames=16,
+):
     """A full score record; face_sim=None means no face in the video (objects: set_name='object')."""
     record = dict.fromkeys(RECORD_SCHEMA.names)
-    record.update(video=f"{subject}-{prompt}-{seed}.mp4", subject_id=subject, prompt=prompt, seed=seed,
-                  reference=f"{subject}.png", set=set_name, method=method, status=status)
+    record.update(
+        video=f"{subject}-{prompt}-{seed}.mp4",
+        subject_id=subject,
+        prompt=prompt,
+        seed=seed,
+        reference=f"{subject}.png",
+        set=set_name,
+        method=method,
+        status=status,
+    )
     if status != "ok":
         return record
     record.update(frames=16, clip_t=clip_t, clip_i=clip_i, dino_i=dino_i, t_cons=t_cons, dd_dynamic=dd)
@@ -28,8 +50,9 @@ def make_record(subject, prompt, seed=0, *, set_name="celebrity", method="ours",
     elif face_sim is None:
         record.update(subject_class="person", face_status="no_face_in_video", face_frames=0, face_detection_rate=0.0)
     else:
-        record.update(subject_class="person", face_status="scored", face_sim=face_sim, face_frames=face_frames,
-                      face_detection_rate=face_frames / 16)
+        record.update(
+            subject_class="person", face_status="scored", face_sim=face_sim, face_frames=face_frames, face_detection_rate=face_frames / 16
+        )
     return record
 
 
@@ -40,9 +63,15 @@ def noisy_run(n_subjects, *, seed, shift=0.0, method="ours", videos_per_subject=
     for s in range(n_subjects):
         subject_effect = rng.normal(0, 0.02)
         for p in range(videos_per_subject):
-            records.append(make_record(f"s{s:03d}", f"p{p}", method=method,
-                                       clip_t=0.25 + subject_effect + rng.normal(0, 0.01) + shift,
-                                       dd=bool(rng.random() < 0.4)))
+            records.append(
+                make_record(
+                    f"s{s:03d}",
+                    f"p{p}",
+                    method=method,
+                    clip_t=0.25 + subject_effect + rng.normal(0, 0.01) + shift,
+                    dd=bool(rng.random() < 0.4),
+                )
+            )
     return records
 
 
@@ -82,10 +111,22 @@ CAND = [
 
 def test_published_values_as_typed_from_the_spec():
     assert PUBLISHED[("VideoMaker", "celebrity")] == {
-        "clip_t": 0.2586, "face_sim": 0.8047, "clip_i": 0.8285, "dino_i": 0.7119, "t_cons": 0.9818, "dd": 0.3725}
+        "clip_t": 0.2586,
+        "face_sim": 0.8047,
+        "clip_i": 0.8285,
+        "dino_i": 0.7119,
+        "t_cons": 0.9818,
+        "dd": 0.3725,
+    }
     assert PUBLISHED[("VideoMaker", "non_celebrity")]["face_sim"] == 0.6974
     assert PUBLISHED[("VideoMaker", "object")] == {
-        "clip_t": 0.284, "face_sim": None, "clip_i": 0.8071, "dino_i": 0.7326, "t_cons": 0.9848, "dd": 0.5132}
+        "clip_t": 0.284,
+        "face_sim": None,
+        "clip_i": 0.8071,
+        "dino_i": 0.7326,
+        "t_cons": 0.9848,
+        "dd": 0.5132,
+    }
     assert PUBLISHED[("VideoBooth", "object")]["dino_i"] == 0.6658
     assert PUBLISHED[("ID-Animator", "celebrity")]["clip_i"] == 0.4719
     assert PUBLISHED[("PhotoMaker (SDXL)", "celebrity")]["dd"] == 0.3675
@@ -101,12 +142,19 @@ def test_published_rows_are_complete_and_labelled():
         else:
             assert len(present) == 6, method
     assert [r["method"] for r in published_rows("celebrity")] == [
-        "VideoMaker", "IP-Adapter", "IP-Adapter-Plus", "IP-Adapter-FaceID", "ID-Animator", "PhotoMaker (SDXL)"]
+        "VideoMaker",
+        "IP-Adapter",
+        "IP-Adapter-Plus",
+        "IP-Adapter-FaceID",
+        "ID-Animator",
+        "PhotoMaker (SDXL)",
+    ]
     assert [r["method"] for r in published_rows("object")] == ["VideoMaker", "VideoBooth"]
     ablation = published_rows("celebrity", ablation=True)
     assert [r["method"] for r in ablation] == ["PISA only", "+GIRL", "+ref in cross-attn", "+update motion", "+SHP"]
     assert {k: v for k, v in ablation[-1].items() if k != "method"} == {
-        k: v for k, v in published_rows("celebrity")[0].items() if k != "method"}  # +SHP is the full model
+        k: v for k, v in published_rows("celebrity")[0].items() if k != "method"
+    }  # +SHP is the full model
     assert all(r["source"] == "paper" for r in ablation)
     with pytest.raises(ValueError, match="set_name.*Available"):
         published_rows("custom")

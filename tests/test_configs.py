@@ -129,9 +129,16 @@ def test_keys_carry_their_type_default_and_docstring():
 def test_preprocess_groups_replace_the_flat_keys():
     from pipelines.preprocess.config import PreprocessConfig
 
-    config = validate(PreprocessConfig, {"input": "in", "output_dir": "out", "clips": {"size": 256, "span_frames": 16},
-                                         "references": {"mode": "raw_frame", "per_clip": 2},
-                                         "resources": {"detect": {"max_size": 3}}})
+    config = validate(
+        PreprocessConfig,
+        {
+            "input": "in",
+            "output_dir": "out",
+            "clips": {"size": 256, "span_frames": 16},
+            "references": {"mode": "raw_frame", "per_clip": 2},
+            "resources": {"detect": {"max_size": 3}},
+        },
+    )
     assert (config.clips.size, config.clips.span_frames, config.clips.num_frames) == (256, 16, 16)
     assert (config.references.mode, config.references.per_clip, config.resources.detect.max_size) == ("raw_frame", 2, 3)
     with pytest.raises(ValueError, match=r"config\.size: unknown key\. Valid keys here: \[.*'clips'"):
@@ -147,20 +154,31 @@ def test_config_hash_follows_the_row_shaping_keys_only():
         return validate(PreprocessConfig, {**base, **groups}).config_hash()
 
     plain = digest()
-    not_shaping = dict(resources={"decode_num_cpus": 1, "detect": {"max_size": 4}}, output={"sources_per_part": 3},
-                       tracking={"mlflow_tracking_uri": "sqlite:///x.db"}, sources={"retry_quarantined": True})
+    not_shaping = dict(
+        resources={"decode_num_cpus": 1, "detect": {"max_size": 4}},
+        output={"sources_per_part": 3},
+        tracking={"mlflow_tracking_uri": "sqlite:///x.db"},
+        sources={"retry_quarantined": True},
+    )
     for group, value in not_shaping.items():
         assert digest(**{group: value}) == plain, group
     assert validate(PreprocessConfig, {"input": "elsewhere", "output_dir": "o2"}).config_hash() == plain
-    shaping = dict(clips={"size": 256}, shots={"detector": "none"}, references={"mode": "raw_frame"},
-                   sources={"min_side": 32}, subjects={"head_scale": 2.0}, models={"segmenter": {"name": "sam"}},
-                   latents={"encode": True})
+    shaping = dict(
+        clips={"size": 256},
+        shots={"detector": "none"},
+        references={"mode": "raw_frame"},
+        sources={"min_side": 32},
+        subjects={"head_scale": 2.0},
+        models={"segmenter": {"name": "sam"}},
+        latents={"encode": True},
+    )
     for group, value in shaping.items():
         assert digest(**{group: value}) != plain, group
     assert digest(seed=1) != plain
 
 
 # -- refusals ---------------------------------------------------------------------------------------
+
 
 def refusal(capsys, *argv: str) -> str:
     capsys.readouterr()
@@ -169,20 +187,17 @@ def refusal(capsys, *argv: str) -> str:
 
 
 def test_a_wrong_type_is_refused_naming_the_key(capsys):
-    err = refusal(capsys, "preprocess", "--config", str(CONFIGS / "preprocess_demo.yaml"), "--set", "clips.size=large",
-                  "--print-config")
+    err = refusal(capsys, "preprocess", "--config", str(CONFIGS / "preprocess_demo.yaml"), "--set", "clips.size=large", "--print-config")
     assert "config.clips.size: got 'large' (str), expected int." in err
     # Strict: a quoted number is not an int, a number is not a string.
-    err = refusal(capsys, "preprocess", "--config", str(CONFIGS / "preprocess_demo.yaml"), "--set", 'clips.size="64"',
-                  "--print-config")
+    err = refusal(capsys, "preprocess", "--config", str(CONFIGS / "preprocess_demo.yaml"), "--set", 'clips.size="64"', "--print-config")
     assert "config.clips.size: got '64' (str)" in err
     err = refusal(capsys, "evaluate", "--set", "benchmark=1", "--set", "output_dir=o", "--print-config")
     assert "config.benchmark: got 1 (int), expected str." in err
 
 
 def test_an_unknown_key_is_refused_listing_the_valid_ones(capsys):
-    err = refusal(capsys, "preprocess", "--config", str(CONFIGS / "preprocess_demo.yaml"), "--set", "clips.sise=64",
-                  "--print-config")
+    err = refusal(capsys, "preprocess", "--config", str(CONFIGS / "preprocess_demo.yaml"), "--set", "clips.sise=64", "--print-config")
     assert "config.clips.sise: unknown key. Valid keys here: ['max_per_source', 'num_frames', 'resize_policy', 'size', " in err
 
 
@@ -204,8 +219,7 @@ def test_yaml_no_for_a_string_choice_says_to_quote_it(capsys, tmp_path):
 def test_a_single_value_for_a_list_says_to_write_a_list(capsys):
     err = refusal(capsys, "evaluate", "--set", "benchmark=b.csv", "--set", "output_dir=o", "--set", "seeds=0", "--print-config")
     assert "config.seeds: got 0, expected list[int]: write a list, e.g. [0]." in err
-    err = refusal(capsys, "evaluate", "--set", "benchmark=b.csv", "--set", "output_dir=o", "--set", "seeds=[0, x]",
-                  "--print-config")
+    err = refusal(capsys, "evaluate", "--set", "benchmark=b.csv", "--set", "output_dir=o", "--set", "seeds=[0, x]", "--print-config")
     assert "config.seeds[1]: got 'x' (str), expected int." in err
 
 
@@ -222,11 +236,14 @@ def test_closed_choices_and_cross_field_checks_name_their_key():
     with pytest.raises(ValueError, match=r"config.input: required"):
         validate(PreprocessConfig, {"output_dir": "o"})
     with pytest.raises(ValueError, match=r"config.method.face.options: got 'x' \(str\), expected mapping"):
-        validate(EvaluationConfig, {"benchmark": "b", "output_dir": "o",
-                                    "method": {"kind": "ip-adapter-faceid", "face": {"name": "insightface", "options": "x"}}})
+        validate(
+            EvaluationConfig,
+            {"benchmark": "b", "output_dir": "o", "method": {"kind": "ip-adapter-faceid", "face": {"name": "insightface", "options": "x"}}},
+        )
 
 
 # -- printing and writing -----------------------------------------------------------------------------
+
 
 def test_to_dict_is_json_and_validates_back(tmp_path):
     from pipelines.evaluation.config import EvaluationConfig
@@ -267,7 +284,20 @@ def test_nightly_prints_its_config_without_a_train_run_but_needs_one_to_run(caps
 
 
 def test_flags_override_the_config_in_print(capsys):
-    printed = print_config(capsys, "score", "--config", str(CONFIGS / "score_paper.yaml"), "--manifest", "m.csv",
-                           "--output-dir", "o", "--face-protocol", "corrected", "--set", "expected_frames=8", "--print-config")
+    printed = print_config(
+        capsys,
+        "score",
+        "--config",
+        str(CONFIGS / "score_paper.yaml"),
+        "--manifest",
+        "m.csv",
+        "--output-dir",
+        "o",
+        "--face-protocol",
+        "corrected",
+        "--set",
+        "expected_frames=8",
+        "--print-config",
+    )
     config = yaml.safe_load(printed)
     assert (config["manifest"], config["face_protocol"], config["expected_frames"]) == ("m.csv", "corrected", 8)

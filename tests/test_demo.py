@@ -33,8 +33,9 @@ def test_jobs_api_runs_the_repository_and_reports_failures(tmp_path):
         with LocalRayHead(tmp_path / "logs", num_cpus=1) as head:
             client = head.client()
             log = (tmp_path / "streamed.txt").open("w")
-            job = submit_and_stream(client, "python -c 'import os, jobs.cli; print(\"cwd\", os.getcwd())' && python -m jobs.cli --help",
-                                    out=log)
+            job = submit_and_stream(
+                client, "python -c 'import os, jobs.cli; print(\"cwd\", os.getcwd())' && python -m jobs.cli --help", out=log
+            )
             log.close()
             assert job.status == "SUCCEEDED" and "usage: videomaker" in job.logs
             cwd = next(line.split(" ", 1)[1] for line in job.logs.splitlines() if line.startswith("cwd "))
@@ -64,8 +65,14 @@ def test_demo_runs_preprocess_train_evaluate_compare_as_ray_jobs(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     # The README's main job as a new user runs it: an empty home (no Ray token, no caches, no config).
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
-           "XDG_DATA_HOME": str(home / ".local/share"), "HF_HOME": str(home / ".cache/huggingface")}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "HF_HOME": str(home / ".cache/huggingface"),
+    }
     command = readme_commands()[0] + f" --output-dir {output}"
     result = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

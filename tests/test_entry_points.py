@@ -43,8 +43,9 @@ def test_an_unknown_config_key_is_bad_input_naming_the_key(job, capsys):
 
 
 def test_compare_and_models_report_bad_input_the_same_way(tmp_path):
-    compare = python_m("compare", "nosuchrun", "--mlflow-tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-                       "--output-dir", str(tmp_path / "cmp"))
+    compare = python_m(
+        "compare", "nosuchrun", "--mlflow-tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--output-dir", str(tmp_path / "cmp")
+    )
     assert compare.returncode == 2 and "python -m jobs.compare: error:" in compare.stderr and "nosuchrun" in compare.stderr
     models = python_m("models", "verify", str(tmp_path / "nowhere"))
     assert models.returncode == 2 and "python -m jobs.models: error:" in models.stderr

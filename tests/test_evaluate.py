@@ -37,8 +37,12 @@ SUBJECTS = [  # two subjects per set, as the acceptance run asks
 def write_benchmark(root: Path, rows=SUBJECTS) -> Path:
     from skimage import data
 
-    images = {"astronaut": data.astronaut(), "astronaut_mirrored": data.astronaut()[:, ::-1],
-              "chelsea": data.chelsea(), "coffee": data.coffee()}
+    images = {
+        "astronaut": data.astronaut(),
+        "astronaut_mirrored": data.astronaut()[:, ::-1],
+        "chelsea": data.chelsea(),
+        "coffee": data.coffee(),
+    }
     root.mkdir(parents=True, exist_ok=True)
     for name, image in images.items():
         Image.fromarray(np.ascontiguousarray(image)).save(root / f"{name}.png")
@@ -67,7 +71,12 @@ def test_items_expand_subjects_prompts_and_seeds_with_stable_ids(tmp_path):
     subjects = read_benchmark_manifest(write_benchmark(tmp_path))
     items = benchmark_items(subjects, seeds=[0, 1], prompts_per_subject=2)
     assert len(items) == 6 * 2 * 2
-    assert [i.item_id for i in items[:4]] == ["celebrity/ann/p00_s0", "celebrity/ann/p00_s1", "celebrity/ann/p01_s0", "celebrity/ann/p01_s1"]
+    assert [i.item_id for i in items[:4]] == [
+        "celebrity/ann/p00_s0",
+        "celebrity/ann/p00_s1",
+        "celebrity/ann/p01_s0",
+        "celebrity/ann/p01_s1",
+    ]
     assert items == benchmark_items(read_benchmark_manifest(tmp_path / "benchmark.csv"), seeds=[0, 1], prompts_per_subject=2)
     full = benchmark_items(subjects, sets=["object"])
     assert len(full) == 2 * 10 * 5  # 2 object subjects x 10 class prompts x default 5 seeds
@@ -94,9 +103,16 @@ def test_a_bad_manifest_names_every_bad_row(tmp_path):
     problems = error.value.problems
     assert len(problems) == 6
     message = str(error.value)
-    for expected in ("row 2 (subject_id=bob)", "missing.png' does not exist", "row 3 (subject_id=cid)", "not a readable image",
-                     "unknown set 'famous'", "class 'unicorn' is not in set 'object'", "duplicate subject_id 'ann'",
-                     "row 7 (subject_id=?): empty 'subject_id'"):
+    for expected in (
+        "row 2 (subject_id=bob)",
+        "missing.png' does not exist",
+        "row 3 (subject_id=cid)",
+        "not a readable image",
+        "unknown set 'famous'",
+        "class 'unicorn' is not in set 'object'",
+        "duplicate subject_id 'ann'",
+        "row 7 (subject_id=?): empty 'subject_id'",
+    ):
         assert expected in message
     assert "row 1 " not in message
 
@@ -209,8 +225,22 @@ def evaluation_config(root: Path, backends) -> Path:
 
 
 def evaluate_command(config: Path, benchmark: Path, output: Path, run_name: str, *sets: str) -> list[str]:
-    return [sys.executable, "-m", "jobs.cli", "evaluate", "--config", str(config), "--benchmark", str(benchmark),
-            "--output-dir", str(output), "--run-name", run_name, "--no-progress", *[a for s in sets for a in ("--set", s)]]
+    return [
+        sys.executable,
+        "-m",
+        "jobs.cli",
+        "evaluate",
+        "--config",
+        str(config),
+        "--benchmark",
+        str(benchmark),
+        "--output-dir",
+        str(output),
+        "--run-name",
+        run_name,
+        "--no-progress",
+        *[a for s in sets for a in ("--set", s)],
+    ]
 
 
 def sidecars(output: Path) -> list[Path]:
@@ -257,8 +287,12 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     base = tmp_path / "base"
 
     # 1. Kill the job once some videos are done, leave a cut-short file behind, and re-run.
-    job = subprocess.Popen(evaluate_command(config, benchmark, base, "base", "generators.batch_size=1"),
-                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        evaluate_command(config, benchmark, base, "base", "generators.batch_size=1"),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while len(sidecars(base)) < 6 and time.time() < deadline and job.poll() is None:
         time.sleep(0.05)
@@ -299,13 +333,17 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     assert sorted(c.data.tags["videomaker.set"] for c in children) == ["celebrity", "non_celebrity", "object"]
     samples = __import__("pyarrow.parquet", fromlist=["x"]).read_table(base / "scores" / "samples.parquet").to_pylist()
     # each record names the file each metric read: the lossless frames for the embeddings, the GIF for DD
-    assert all(s["video"].endswith(".mkv") and s["dd_video"].endswith(".gif") and s["face_protocol"] == "corrected"
-               and s["dd_frames"] == 16 for s in samples)
+    assert all(
+        s["video"].endswith(".mkv") and s["dd_video"].endswith(".gif") and s["face_protocol"] == "corrected" and s["dd_frames"] == 16
+        for s in samples
+    )
     for child in children:
         set_name = child.data.tags["videomaker.set"]
         assert child.data.metrics["videos"] == 8 and child.data.metrics["subjects"] == 2
         own = [s for s in samples if s["set"] == set_name]
-        mean_of_subjects = np.mean([np.mean([s["clip_t"] for s in own if s["subject_id"] == sub]) for sub in {s["subject_id"] for s in own}])
+        mean_of_subjects = np.mean(
+            [np.mean([s["clip_t"] for s in own if s["subject_id"] == sub]) for sub in {s["subject_id"] for s in own}]
+        )
         assert child.data.metrics["clip_t"] == pytest.approx(mean_of_subjects)
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"samples.json", "samples.parquet", "videos"} <= artifacts
@@ -318,19 +356,52 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
         assert not any(p.endswith(".mkv") for p in videos)  # the lossless copies stay in output_dir
 
     # 3. Another code base's videos enter by import and score exactly like ours (one set keeps it short).
-    rows = [{"set": s["set"], "subject_id": s["subject_id"], "prompt": s["prompt"], "seed": s["seed"], "video": s["video"]}
-            for s in samples if s["set"] == "object"]
+    rows = [
+        {"set": s["set"], "subject_id": s["subject_id"], "prompt": s["prompt"], "seed": s["seed"], "video": s["video"]}
+        for s in samples
+        if s["set"] == "object"
+    ]
     (tmp_path / "imported.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    code = main(["evaluate", "--config", str(config), "--benchmark", str(benchmark), "--output-dir", str(tmp_path / "imp"),
-                 "--run-name", "imported", "--no-progress", "--set", "method.kind=imported",
-                 "--set", f"method.videos={tmp_path / 'imported.jsonl'}", "--set", "method.name=other-method",
-                 "--set", "sets=[object]"])
+    code = main(
+        [
+            "evaluate",
+            "--config",
+            str(config),
+            "--benchmark",
+            str(benchmark),
+            "--output-dir",
+            str(tmp_path / "imp"),
+            "--run-name",
+            "imported",
+            "--no-progress",
+            "--set",
+            "method.kind=imported",
+            "--set",
+            f"method.videos={tmp_path / 'imported.jsonl'}",
+            "--set",
+            "method.name=other-method",
+            "--set",
+            "sets=[object]",
+        ]
+    )
     assert code == 0
 
     # 4. Compare: the table with N and the paper's rows, zero deltas for identical videos, a chart.
     capsys.readouterr()
-    assert main(["compare", "base", "imported", "--mlflow-tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-                 "--output-dir", str(tmp_path / "cmp")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "base",
+                "imported",
+                "--mlflow-tracking-uri",
+                f"sqlite:///{tmp_path}/mlflow.db",
+                "--output-dir",
+                str(tmp_path / "cmp"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "base" in out and "imported" in out and "VideoMaker (paper)" in out and "0.2586" in out
     report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
@@ -349,8 +420,25 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     train_run = tmp_path / "train" / "tiny-run"
     degraded_checkpoint(train_run)
     tolerances = [a for m in ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons", "dd") for a in ("--tolerance", f"{m}=0")]
-    code = main(["nightly", "--config", str(config), "--benchmark", str(benchmark), "--output-dir", str(tmp_path / "nightly"),
-                 "--train-run", str(train_run), "--baseline", "base", "--no-progress", "--set", "sets=[celebrity]", *tolerances])
+    code = main(
+        [
+            "nightly",
+            "--config",
+            str(config),
+            "--benchmark",
+            str(benchmark),
+            "--output-dir",
+            str(tmp_path / "nightly"),
+            "--train-run",
+            str(train_run),
+            "--baseline",
+            "base",
+            "--no-progress",
+            "--set",
+            "sets=[celebrity]",
+            *tolerances,
+        ]
+    )
     nightly = capsys.readouterr().out
     assert code == 3, nightly[-3000:]  # a regression, told apart from a crash (1) and bad input (2)
     assert "NIGHTLY FAIL" in nightly and " fell by " in nightly
@@ -359,8 +447,10 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     assert candidate.data.tags["nightly.baseline_run_id"] == parent.info.run_id
     failed = candidate.data.tags["nightly.failed_metrics"].split(",")
     read = __import__("pyarrow.parquet", fromlist=["x"]).read_table
-    after = {(s["set"], s["subject_id"], s["prompt"], s["seed"]): s
-             for s in read(tmp_path / "nightly" / "tiny-run-checkpoint_00000002" / "scores" / "samples.parquet").to_pylist()}
+    after = {
+        (s["set"], s["subject_id"], s["prompt"], s["seed"]): s
+        for s in read(tmp_path / "nightly" / "tiny-run-checkpoint_00000002" / "scores" / "samples.parquet").to_pylist()
+    }
     for name in failed:
         set_name, metric = name.split(".")
         field = "dd_dynamic" if metric == "dd" else metric
@@ -369,7 +459,9 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
         by_subject = {}
         for b, a in pairs:
             by_subject.setdefault(b["subject_id"], []).append(float(a[field]) - float(b[field]))
-        fall = np.mean([np.mean(v) for v in by_subject.values()]) if metric != "dd" else np.mean([d for v in by_subject.values() for d in v])
+        fall = (
+            np.mean([np.mean(v) for v in by_subject.values()]) if metric != "dd" else np.mean([d for v in by_subject.values() for d in v])
+        )
         assert fall < 0, f"{name} was named but changed by {fall}"
         assert f"{set_name} " in nightly and METRIC_LABELS[metric] in nightly
 
@@ -381,8 +473,13 @@ def test_ip_adapter_faceid_method_takes_its_face_from_the_metrics_face_backend(t
     from tiny_models import TINY_IP_ADAPTER_WEIGHT_NAMES, save_tiny_ip_adapter
 
     weights = save_tiny_ip_adapter(tmp_path / "faceid", "ip-adapter-faceid")
-    method = MethodConfig(kind="ip-adapter-faceid", weights=str(weights), weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"],
-                          subfolder="", face=tiny_metric_models.face)
+    method = MethodConfig(
+        kind="ip-adapter-faceid",
+        weights=str(weights),
+        weight_name=TINY_IP_ADAPTER_WEIGHT_NAMES["ip-adapter-faceid"],
+        subfolder="",
+        face=tiny_metric_models.face,
+    )
     generator = VideoGenerator(method, GenerationSettings(num_inference_steps=2))
     batch = generator([reference_image], ["A person wearing sunglasses."], [0], "blurry")
     assert batch.frames.shape == (1, 16, 64, 64, 3) and batch.frames.dtype == np.uint8

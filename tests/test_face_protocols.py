@@ -86,6 +86,7 @@ def author_face_sim(app, reference: np.ndarray, frames: list[np.ndarray]) -> flo
 
 def corrected_face_sim(app, reference: np.ndarray, frames: list[np.ndarray]) -> float:
     """BGR into insightface as it expects, the reference as it is, the largest face everywhere."""
+
     def largest(image):
         faces = app.get(np.ascontiguousarray(image[..., ::-1]))
         if not faces:
@@ -137,8 +138,7 @@ def test_paper_protocol_equals_the_authors_steps(face_backend, face_analysis, em
 
 def test_corrected_protocol_equals_bgr_largest_face_and_differs_from_paper(face_backend, face_analysis, embedders):
     (paper,) = suite_of(face_backend, "paper", embedders).score([VideoToScore(np.stack(FRAMES), "A person.", REFERENCE)])
-    (corrected,) = suite_of(face_backend, "corrected", embedders).score(
-        [VideoToScore(np.stack(FRAMES), "A person.", REFERENCE)])
+    (corrected,) = suite_of(face_backend, "corrected", embedders).score([VideoToScore(np.stack(FRAMES), "A person.", REFERENCE)])
     assert corrected.face_protocol == "corrected"
     assert corrected.face.score == pytest.approx(corrected_face_sim(face_analysis, REFERENCE, FRAMES), abs=1e-6)
     assert abs(corrected.face.score - paper.face.score) > 1e-3
@@ -169,11 +169,15 @@ def test_records_name_the_protocol_and_a_faceless_video_is_excluded(face_backend
     frames = np.stack([FRAMES[i % len(FRAMES)] for i in range(16)])
     video = write_lossless(frames, tmp_path / "v.mkv")
     faceless = write_lossless(np.stack([FRAMES[2]] * 16), tmp_path / "none.mkv")
-    requests = [ScoreRequest(str(video), "s", "A person.", str(reference)),
-                ScoreRequest(str(faceless), "s", "A person.", str(reference)),
-                ScoreRequest(str(tmp_path / "missing.mkv"), "s", "A person.", str(reference))]
-    for protocol, expected in (("paper", author_face_sim(face_analysis, REFERENCE, list(frames))),
-                               ("corrected", corrected_face_sim(face_analysis, REFERENCE, list(frames)))):
+    requests = [
+        ScoreRequest(str(video), "s", "A person.", str(reference)),
+        ScoreRequest(str(faceless), "s", "A person.", str(reference)),
+        ScoreRequest(str(tmp_path / "missing.mkv"), "s", "A person.", str(reference)),
+    ]
+    for protocol, expected in (
+        ("paper", author_face_sim(face_analysis, REFERENCE, list(frames))),
+        ("corrected", corrected_face_sim(face_analysis, REFERENCE, list(frames))),
+    ):
         records = score_requests(suite_of(face_backend, protocol, embedders), requests)
         assert [r["face_protocol"] for r in records] == [protocol] * 3  # error records too
         assert records[0]["face_sim"] == pytest.approx(expected, abs=1e-6)

@@ -54,6 +54,7 @@ def test_loss_equals_hand_computation():
     # What the UNet received: 17 frames, reference last with remind noise at t', one t for all frames.
     sample, timestep, encoder_hidden_states = unet.calls[0]
     assert sample.shape == (batch, channels, 17, h, w)
+
     def per_sample(values):  # (batch,) -> broadcastable over (batch, channels, frames, height, width)
         return values.reshape(-1, 1, 1, 1, 1)
 
@@ -72,8 +73,14 @@ def test_remind_timestep_is_floor_of_one_percent_per_sample():
     t = torch.arange(1000)
     assert torch.equal(remind_timesteps(t), torch.tensor([int(np.floor(0.01 * v)) for v in range(1000)]))
     unet = KnownOutputUNet(torch.zeros(64, 4, 17, 2, 2))
-    out = girl_loss(unet, make_scheduler(), torch.zeros(64, 4, 16, 2, 2), torch.zeros(64, 4, 1, 2, 2),
-                    torch.zeros(64, 77, 4), generator=torch.Generator().manual_seed(0))
+    out = girl_loss(
+        unet,
+        make_scheduler(),
+        torch.zeros(64, 4, 16, 2, 2),
+        torch.zeros(64, 4, 1, 2, 2),
+        torch.zeros(64, 77, 4),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert len(set(out.timesteps.tolist())) > 30  # per sample, not one t for the batch
     assert torch.equal(out.remind_timesteps, out.timesteps // 100)
 
@@ -153,6 +160,13 @@ def test_girl_false_still_drops_the_reference_for_classifier_free_guidance():
     reference = torch.ones(batch, channels, 1, h, w)
     unet = KnownOutputUNet(torch.zeros(batch, channels, 17, h, w))
     config = GIRLConfig(girl=False, drop_text=0.0, drop_reference=1.0, drop_both=0.0)
-    girl_loss(unet, make_scheduler(), torch.zeros(batch, channels, 16, h, w), reference, torch.ones(batch, 77, 8),
-              generator=torch.Generator().manual_seed(0), config=config)
+    girl_loss(
+        unet,
+        make_scheduler(),
+        torch.zeros(batch, channels, 16, h, w),
+        reference,
+        torch.ones(batch, 77, 8),
+        generator=torch.Generator().manual_seed(0),
+        config=config,
+    )
     assert not unet.calls[0][0][:, :, 16:].any()

@@ -13,14 +13,25 @@ from videomaker.references import load_reference, prepare_reference
 # A stored scheduler config unlike DDIMScheduler's defaults and unlike SD1.5's (other betas), as a
 # backbone's scheduler/scheduler_config.json (SD1.5 lineage stores a PNDMScheduler config).
 STORED = {
-    "_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "num_train_timesteps": 1000,
-    "beta_start": 0.001, "beta_end": 0.015, "beta_schedule": "scaled_linear", "trained_betas": None,
-    "clip_sample": True, "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 0,
-    "timestep_spacing": "leading", "prediction_type": "epsilon",
+    "_class_name": "PNDMScheduler",
+    "_diffusers_version": "0.6.0",
+    "num_train_timesteps": 1000,
+    "beta_start": 0.001,
+    "beta_end": 0.015,
+    "beta_schedule": "scaled_linear",
+    "trained_betas": None,
+    "clip_sample": True,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 0,
+    "timestep_spacing": "leading",
+    "prediction_type": "epsilon",
 }
 OVERRIDES = {"clip_sample": False, "timestep_spacing": "linspace", "beta_schedule": "linear", "steps_offset": 1}
-BENCHMARK_NEGATIVE = ("asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch, multiple "
-                      "people, text on the screen, nobody, awkward angles, Facial blur")
+BENCHMARK_NEGATIVE = (
+    "asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch, multiple "
+    "people, text on the screen, nobody, awkward angles, Facial blur"
+)
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +183,7 @@ def test_eval_paper_generates_in_float32_with_the_authors_benchmark_negative_pro
     from videomaker.pipeline import NEGATIVE_PROMPT_BENCHMARK
 
     assert NEGATIVE_PROMPT_BENCHMARK == BENCHMARK_NEGATIVE
-    config = load_config(EvaluationConfig, Path(__file__).parents[1] / "jobs/configs/eval_paper.yaml",
-                         ["benchmark=b.csv", "output_dir=o"])
+    config = load_config(EvaluationConfig, Path(__file__).parents[1] / "jobs/configs/eval_paper.yaml", ["benchmark=b.csv", "output_dir=o"])
     assert config.generation.negative_prompt == BENCHMARK_NEGATIVE and config.generation.dtype == "float32"
 
 
@@ -185,8 +195,10 @@ def test_generation_uses_the_configured_negative_prompt_for_every_subject(tmp_pa
     from videomaker.pipeline import NEGATIVE_PROMPT_OBJECT
 
     Image.fromarray(reference_image).save(tmp_path / "ref.png")
-    subjects = [BenchmarkSubject("p1", "non_celebrity", "person", str(tmp_path / "ref.png")),
-                BenchmarkSubject("d1", "object", "dog", str(tmp_path / "ref.png"))]
+    subjects = [
+        BenchmarkSubject("p1", "non_celebrity", "person", str(tmp_path / "ref.png")),
+        BenchmarkSubject("d1", "object", "dog", str(tmp_path / "ref.png")),
+    ]
     items = [BenchmarkItem(subject, 0, "A subject on a beach.", 0) for subject in subjects]
 
     batch = GenerateBatch(MethodConfig(preset="tiny"), GenerationSettings(num_inference_steps=1), str(tmp_path))
@@ -195,8 +207,7 @@ def test_generation_uses_the_configured_negative_prompt_for_every_subject(tmp_pa
         out = tmp_path / f"videos-{settings.negative_prompt is None}"
         batch.settings, batch.videos_dir = settings, str(out)  # one loaded model, two settings
         batch._generate(items)
-        return {item.subject.subject_id: json.loads((out / f"{item.item_id}.json").read_text())["negative_prompt"]
-                for item in items}
+        return {item.subject.subject_id: json.loads((out / f"{item.item_id}.json").read_text())["negative_prompt"] for item in items}
 
     one = negatives(GenerationSettings(num_inference_steps=1, negative_prompt=BENCHMARK_NEGATIVE))
     assert one == {"p1": BENCHMARK_NEGATIVE, "d1": BENCHMARK_NEGATIVE}

@@ -27,9 +27,7 @@ def imported_roots(path: Path) -> set[str]:
 def test_package_imports_respect_the_layering(package):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files
-    violations = {
-        str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package]) for f in files
-    }
+    violations = {str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package]) for f in files}
     assert {f: v for f, v in violations.items() if v} == {}
 
 
@@ -37,8 +35,9 @@ def project_files() -> list[str]:
     """Every file of the project: tracked, plus new files not yet committed (git's ignore rules apply)."""
     import subprocess
 
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     return sorted({name for name in listed if (ROOT / name).is_file()})
 
 
@@ -113,7 +112,11 @@ def test_every_section_pointer_into_the_method_page_exists():
 
     sections = set(re.findall(r"^## (\d+)\. ", (ROOT / "docs/method.md").read_text(), flags=re.M))
     pointer = re.compile(r"docs/method\.md,? section (\d+)")
-    wrong = [f"{name}: section {n}" for name in text_files() for n in pointer.findall((ROOT / name).read_text(errors="replace"))
-             if n not in sections]
+    wrong = [
+        f"{name}: section {n}"
+        for name in text_files()
+        for n in pointer.findall((ROOT / name).read_text(errors="replace"))
+        if n not in sections
+    ]
     assert sections >= {str(n) for n in range(1, 11)}
     assert not wrong, "\n".join(wrong)

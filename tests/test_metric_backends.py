@@ -10,7 +10,7 @@ import torch
 from metrics.backends import BackendSpec, MetricBackendsConfig, load_backends
 from metrics.backends.flow import OpenCVFlow, RAFTFlow
 from metrics.dynamic_degree import dynamic_degree, judge_video, pair_score
-from metrics.records import ScoreRequest, records_table, RECORD_SCHEMA, score_requests
+from metrics.records import RECORD_SCHEMA, ScoreRequest, records_table, score_requests
 from metrics.suite import MetricSuite, VideoToScore
 
 
@@ -37,7 +37,11 @@ def test_every_backend_describes_its_weights(backends):
     assert described["clip"]["activation"] == "QuickGELU"  # the tiny CLIP's config says quick_gelu, like OpenAI's
     assert described["dino"]["layer_norm_eps"] == 1e-6
     assert {role: d["name"] for role, d in described.items()} == {
-        "clip": "open_clip", "dino": "transformers-dino", "face": "insightface", "flow": "raft"}
+        "clip": "open_clip",
+        "dino": "transformers-dino",
+        "face": "insightface",
+        "flow": "raft",
+    }
     for role, description in described.items():
         assert description["digest"].startswith("sha256:") and description["version"], role
 
@@ -208,8 +212,14 @@ def test_records_name_every_bad_input_and_score_the_rest(suite, tmp_path):
     ]
     records = score_requests(suite, requests)
     assert [(r["status"], r["error"]) for r in records] == [
-        ("ok", None), ("error", "video_unreadable"), ("error", "reference_missing"),
-        ("error", "frame_count_mismatch"), ("error", "video_missing"), ("ok", None), ("ok", None)]
+        ("ok", None),
+        ("error", "video_unreadable"),
+        ("error", "reference_missing"),
+        ("error", "frame_count_mismatch"),
+        ("error", "video_missing"),
+        ("ok", None),
+        ("ok", None),
+    ]
     assert "9 frames, expected 16" in records[3]["message"] and "missing.png" in records[2]["message"]
     assert records[0]["face_status"] == "scored" and records[0]["face_detection_rate"] == 1.0
     assert records[5]["face_status"] == "reference_has_no_face" and records[5]["face_sim"] is None

@@ -165,9 +165,20 @@ def test_a_reference_without_a_face_is_reported_and_frames_still_counted():
 
 def record(subject, clip_t_value, face=None, face_status="scored", dynamic=False, frames=16, face_frames=16, status="ok", set_="celebrity"):
     return {
-        "method": "ours", "set": set_, "subject_id": subject, "reference": f"{subject}.png", "status": status,
-        "clip_t": clip_t_value, "clip_i": clip_t_value, "dino_i": clip_t_value, "t_cons": clip_t_value,
-        "face_sim": face, "face_status": face_status, "face_frames": face_frames, "frames": frames, "dd_dynamic": dynamic,
+        "method": "ours",
+        "set": set_,
+        "subject_id": subject,
+        "reference": f"{subject}.png",
+        "status": status,
+        "clip_t": clip_t_value,
+        "clip_i": clip_t_value,
+        "dino_i": clip_t_value,
+        "t_cons": clip_t_value,
+        "face_sim": face,
+        "face_status": face_status,
+        "face_frames": face_frames,
+        "frames": frames,
+        "dd_dynamic": dynamic,
     }
 
 

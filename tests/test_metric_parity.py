@@ -31,17 +31,39 @@ from metrics.dynamic_degree import pair_score
 UNIT_TOLERANCE = 1e-5
 PAIR_SCORE_TOLERANCE = 1e-4
 PROMPTS = ["A person wearing a blue hoodie.", "a cat is running on the grass, 4k", "Astronaut!  holding   a  helmet"]
-OPENAI_VIT_B_32 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
-                       context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
+OPENAI_VIT_B_32 = dict(
+    embed_dim=512,
+    image_resolution=224,
+    vision_layers=12,
+    vision_width=768,
+    vision_patch_size=32,
+    context_length=77,
+    vocab_size=49408,
+    transformer_width=512,
+    transformer_heads=8,
+    transformer_layers=12,
+)
 OPENAI_HUB_REPO = "timm/vit_base_patch32_clip_224.openai"  # where open_clip 3.x reads the `openai` tag of ViT-B-32
 DINO_HUB_REPO = "facebook/dino-vits16"
 # config.json of facebook/dino-vits16 as the hub conversion wrote it: transformers' ViT defaults
 # (layer_norm_eps 1e-12) with the ViT-S/16 sizes.
 DINO_HUB_CONFIG = {
-    "architectures": ["ViTModel"], "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
-    "hidden_size": 384, "image_size": 224, "initializer_range": 0.02, "intermediate_size": 1536, "layer_norm_eps": 1e-12,
-    "model_type": "vit", "num_attention_heads": 6, "num_channels": 3, "num_hidden_layers": 12, "patch_size": 16,
-    "qkv_bias": True, "torch_dtype": "float32",
+    "architectures": ["ViTModel"],
+    "attention_probs_dropout_prob": 0.0,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "hidden_size": 384,
+    "image_size": 224,
+    "initializer_range": 0.02,
+    "intermediate_size": 1536,
+    "layer_norm_eps": 1e-12,
+    "model_type": "vit",
+    "num_attention_heads": 6,
+    "num_channels": 3,
+    "num_hidden_layers": 12,
+    "patch_size": 16,
+    "qkv_bias": True,
+    "torch_dtype": "float32",
 }
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -61,8 +83,11 @@ def images():
     from skimage import data
 
     astronaut, coffee = data.astronaut(), data.coffee()
-    return [np.ascontiguousarray(astronaut[20:470, 100:400]), np.ascontiguousarray(coffee[30:330, :]),
-            np.ascontiguousarray(astronaut[:300, 150:450])]
+    return [
+        np.ascontiguousarray(astronaut[20:470, 100:400]),
+        np.ascontiguousarray(coffee[30:330, :]),
+        np.ascontiguousarray(astronaut[:300, 150:450]),
+    ]
 
 
 def hub_cache_entry(hub_cache: Path, repo: str, files: dict[str, bytes]) -> Path:
@@ -115,8 +140,10 @@ def openai_expected(openai_state_dict, images):
 
 def clip_difference(embedder, images, expected) -> tuple[float, float]:
     expected_images, expected_texts = expected
-    return (max_unit_difference(embedder.embed_images(images), expected_images),
-            max_unit_difference(embedder.embed_texts(PROMPTS), expected_texts))
+    return (
+        max_unit_difference(embedder.embed_images(images), expected_images),
+        max_unit_difference(embedder.embed_texts(PROMPTS), expected_texts),
+    )
 
 
 def save_torchscript_release(state: dict, path: Path) -> Path:
@@ -168,7 +195,8 @@ def test_clip_from_openai_torchscript_release_equals_openai_clip(openai_state_di
 
 @pytest.mark.slow  # three ViT-B/32 builds
 def test_gelu_with_openai_weights_fails_the_parity_and_an_unknown_file_says_how_to_force(
-        openai_state_dict, openai_expected, images, tmp_path, caplog):
+    openai_state_dict, openai_expected, images, tmp_path, caplog
+):
     named = tmp_path / "ViT-B-32.pt"
     torch.save(openai_state_dict, named)
     gelu = OpenCLIPEmbedder("ViT-B-32", str(named), quick_gelu=False)
@@ -196,15 +224,16 @@ def openai_hub_repo_files(state: dict) -> dict[str, bytes]:
     import open_clip
 
     tag = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
-    config = {"model_cfg": open_clip.get_model_config("ViT-B-32"),
-              "preprocess_cfg": {key: tag[key] for key in ("mean", "std", "interpolation", "resize_mode")}}
+    config = {
+        "model_cfg": open_clip.get_model_config("ViT-B-32"),
+        "preprocess_cfg": {key: tag[key] for key in ("mean", "std", "interpolation", "resize_mode")},
+    }
     return {"open_clip_config.json": json.dumps(config).encode(), "open_clip_model.safetensors": safetensors_bytes(state)}
 
 
 def test_clip_from_a_staged_directory_equals_openai_clip(openai_state_dict, openai_expected, images, tmp_path):
     from jobs.staging import stage, use_staged_weights
     from jobs.weight_sources import weights_named_by, with_source_overrides
-
     from metrics.backends import BackendSpec, MetricBackendsConfig, load_backend
 
     fetched = tmp_path / "fetched-by-hand"  # `hf download timm/vit_base_patch32_clip_224.openai` on another machine
@@ -271,12 +300,21 @@ class DinoViT(nn.Module):
 
 def dino_to_transformers(state: dict, depth: int = 12) -> dict:
     """The original DINO checkpoint's keys and fused qkv as transformers' ViTModel names them."""
-    out = {"embeddings.cls_token": state["cls_token"], "embeddings.position_embeddings": state["pos_embed"],
-           "embeddings.patch_embeddings.projection.weight": state["patch_embed.proj.weight"],
-           "embeddings.patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
-           "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}
-    renamed = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.output.dense",
-               "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}
+    out = {
+        "embeddings.cls_token": state["cls_token"],
+        "embeddings.position_embeddings": state["pos_embed"],
+        "embeddings.patch_embeddings.projection.weight": state["patch_embed.proj.weight"],
+        "embeddings.patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
+        "layernorm.weight": state["norm.weight"],
+        "layernorm.bias": state["norm.bias"],
+    }
+    renamed = {
+        "norm1": "layernorm_before",
+        "norm2": "layernorm_after",
+        "attn.proj": "attention.output.dense",
+        "mlp.fc1": "intermediate.dense",
+        "mlp.fc2": "output.dense",
+    }
     for i in range(depth):
         source, target = f"blocks.{i}.", f"encoder.layer.{i}."
         for old, new in renamed.items():
@@ -318,8 +356,10 @@ def dino_expected(dino_reference, images):
 
 
 def dino_hub_files(reference: nn.Module) -> dict[str, bytes]:
-    return {"config.json": json.dumps(DINO_HUB_CONFIG).encode(),
-            "model.safetensors": safetensors_bytes(dino_to_transformers(reference.state_dict()))}
+    return {
+        "config.json": json.dumps(DINO_HUB_CONFIG).encode(),
+        "model.safetensors": safetensors_bytes(dino_to_transformers(reference.state_dict())),
+    }
 
 
 def test_dino_from_a_local_directory_equals_the_original_dino_vit(dino_reference, dino_expected, images, tmp_path):
@@ -350,8 +390,14 @@ def test_dino_pixels_equal_the_authors_image_processor_and_a_centre_crop_would_f
     # A 256-resize + 224 centre crop (DINO's ImageNet evaluation) is not what the scores used: it must not pass.
     from torchvision import transforms
 
-    crop = transforms.Compose([transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(224),
-                               transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    crop = transforms.Compose(
+        [
+            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
     from PIL import Image
 
     with torch.no_grad():
@@ -436,8 +482,9 @@ def test_raft_c_t_v1_from_torch_hub_cache_equals_vbench(raft_weights, panning_fr
     checkpoints.mkdir(parents=True)
     (checkpoints / Path(Raft_Large_Weights.C_T_V1.url).name).write_bytes(raft_weights.read_bytes())
     flow = RAFTFlow("C_T_V1")
-    np.testing.assert_allclose([pair_score(f) for f in flow.consecutive_flows(panning_frames)], vbench_expected,
-                               atol=PAIR_SCORE_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(
+        [pair_score(f) for f in flow.consecutive_flows(panning_frames)], vbench_expected, atol=PAIR_SCORE_TOLERANCE, rtol=0
+    )
 
 
 # --- The published defaults from a user's caches, offline -----------------------------------------------------
@@ -460,8 +507,8 @@ OFFLINE_LOAD = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_published_defaults_load_offline_from_a_users_caches_and_equal_the_references(
-        openai_state_dict, openai_expected, dino_reference, dino_expected, raft_weights, panning_frames, vbench_expected,
-        images, tmp_path):
+    openai_state_dict, openai_expected, dino_reference, dino_expected, raft_weights, panning_frames, vbench_expected, images, tmp_path
+):
     from torchvision.models.optical_flow import Raft_Large_Weights
 
     home = tmp_path / "home"
@@ -473,11 +520,17 @@ def test_published_defaults_load_offline_from_a_users_caches_and_equal_the_refer
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs, images=np.array(images, dtype=object), prompts=np.array(PROMPTS), frames=panning_frames)
 
-    env = {**os.environ, "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(home / "torch"),
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "HF_HOME": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "TORCH_HOME": str(home / "torch"),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("HF_HUB_CACHE", None)
-    result = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, str(inputs), str(tmp_path / "out.npz")], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_LOAD, str(inputs), str(tmp_path / "out.npz")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = np.load(tmp_path / "out.npz")
     assert str(out["activation"]) == "QuickGELU" and float(out["dino_eps"]) == 1e-6

@@ -40,28 +40,46 @@ def s3(tmp_path_factory):
     endpoint = f"http://127.0.0.1:{port}"
     log = open(tmp_path_factory.mktemp("s3") / "moto.log", "w")
     # The first three requests (creating the user, its policy and key) are let through unsigned; then every one is checked.
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
-            except OSError:
+            except OSError as error:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start; see {log.name}")
+                    raise RuntimeError(f"moto_server did not start; see {log.name}") from error
                 time.sleep(0.2)
-        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bootstrap",
-                           aws_secret_access_key="bootstrap")
+        iam = boto3.client(
+            "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap"
+        )
         iam.create_user(UserName="videomaker")
-        iam.put_user_policy(UserName="videomaker", PolicyName="everything", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="videomaker",
+            PolicyName="everything",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+        )
         key = iam.create_access_key(UserName="videomaker")["AccessKey"]
-        env = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-               "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true"}
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
+        env = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket=BUCKET)
         yield env
     finally:
         server.kill()
@@ -72,8 +90,13 @@ def s3(tmp_path_factory):
 def objects(env: dict, prefix: str) -> list[str]:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
@@ -81,8 +104,13 @@ def objects(env: dict, prefix: str) -> list[str]:
 def buckets(env: dict) -> list[str]:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     return sorted(b["Name"] for b in client.list_buckets()["Buckets"])
 
 
@@ -111,21 +139,47 @@ class _env:
 
 
 def python_m(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=os.environ | env | {"RAY_ADDRESS": "local"})
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | env | {"RAY_ADDRESS": "local"},
+    )
 
 
 def test_a_missing_bucket_or_a_wrong_secret_fails_before_any_work_naming_the_uri(s3, tmp_path):
     from pipelines.preprocess.synthetic import make_corpus
 
     corpus = make_corpus(tmp_path / "corpus", num_faces=1, num_objects=0, broken=False, frames=20, size=(64, 64))
-    missing = python_m(s3, "jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--input", str(corpus.manifest_path),
-                       "--output-dir", "s3://no-such-bucket/shp", "--set", "tracking.mlflow_tracking_uri=null", "--no-progress")
+    missing = python_m(
+        s3,
+        "jobs.preprocess",
+        "--config",
+        "jobs/configs/preprocess_demo.yaml",
+        "--input",
+        str(corpus.manifest_path),
+        "--output-dir",
+        "s3://no-such-bucket/shp",
+        "--set",
+        "tracking.mlflow_tracking_uri=null",
+        "--no-progress",
+    )
     assert missing.returncode == 2, missing.stderr[-3000:]
     assert "`output_dir` 's3://no-such-bucket/shp': cannot write to it: bucket 'no-such-bucket' does not exist" in missing.stderr
 
-    wrong = python_m(s3 | {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, "jobs.evaluate", "--config", "jobs/configs/eval_demo.yaml",
-                     "--benchmark", f"s3://{BUCKET}/nothing/benchmark.csv", "--output-dir", f"s3://{BUCKET}/refused", "--no-progress")
+    wrong = python_m(
+        s3 | {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+        "jobs.evaluate",
+        "--config",
+        "jobs/configs/eval_demo.yaml",
+        "--benchmark",
+        f"s3://{BUCKET}/nothing/benchmark.csv",
+        "--output-dir",
+        f"s3://{BUCKET}/refused",
+        "--no-progress",
+    )
     assert wrong.returncode == 2, wrong.stderr[-3000:]
     assert f"`benchmark` 's3://{BUCKET}/nothing/benchmark.csv': cannot read it" in wrong.stderr and "ACCESS_DENIED" in wrong.stderr
     assert buckets(s3) == [BUCKET] and objects(s3, "") == []  # nothing was written, not even a write probe
@@ -153,8 +207,20 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
         def job(*args: str) -> str:
             return submit_and_stream(client, shlex.join(["python", "-m", *args]), env_vars={"HF_HUB_OFFLINE": "1", **s3}, out=log).logs
 
-        job("jobs.preprocess", "--config", "jobs/configs/preprocess_demo.yaml", "--input", f"{root}/corpus/{corpus.manifest_path.name}",
-            "--output-dir", f"{root}/shp", "--set", "clips.size=64", "--mlflow-tracking-uri", mlflow_server.address, "--no-progress")
+        job(
+            "jobs.preprocess",
+            "--config",
+            "jobs/configs/preprocess_demo.yaml",
+            "--input",
+            f"{root}/corpus/{corpus.manifest_path.name}",
+            "--output-dir",
+            f"{root}/shp",
+            "--set",
+            "clips.size=64",
+            "--mlflow-tracking-uri",
+            mlflow_server.address,
+            "--no-progress",
+        )
         with _env(s3):
             summary = json.loads(storage.read_text(f"{root}/shp/summary.json"))
         assert summary["samples"] == 3 and summary["quarantined"] == len(BROKEN_REASONS)
@@ -162,9 +228,23 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
         assert any(k.startswith("shp/quarantine/") for k in objects(s3, "shp/quarantine/"))
 
         # Training reads only data/ of the output (quarantine/ holds Parquet too) and checkpoints to s3.
-        train_logs = job("jobs.train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", f"{root}/shp",
-                         "--storage-path", f"{root}/runs", "--run-name", "s3-run", "--set", "max_steps=2", "--set", "resources.num_workers=1",
-                         "--mlflow-tracking-uri", mlflow_server.address)
+        train_logs = job(
+            "jobs.train",
+            "--config",
+            "jobs/configs/train_tiny.yaml",
+            "--dataset",
+            f"{root}/shp",
+            "--storage-path",
+            f"{root}/runs",
+            "--run-name",
+            "s3-run",
+            "--set",
+            "max_steps=2",
+            "--set",
+            "resources.num_workers=1",
+            "--mlflow-tracking-uri",
+            mlflow_server.address,
+        )
         assert "checkpoint: " in train_logs
         checkpoint = f"{root}/runs/s3-run/checkpoint_00000002"
         assert "runs/s3-run/checkpoint_00000002/trainable.safetensors" in objects(s3, "runs/s3-run/")
@@ -177,8 +257,17 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
             storage.download_dir(f"{root}/shp", local_dataset)
         benchmark = write_benchmark_from_dataset(local_dataset, tmp_path / "benchmark")
         upload_dir(s3, benchmark.parent, "bench")
-        evaluate = ["jobs.evaluate", "--config", "jobs/configs/eval_demo.yaml", "--benchmark", f"{root}/bench/benchmark.csv",
-                    "--mlflow-tracking-uri", mlflow_server.address, "--no-progress", *backends]
+        evaluate = [
+            "jobs.evaluate",
+            "--config",
+            "jobs/configs/eval_demo.yaml",
+            "--benchmark",
+            f"{root}/bench/benchmark.csv",
+            "--mlflow-tracking-uri",
+            mlflow_server.address,
+            "--no-progress",
+            *backends,
+        ]
         eval_logs = job(*evaluate, "--checkpoint", checkpoint, "--output-dir", f"{root}/eval/trained", "--run-name", "trained")
         assert "videos: 4 new, 0 already done, 0 failed" in eval_logs
         produced = objects(s3, "eval/trained/")
@@ -191,12 +280,33 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
 
             samples = pq.read_table(storage.open_input(f"{root}/eval/trained/scores/samples.parquet")).to_pylist()
             lines = ["set,subject_id,prompt,seed,video"] + [
-                f"{s['set']},{s['subject_id']},\"{s['prompt']}\",{s['seed']},{s['video']}" for s in samples]
+                f'{s["set"]},{s["subject_id"]},"{s["prompt"]}",{s["seed"]},{s["video"]}' for s in samples
+            ]
             storage.write_text(f"{root}/imported/videos.csv", "\n".join(lines) + "\n")
-        job(*evaluate, "--output-dir", f"{root}/eval/imported", "--run-name", "imported", "--set", "method.kind=imported",
-            "--set", f"method.videos={root}/imported/videos.csv", "--set", "method.name=imported")
-        job("jobs.compare", "trained", "imported", "--mlflow-tracking-uri", mlflow_server.address, "--output-dir", f"{root}/cmp",
-            "--bootstrap", "200")
+        job(
+            *evaluate,
+            "--output-dir",
+            f"{root}/eval/imported",
+            "--run-name",
+            "imported",
+            "--set",
+            "method.kind=imported",
+            "--set",
+            f"method.videos={root}/imported/videos.csv",
+            "--set",
+            "method.name=imported",
+        )
+        job(
+            "jobs.compare",
+            "trained",
+            "imported",
+            "--mlflow-tracking-uri",
+            mlflow_server.address,
+            "--output-dir",
+            f"{root}/cmp",
+            "--bootstrap",
+            "200",
+        )
         with _env(s3):
             report = json.loads(storage.read_text(f"{root}/cmp/comparison.json"))
             assert storage.read_bytes(f"{root}/cmp/comparison.png")[:8] == b"\x89PNG\r\n\x1a\n"
@@ -206,21 +316,50 @@ def test_preprocess_train_evaluate_score_compare_and_nightly_on_s3(s3, tmp_path)
         # score: a manifest, videos and output on s3.
         with _env(s3):
             rows = ["video,subject_id,prompt,reference,set"] + [
-                f"{s['video']},{s['subject_id']},\"{s['prompt']}\",{s['reference']},{s['set']}" for s in samples]
+                f'{s["video"]},{s["subject_id"]},"{s["prompt"]}",{s["reference"]},{s["set"]}' for s in samples
+            ]
             storage.write_text(f"{root}/score/manifest.csv", "\n".join(rows) + "\n")
         score_config = tmp_path / "score.yaml"
-        score_config.write_text(json.dumps({"backends": {**asdict(models), "face": None, "flow": {"name": "opencv", "options": {}}},
-                                            "scorers": {"num_cpus": 0.5, "batch_size": 4}}))
-        job("jobs.score", "--config", str(score_config), "--manifest", f"{root}/score/manifest.csv", "--output-dir", f"{root}/score/out",
-            "--no-progress")
+        score_config.write_text(
+            json.dumps(
+                {
+                    "backends": {**asdict(models), "face": None, "flow": {"name": "opencv", "options": {}}},
+                    "scorers": {"num_cpus": 0.5, "batch_size": 4},
+                }
+            )
+        )
+        job(
+            "jobs.score",
+            "--config",
+            str(score_config),
+            "--manifest",
+            f"{root}/score/manifest.csv",
+            "--output-dir",
+            f"{root}/score/out",
+            "--no-progress",
+        )
         with _env(s3):
             scored = pq.read_table(storage.open_input(f"{root}/score/out/records.parquet")).to_pylist()
         assert [r["clip_t"] for r in scored] == pytest.approx([s["clip_t"] for s in samples], abs=1e-6)
 
         # nightly: the newest checkpoint of the run on s3 against the trained baseline; same weights, so it passes.
-        nightly_logs = job("jobs.nightly", "--config", "jobs/configs/eval_demo.yaml", "--benchmark", f"{root}/bench/benchmark.csv",
-                           "--train-run", f"{root}/runs/s3-run", "--baseline", "trained", "--output-dir", f"{root}/nightly",
-                           "--mlflow-tracking-uri", mlflow_server.address, "--no-progress", *backends)
+        nightly_logs = job(
+            "jobs.nightly",
+            "--config",
+            "jobs/configs/eval_demo.yaml",
+            "--benchmark",
+            f"{root}/bench/benchmark.csv",
+            "--train-run",
+            f"{root}/runs/s3-run",
+            "--baseline",
+            "trained",
+            "--output-dir",
+            f"{root}/nightly",
+            "--mlflow-tracking-uri",
+            mlflow_server.address,
+            "--no-progress",
+            *backends,
+        )
         assert "NIGHTLY PASS" in nightly_logs
         assert "nightly/s3-run-checkpoint_00000002/scores/samples.parquet" in objects(s3, "nightly/")
 

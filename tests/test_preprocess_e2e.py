@@ -62,8 +62,12 @@ def first_run(corpus, ray_cluster, tmp_path_factory):
     from pipelines.preprocess.dataflow import run_preprocess
 
     out = tmp_path_factory.mktemp("run1")
-    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(out), clips=ClipsConfig(size=SIZE),
-                              tracking=CurationTrackingConfig(mlflow_tracking_uri=f"sqlite:///{out}/mlflow.db"))
+    config = PreprocessConfig(
+        input=str(corpus.manifest_path),
+        output_dir=str(out),
+        clips=ClipsConfig(size=SIZE),
+        tracking=CurationTrackingConfig(mlflow_tracking_uri=f"sqlite:///{out}/mlflow.db"),
+    )
     result = run_preprocess(config, progress=False)
     return config, result
 
@@ -135,8 +139,12 @@ def test_raw_frame_references_keep_the_same_clips_with_the_frame_itself(corpus, 
     from pipelines.preprocess.video import decode_frames, read_bytes
 
     shp_config, _ = first_run
-    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(tmp_path / "raw"), clips=ClipsConfig(size=SIZE),
-                              references=ReferencesConfig(mode="raw_frame"))
+    config = PreprocessConfig(
+        input=str(corpus.manifest_path),
+        output_dir=str(tmp_path / "raw"),
+        clips=ClipsConfig(size=SIZE),
+        references=ReferencesConfig(mode="raw_frame"),
+    )
     run_preprocess(config, progress=False)
     raw = {r["sample_id"]: r for r in read_dir(tmp_path / "raw" / "data").to_pylist()}
     shp = {r["sample_id"]: r for r in read_dir(Path(shp_config.output_dir) / "data").to_pylist()}
@@ -167,13 +175,24 @@ def test_weight_free_stages_run_inside_the_decode_tasks_model_stages_on_actor_po
     weight_free = PreprocessConfig(input=str(corpus.manifest_path), output_dir="unused", clips=ClipsConfig(size=SIZE))
     plan = optimized_physical_plan(build_dataset(weight_free, [(0, 24)]))
     # One task decodes a video and finds, segments and highlights its subject: the frames never leave it.
-    assert [s.name for s in task_stages(weight_free)] == ["probe", "validate", "shots", "clip_sampling", "decode",
-                                                          "detect", "segment", "highlight"]
+    assert [s.name for s in task_stages(weight_free)] == [
+        "probe",
+        "validate",
+        "shots",
+        "clip_sampling",
+        "decode",
+        "detect",
+        "segment",
+        "highlight",
+    ]
     assert plan.count("TaskPoolMapOperator[MapBatches(StageChain)]") == 1
     assert plan.count("ActorPoolMapOperator") == 1 and "ActorPoolMapOperator[MapBatches(WriteStage)]" in plan
 
     models = PreprocessConfig(
-        input=str(corpus.manifest_path), output_dir="unused", clips=ClipsConfig(size=SIZE), models=ModelsConfig(
+        input=str(corpus.manifest_path),
+        output_dir="unused",
+        clips=ClipsConfig(size=SIZE),
+        models=ModelsConfig(
             face_detector=BackendSpec("insightface", {"model_dir": "models/buffalo_l"}),
             object_detector=BackendSpec("grounding-dino", {"model_id_or_dir": "models/gd"}),
             segmenter=BackendSpec("sam", {"checkpoint_path": "models/sam.pth"}),
@@ -194,12 +213,17 @@ def test_a_model_backend_moves_detection_to_an_actor_pool_end_to_end(corpus, ray
     from pipelines.preprocess.dataflow import detect_in_tasks, run_preprocess
 
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("path,caption,subject_class\n" + "".join(
-        f"{corpus.output_dir / name}.mp4,A {subject}.,{subject}\n" for name, subject in (("face_000", "person"), ("cat_000", "cat"))
-    ))
+    manifest.write_text(
+        "path,caption,subject_class\n"
+        + "".join(
+            f"{corpus.output_dir / name}.mp4,A {subject}.,{subject}\n" for name, subject in (("face_000", "person"), ("cat_000", "cat"))
+        )
+    )
     scrfd_dir = tiny_models.save_tiny_scrfd(tmp_path / "scrfd").parent
     config = PreprocessConfig(
-        input=str(manifest), output_dir=str(tmp_path / "out"), clips=ClipsConfig(size=SIZE),
+        input=str(manifest),
+        output_dir=str(tmp_path / "out"),
+        clips=ClipsConfig(size=SIZE),
         models=ModelsConfig(face_detector=BackendSpec("insightface", {"model_dir": str(scrfd_dir), "det_size": 64})),
         resources=ResourcesConfig(detect=ActorPoolConfig(num_cpus=0.25, batch_size=2)),
     )
@@ -208,12 +232,13 @@ def test_a_model_backend_moves_detection_to_an_actor_pool_end_to_end(corpus, ray
 
     assert sum(result.statuses.values()) == 2
     [cat] = read_dir(tmp_path / "out" / "data").to_pylist()
-    assert cat["source_id"] == str(corpus.output_dir / "cat_000.mp4") and cat["detector"] == "center-grabcut" and cat["segmenter"] == "grabcut"
+    assert (
+        cat["source_id"] == str(corpus.output_dir / "cat_000.mp4") and cat["detector"] == "center-grabcut" and cat["segmenter"] == "grabcut"
+    )
     assert decode_image(cat["reference_png"]).shape == (SIZE, SIZE, 3)
     # The tiny SCRFD only fires on bright stride cells, which the person clip lacks: rejected by the actor.
     [face] = read_dir(tmp_path / "out" / "quarantine").to_pylist()
-    assert (face["source_id"], face["stage"], face["reason_code"]) == (str(corpus.output_dir / "face_000.mp4"), "detect",
-                                                                       "no_subject")
+    assert (face["source_id"], face["stage"], face["reason_code"]) == (str(corpus.output_dir / "face_000.mp4"), "detect", "no_subject")
 
 
 def test_curation_run_logged_to_mlflow(first_run, tmp_path):
@@ -235,8 +260,19 @@ def test_curation_run_logged_to_mlflow(first_run, tmp_path):
 
 
 def run_cli(corpus, out, *extra, env=None):
-    command = [sys.executable, "-m", "jobs.preprocess", "--input", str(corpus.manifest_path), "--output-dir", str(out),
-               "--set", f"clips.size={SIZE}", "--no-progress", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.preprocess",
+        "--input",
+        str(corpus.manifest_path),
+        "--output-dir",
+        str(out),
+        "--set",
+        f"clips.size={SIZE}",
+        "--no-progress",
+        *extra,
+    ]
     return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -258,9 +294,12 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, ray_cluster, tm
 
     small = dict(sources_per_part=3, flush_interval_s=1.0)
     reference = tmp_path / "reference"
-    run_preprocess(PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(reference), clips=ClipsConfig(size=SIZE),
-                                    output=OutputConfig(**small)),
-                   progress=False)
+    run_preprocess(
+        PreprocessConfig(
+            input=str(corpus.manifest_path), output_dir=str(reference), clips=ClipsConfig(size=SIZE), output=OutputConfig(**small)
+        ),
+        progress=False,
+    )
 
     out = tmp_path / "killed"
     flags = [x for k, v in small.items() for x in ("--set", f"output.{k}={v}")]
@@ -278,8 +317,12 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(corpus, ray_cluster, tm
     sources_committed = sum(json.loads((markers / name).read_text())["sources"] for name in committed)
     committed_shards = {name.split("-")[1] for name in committed}
     # Staging of a shard whose marker is written is a cleanup the kill cut short: those rows are committed.
-    staged = {r["source_id"] for p in (out / "_staging").rglob("*.parquet") if p.parent.name.split("-")[1] not in committed_shards
-              for r in pq.read_table(p, columns=["source_id"]).to_pylist()}
+    staged = {
+        r["source_id"]
+        for p in (out / "_staging").rglob("*.parquet")
+        if p.parent.name.split("-")[1] not in committed_shards
+        for r in pq.read_table(p, columns=["source_id"]).to_pylist()
+    }
     open_shards = list((out / "_plan").glob("*.parquet"))
     assert len(committed) >= 2 and open_shards, (delay, committed, open_shards)
 
@@ -307,8 +350,9 @@ def test_shots_are_found_and_no_clip_crosses_a_cut(ray_cluster, tmp_path):
     from pipelines.preprocess.synthetic import make_corpus
 
     corpus = make_corpus(tmp_path / "corpus", num_faces=1, num_objects=0, broken=False, multi_shot=3, frames=48, seed=1)
-    config = PreprocessConfig(input=str(corpus.manifest_path), output_dir=str(tmp_path / "out"),
-                              clips=ClipsConfig(size=SIZE, max_per_source=8))
+    config = PreprocessConfig(
+        input=str(corpus.manifest_path), output_dir=str(tmp_path / "out"), clips=ClipsConfig(size=SIZE, max_per_source=8)
+    )
     run_preprocess(config, progress=False)
     data = read_dir(tmp_path / "out" / "data").to_pylist()
     quarantined = read_dir(tmp_path / "out" / "quarantine")
@@ -347,8 +391,12 @@ def test_latent_stage_with_file_uri_input_and_output(corpus, ray_cluster, tmp_pa
     videos.mkdir()
     for name in ("face_000.mp4", "face_001.mp4"):
         shutil.copy(corpus.output_dir / name, videos / name)
-    config = PreprocessConfig(input=f"file://{videos}", output_dir=f"file://{tmp_path}/out", clips=ClipsConfig(size=64),
-                              latents=LatentsConfig(encode=True, preset="tiny"))
+    config = PreprocessConfig(
+        input=f"file://{videos}",
+        output_dir=f"file://{tmp_path}/out",
+        clips=ClipsConfig(size=64),
+        latents=LatentsConfig(encode=True, preset="tiny"),
+    )
     result = run_preprocess(config, progress=False)
     assert result.statuses == {"ok": 2}
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["samples"] == 2
@@ -379,13 +427,18 @@ def test_retry_quarantined_redoes_only_retryable_sources_in_a_new_generation(cor
     for name in ("face_000", "cat_000"):
         shutil.copy(corpus.output_dir / f"{name}.mp4", videos / f"{name}.mp4")
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("path,caption,subject_class\nvideos/face_000.mp4,A person.,person\n"
-                        "videos/late.mp4,A cat.,cat\nvideos/cat_000.mp4,A cat.,cat\n")
+    manifest.write_text(
+        "path,caption,subject_class\nvideos/face_000.mp4,A person.,person\nvideos/late.mp4,A cat.,cat\nvideos/cat_000.mp4,A cat.,cat\n"
+    )
     config = PreprocessConfig(input=str(manifest), output_dir=str(tmp_path / "out"), clips=ClipsConfig(size=SIZE))
     run_preprocess(config, progress=False)
     [missing] = read_dir(tmp_path / "out" / "quarantine").to_pylist()
-    assert (missing["source_id"], missing["reason_code"], missing["retryable"], missing["attempt"]) == \
-        ("videos/late.mp4", "missing", True, 1)
+    assert (missing["source_id"], missing["reason_code"], missing["retryable"], missing["attempt"]) == (
+        "videos/late.mp4",
+        "missing",
+        True,
+        1,
+    )
     before = {r["source_id"]: r for r in read_dir(tmp_path / "out" / "data").to_pylist()}
 
     shutil.copy(corpus.output_dir / "cat_001.mp4", videos / "late.mp4")  # the file arrives
@@ -415,15 +468,26 @@ def test_5000_missing_sources_and_the_corpus_in_one_manifest(corpus, tmp_path):
     blank = ",".join("" for _ in columns[2:])
     missing = [f"gone/{i // 500:02d}/{i:05d}.mp4,A video that is not there.,{blank}" for i in range(5000)]
     # The corpus rows interleaved with the missing ones, so good sources land in many parts.
-    merged = [row for pair in zip(missing[::len(missing) // len(rows)], rows) for row in pair]
+    merged = [row for pair in zip(missing[:: len(missing) // len(rows)], rows) for row in pair]
     placed = set(merged)
     merged += [m for m in missing if m not in placed]
     manifest.write_text("\n".join([header, *merged]) + "\n")
     out = tmp_path / "out"
     # The bench's own case runner, so that the driver's memory is measured as the bench measures it.
-    done = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "bench" / "preprocess_scale.py"), "--case",
-                           str(manifest), "--case-output", str(out)], env=os.environ | {"RAY_ADDRESS": "local"},
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "bench" / "preprocess_scale.py"),
+            "--case",
+            str(manifest),
+            "--case-output",
+            str(out),
+        ],
+        env=os.environ | {"RAY_ADDRESS": "local"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["peak_rss_mb"] < DRIVER_RSS_BOUND_MB, measured["peak_rss_mb"]

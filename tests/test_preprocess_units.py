@@ -143,8 +143,7 @@ def test_same_file_name_in_two_folders_is_two_sources_the_same_file_twice_is_ref
     assert len({s["sample_id"] for s in sources}) == 3
     assert [s["source_uri"] for s in sources] == [str(tmp_path / "v" / f / "clip001.mp4") for f in ("a", "b", "b/deeper")]
 
-    rows = [{"path": "a/clip001.mp4", "caption": "x"}, {"path": "b/clip001.mp4", "caption": "y"},
-            {"path": "a/clip001.mp4", "caption": "z"}]
+    rows = [{"path": "a/clip001.mp4", "caption": "x"}, {"path": "b/clip001.mp4", "caption": "y"}, {"path": "a/clip001.mp4", "caption": "z"}]
     manifest = write_manifest(tmp_path / "v", "csv", rows)
     with pytest.raises(ValueError, match=r"Rows 0 and 2 of .* are the same source 'a/clip001.mp4' \(.*a/clip001.mp4 and .*a/clip001.mp4\)"):
         read_sources(str(manifest), default_subject_class="person")
@@ -163,8 +162,9 @@ def test_manifest_errors_name_the_problem(tmp_path):
 def test_config_from_yaml_with_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("input: in.csv\noutput_dir: out\nclips:\n  size: 256\nresources:\n  detect:\n    max_size: 3\n")
-    config = load_config(PreprocessConfig, path, ["resources.detect.min_size=2", "models.segmenter.name=sam",
-                                                  "clips.resize_policy=stretch"])
+    config = load_config(
+        PreprocessConfig, path, ["resources.detect.min_size=2", "models.segmenter.name=sam", "clips.resize_policy=stretch"]
+    )
     assert config.clips.size == 256 and config.resources.detect.min_size == 2 and config.resources.detect.max_size == 3
     assert config.models.segmenter.name == "sam" and config.clips.resize_policy == "stretch"
     assert config.run_id == config.config_hash()
@@ -205,8 +205,10 @@ def test_shipped_configs_are_valid():
         config = load_config(PreprocessConfig, path)
         assert config.models.face_detector.name and config.models.segmenter.name
         # A pool that reserves GPUs must put its torch models on them.
-        torch_backends = (("object detector", config.models.object_detector, config.resources.detect),
-                          ("segmenter", config.models.segmenter, config.resources.segment))
+        torch_backends = (
+            ("object detector", config.models.object_detector, config.resources.detect),
+            ("segmenter", config.models.segmenter, config.resources.segment),
+        )
         for kind, backend, pool in torch_backends:
             if pool.num_gpus and not backend_class(kind, backend.name).weight_free:
                 assert backend.options.get("device") == "cuda", (path.name, backend)
@@ -240,10 +242,28 @@ def test_decode_stage_candidates_are_the_decoded_frames_bit_for_bit(tmp_path):
 
     rng = np.random.default_rng(0)
     path = write_mp4(rng.integers(0, 255, (12, 48, 64, 3), dtype=np.uint8), tmp_path / "v.mp4", fps=10)
-    plans = [{"clip_index": 0, "frame_indices": [0, 2, 4], "reference_candidates": [9, 11], "stride": 2,
-              "reference_away_from_clip": True, "shot_index": 0, "shot_start_frame": 0, "shot_end_frame": 12},
-             {"clip_index": 1, "frame_indices": [6, 7, 8], "reference_candidates": [11, 10], "stride": 1,
-              "reference_away_from_clip": True, "shot_index": 0, "shot_start_frame": 0, "shot_end_frame": 12}]
+    plans = [
+        {
+            "clip_index": 0,
+            "frame_indices": [0, 2, 4],
+            "reference_candidates": [9, 11],
+            "stride": 2,
+            "reference_away_from_clip": True,
+            "shot_index": 0,
+            "shot_start_frame": 0,
+            "shot_end_frame": 12,
+        },
+        {
+            "clip_index": 1,
+            "frame_indices": [6, 7, 8],
+            "reference_candidates": [11, 10],
+            "stride": 1,
+            "reference_away_from_clip": True,
+            "shot_index": 0,
+            "shot_start_frame": 0,
+            "shot_end_frame": 12,
+        },
+    ]
     row = {"source_uri": str(path), "source_id": "v.mp4", "sample_id": "s", "clip_plans_json": json.dumps(plans)}
     clips = DecodeStage(size=32, resize_policy="center_crop")(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()
     # One row per clip, each with its own sample id; clip 0 keeps the source's.
@@ -282,18 +302,27 @@ def test_a_mask_of_a_few_pixels_is_empty_mask(pixels, reason):
 
     stage = SegmentStage(segmenter=BackendSpec("grabcut"))
     stage.segmenter = FixedMask()
-    row = {"source_uri": "v.mp4", "sample_id": "s", "width": 64, "height": 64, "box": [0.0, 0.0, 40.0, 40.0],
-           "reference_boxes": [[0.0, 0.0, 40.0, 40.0]], "reference_frame_indices": [3],
-           "reference_frames": [frame_to_bytes(np.zeros((64, 64, 3), np.uint8))]}
+    row = {
+        "source_uri": "v.mp4",
+        "sample_id": "s",
+        "width": 64,
+        "height": 64,
+        "box": [0.0, 0.0, 40.0, 40.0],
+        "reference_boxes": [[0.0, 0.0, 40.0, 40.0]],
+        "reference_frame_indices": [3],
+        "reference_frames": [frame_to_bytes(np.zeros((64, 64, 3), np.uint8))],
+    }
     [out] = stage(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()
     assert out["reason_code"] == reason, out["message"]
     if reason:
         assert f"has {pixels} pixels" in out["message"] and out["stage"] == "segment"
 
 
-MODEL_BACKENDS = dict(face_detector=BackendSpec("insightface", {"model_dir": "models/buffalo_l"}),
-                      object_detector=BackendSpec("grounding-dino", {"model_id_or_dir": "models/gd"}),
-                      segmenter=BackendSpec("sam", {"checkpoint_path": "models/sam.pth"}))
+MODEL_BACKENDS = dict(
+    face_detector=BackendSpec("insightface", {"model_dir": "models/buffalo_l"}),
+    object_detector=BackendSpec("grounding-dino", {"model_id_or_dir": "models/gd"}),
+    segmenter=BackendSpec("sam", {"checkpoint_path": "models/sam.pth"}),
+)
 
 
 def test_model_backends_run_on_actor_pools_weight_free_ones_in_the_decode_tasks():
@@ -309,13 +338,21 @@ def test_model_backends_run_on_actor_pools_weight_free_ones_in_the_decode_tasks(
 
 
 def test_worker_processes_counts_decode_tasks_actors_and_the_writer():
-    config = PreprocessConfig(input="in", output_dir="out", models=ModelsConfig(**MODEL_BACKENDS),
-                              resources=ResourcesConfig(decode_num_cpus=0.5, detect=ActorPoolConfig(max_size=2),
-                                                        segment=ActorPoolConfig(max_size=3)))
+    config = PreprocessConfig(
+        input="in",
+        output_dir="out",
+        models=ModelsConfig(**MODEL_BACKENDS),
+        resources=ResourcesConfig(decode_num_cpus=0.5, detect=ActorPoolConfig(max_size=2), segment=ActorPoolConfig(max_size=3)),
+    )
     assert worker_processes(config, 2) == 4 + 2 + 3 + 2
     assert worker_processes(config, 16) == 32 + 2 + 3 + 2
-    with_latents = PreprocessConfig(input="in", output_dir="out", latents=LatentsConfig(encode=True),
-                                    resources=ResourcesConfig(latents=ActorPoolConfig(max_size=4)), models=ModelsConfig(**MODEL_BACKENDS))
+    with_latents = PreprocessConfig(
+        input="in",
+        output_dir="out",
+        latents=LatentsConfig(encode=True),
+        resources=ResourcesConfig(latents=ActorPoolConfig(max_size=4)),
+        models=ModelsConfig(**MODEL_BACKENDS),
+    )
     assert worker_processes(with_latents, 2) == 4 + 1 + 1 + 4 + 2
     # Weight-free detection and segmentation start no actors.
     assert worker_processes(PreprocessConfig(input="in", output_dir="out", resources=ResourcesConfig(decode_num_cpus=0.5)), 2) == 4 + 2
@@ -389,12 +426,22 @@ def test_a_candidate_whose_mask_fails_is_dropped_and_the_next_one_carries_its_ow
     stage = SegmentStage(segmenter=BackendSpec("grabcut"))
     stage.segmenter = FirstEmpty()
     frame = frame_to_bytes(np.zeros((64, 64, 3), np.uint8))
-    row = {"source_uri": "v.mp4", "sample_id": "s", "width": 64, "height": 64, "box": [0.0, 0.0, 40.0, 40.0],
-           "reference_frame_index": 3, "face_count": 1, "face_size_px": 30.0,
-           "reference_boxes": [[0.0, 0.0, 40.0, 40.0], [5.0, 5.0, 35.0, 35.0], [1.0, 1.0, 41.0, 41.0]],
-           "reference_frame_indices": [3, 8, 12], "reference_frames": [frame] * 3,
-           "reference_faces_json": json.dumps([{"face_count": 1, "face_size_px": 30.0}, {"face_count": 1, "face_size_px": 22.0},
-                                               {"face_count": 1, "face_size_px": 25.0}])}
+    row = {
+        "source_uri": "v.mp4",
+        "sample_id": "s",
+        "width": 64,
+        "height": 64,
+        "box": [0.0, 0.0, 40.0, 40.0],
+        "reference_frame_index": 3,
+        "face_count": 1,
+        "face_size_px": 30.0,
+        "reference_boxes": [[0.0, 0.0, 40.0, 40.0], [5.0, 5.0, 35.0, 35.0], [1.0, 1.0, 41.0, 41.0]],
+        "reference_frame_indices": [3, 8, 12],
+        "reference_frames": [frame] * 3,
+        "reference_faces_json": json.dumps(
+            [{"face_count": 1, "face_size_px": 30.0}, {"face_count": 1, "face_size_px": 22.0}, {"face_count": 1, "face_size_px": 25.0}]
+        ),
+    }
     [out] = stage(pa.Table.from_pylist([row], schema=WORKING_SCHEMA)).to_pylist()
     assert out["reason_code"] is None, out["message"]
     assert out["reference_frame_indices"] == [8, 12] and out["reference_frame_index"] == 8

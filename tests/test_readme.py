@@ -14,8 +14,11 @@ def readme_commands():
 
 def test_ci_runs_exactly_the_readme_test_command():
     main_job, test_command = readme_commands()[:2]
-    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
-                if line and not line.startswith(("#", "set ", "cd ", "export ", "unset ", "fresh_home="))]
+    ci_lines = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd ", "export ", "unset ", "fresh_home="))
+    ]
     assert ci_lines == [test_command]  # the rest only sets up the fresh machine's environment
     steps = [step.strip() for step in test_command.split("&&")]
     assert steps[-3:] == ["uv run --no-sync ruff check .", "uv run --no-sync ruff format --check .", "uv run --no-sync pytest"]
@@ -48,8 +51,9 @@ def test_test_and_plot_tools_are_not_runtime_dependencies():
     assert pyproject["tool"]["uv"]["default-groups"] == []  # uv would otherwise sync a `dev` group by default
     assert "dev" not in pyproject["dependency-groups"]
 
-    locked = next(package for package in tomllib.loads((ROOT / "uv.lock").read_text())["package"]
-                  if package["name"] == "videomaker")  # what `uv sync --locked` installs, so the lock was refreshed too
+    locked = next(
+        package for package in tomllib.loads((ROOT / "uv.lock").read_text())["package"] if package["name"] == "videomaker"
+    )  # what `uv sync --locked` installs, so the lock was refreshed too
     assert not {dependency["name"] for dependency in locked["dependencies"]} & tools
     assert {dependency["name"] for dependency in locked["dev-dependencies"]["test"]} >= tools
     assert {dependency["name"] for dependency in locked["dev-dependencies"]["plot"]} == {"matplotlib"}

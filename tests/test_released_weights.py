@@ -29,8 +29,10 @@ HUMAN = "human_pytorch_model.bin"
 
 # Independent statement of what the authors trained: the PISA projections of the spatial attn1
 # layers (not those inside motion modules) and every motion-module parameter.
-SPATIAL_ATTN1 = re.compile(r"^(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+\.attn1\."
-                           r"(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$")
+SPATIAL_ATTN1 = re.compile(
+    r"^(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.\d+\.attn1\."
+    r"(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$"
+)
 
 
 def expected_trainable(names) -> set[str]:
@@ -81,8 +83,13 @@ def released(tmp_path_factory, reference_image):
     save_checkpoint(root / "native", trained.unet, preset="tiny", switches=PISASwitches(), global_step=0)
     native = VideoMakerPipeline.from_preset("tiny", checkpoint=root / "native")
     expected = native([reference_image], PROMPT, **CALL).frames
-    return {"root": root, "file": file, "expected": expected, "native": native.components.unet.state_dict(),
-            "trainable": expected_trainable(name for name, _ in trained.unet.named_parameters())}
+    return {
+        "root": root,
+        "file": file,
+        "expected": expected,
+        "native": native.components.unet.state_dict(),
+        "trainable": expected_trainable(name for name, _ in trained.unet.named_parameters()),
+    }
 
 
 def assert_same_model(checkpoint, released, reference_image=None):
@@ -146,11 +153,32 @@ def test_generate_command_takes_the_hf_uri_with_a_staged_models_dir(released, tm
     from jobs.staging import stage
     from jobs.weight_sources import WeightSource
 
-    stage([WeightSource("videomaker-human", "local", str(released["file"]),
-                        aliases=(f"hf:SugerWu/VideoMaker/{HUMAN}",))], tmp_path / "models", progress=False)
-    code = main(["generate", "--preset", "tiny", "--checkpoint", f"hf:SugerWu/VideoMaker/{HUMAN}", "--models-dir",
-                 str(tmp_path / "models"), "--reference", "skimage:astronaut", "--prompt", PROMPT[0], "--seed", "3",
-                 "--steps", "1", "--output-dir", str(tmp_path / "out")])
+    stage(
+        [WeightSource("videomaker-human", "local", str(released["file"]), aliases=(f"hf:SugerWu/VideoMaker/{HUMAN}",))],
+        tmp_path / "models",
+        progress=False,
+    )
+    code = main(
+        [
+            "generate",
+            "--preset",
+            "tiny",
+            "--checkpoint",
+            f"hf:SugerWu/VideoMaker/{HUMAN}",
+            "--models-dir",
+            str(tmp_path / "models"),
+            "--reference",
+            "skimage:astronaut",
+            "--prompt",
+            PROMPT[0],
+            "--seed",
+            "3",
+            "--steps",
+            "1",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     sidecar = json.loads((tmp_path / "out" / "000_seed3.json").read_text())
     assert sidecar["checkpoint"] == str(tmp_path / "models" / "videomaker-human" / HUMAN)
@@ -229,8 +257,9 @@ def test_a_file_of_another_preset_is_refused_naming_the_fix(tmp_path):
     with_mid = build_unet_skeleton(_variant(motion_adapter={"use_motion_mid_block": True}), device="cpu")
     with pytest.raises(ValueError, match=r"mid_block\.motion_modules.*motion adapter v1-5-3 \(preset 'paper'\)"):
         checkpoint.apply_to(with_mid, preset="tiny-variant")
-    wider = build_unet_skeleton(_variant(unet={"block_out_channels": [16, 64]}, motion_adapter={"block_out_channels": [16, 64]}),
-                                device="cpu")
+    wider = build_unet_skeleton(
+        _variant(unet={"block_out_channels": [16, 64]}, motion_adapter={"block_out_channels": [16, 64]}), device="cpu"
+    )
     with pytest.raises(ValueError, match=r"made for another preset than 'tiny-variant'.*pass `--preset paper`"):
         checkpoint.apply_to(wider, preset="tiny-variant")
 

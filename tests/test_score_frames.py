@@ -44,8 +44,9 @@ def pillow_frames(path):
 
 @pytest.fixture(scope="module")
 def suite(tiny_metric_models):
-    backends = MetricBackends(clip=load_backend("clip", tiny_metric_models.clip), dino=load_backend("dino", tiny_metric_models.dino),
-                              face=None, flow=OpenCVFlow())
+    backends = MetricBackends(
+        clip=load_backend("clip", tiny_metric_models.clip), dino=load_backend("dino", tiny_metric_models.dino), face=None, flow=OpenCVFlow()
+    )
     return MetricSuite(backends)
 
 
@@ -86,16 +87,16 @@ def test_merged_gif_frames_expand_back_to_what_the_gif_shows(item):
     np.testing.assert_array_equal(expanded.frames, np.repeat(decoded, repeats, axis=0))
     # and each expanded frame is the palette version of the generated frame at that position
     errors = [[np.abs(e.astype(int) - f.astype(int)).mean() for f in frames] for e in expanded.frames]
-    assert [int(np.argmin(row)) if i not in range(6, 10) else STATIC.start for i, row in enumerate(errors)] == \
-        [i if i not in range(6, 10) else STATIC.start for i in range(16)]
+    assert [int(np.argmin(row)) if i not in range(6, 10) else STATIC.start for i, row in enumerate(errors)] == [
+        i if i not in range(6, 10) else STATIC.start for i in range(16)
+    ]
     np.testing.assert_array_equal(read_frames(f"{stem}.gif", gif_frames="decoded").frames, decoded)
 
 
 def test_expansion_by_duration_handles_centisecond_rounding():
     frames = np.arange(4, dtype=np.uint8).reshape(4, 1, 1, 1).repeat(3, axis=-1)
     # 125 ms frames stored as 12 cs; a merged run of 5 stored as 62 cs: 4 frames for 16 nominal ones fails
-    np.testing.assert_array_equal(expand_by_duration(frames, [120, 620, 120, 1080], 16)[:, 0, 0, 0],
-                                  [0] + [1] * 5 + [2] + [3] * 9)
+    np.testing.assert_array_equal(expand_by_duration(frames, [120, 620, 120, 1080], 16)[:, 0, 0, 0], [0] + [1] * 5 + [2] + [3] * 9)
     np.testing.assert_array_equal(expand_by_duration(frames, [0, 0, 0, 0], 16), frames)  # no timing: as decoded
 
 

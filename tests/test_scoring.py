@@ -23,10 +23,13 @@ def write_manifest(path, rows):
 
 
 def test_manifest_resolves_paths_and_keeps_ids_as_text(tmp_path):
-    manifest = write_manifest(tmp_path / "m.csv", [
-        {"video": "a.mp4", "subject_id": "007", "prompt": "A person.", "reference": "refs/a.png", "seed": 3},
-        {"video": "/abs/b.mp4", "subject_id": "008", "prompt": "A cat.", "reference": "/r/b.png", "seed": ""},
-    ])
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"video": "a.mp4", "subject_id": "007", "prompt": "A person.", "reference": "refs/a.png", "seed": 3},
+            {"video": "/abs/b.mp4", "subject_id": "008", "prompt": "A cat.", "reference": "/r/b.png", "seed": ""},
+        ],
+    )
     first, second = read_score_manifest(manifest, tmp_path / "videos")
     assert first.video == str(tmp_path / "videos" / "a.mp4") and first.reference == str(tmp_path / "refs" / "a.png")
     assert first.subject_id == "007" and first.seed == 3 and first.set == "custom" and first.subject_class == "person"
@@ -34,10 +37,13 @@ def test_manifest_resolves_paths_and_keeps_ids_as_text(tmp_path):
 
 
 def test_manifest_dd_video_column_names_the_file_dd_reads(tmp_path):
-    manifest = write_manifest(tmp_path / "m.csv", [
-        {"video": "a.mkv", "subject_id": "s", "prompt": "A person.", "reference": "r.png", "dd_video": "a.gif"},
-        {"video": "b.mp4", "subject_id": "s", "prompt": "A person.", "reference": "r.png", "dd_video": ""},
-    ])
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"video": "a.mkv", "subject_id": "s", "prompt": "A person.", "reference": "r.png", "dd_video": "a.gif"},
+            {"video": "b.mp4", "subject_id": "s", "prompt": "A person.", "reference": "r.png", "dd_video": ""},
+        ],
+    )
     first, second = read_score_manifest(manifest, tmp_path / "videos")
     assert first.video == str(tmp_path / "videos" / "a.mkv") and first.dd_video == str(tmp_path / "videos" / "a.gif")
     assert second.dd_video is None  # DD reads `video`
@@ -46,9 +52,11 @@ def test_manifest_dd_video_column_names_the_file_dd_reads(tmp_path):
 def test_manifest_errors_name_the_columns_and_every_bad_row(tmp_path):
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['reference'\]"):
         read_score_manifest(write_manifest(tmp_path / "a.csv", [{"video": "a", "subject_id": "s", "prompt": "p"}]))
-    rows = [{"video": "a", "subject_id": "s", "prompt": "p", "reference": "r"},
-            {"video": "", "subject_id": "s", "prompt": "p", "reference": "r"},
-            {"video": "b", "subject_id": "s", "prompt": "", "reference": ""}]
+    rows = [
+        {"video": "a", "subject_id": "s", "prompt": "p", "reference": "r"},
+        {"video": "", "subject_id": "s", "prompt": "p", "reference": "r"},
+        {"video": "b", "subject_id": "s", "prompt": "", "reference": ""},
+    ]
     with pytest.raises(ValueError, match=r"2 bad row\(s\): row 2: empty \['video'\]; row 3: empty \['prompt', 'reference'\]"):
         read_score_manifest(write_manifest(tmp_path / "b.csv", rows))
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -72,12 +80,30 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
         for p, prompt in enumerate(["A person wearing sunglasses.", "A person playing an acoustic guitar."]):
             frames = np.stack([np.roll(face, 3 * i * (p + 1), axis=1) for i in range(16)])
             write_mp4(videos / f"{subject}_{p}.mp4", frames)
-            rows.append({"video": f"{subject}_{p}.mp4", "subject_id": subject, "prompt": prompt,
-                         "reference": f"refs/{subject}.png", "set": "celebrity", "subject_class": "person", "seed": 0})
+            rows.append(
+                {
+                    "video": f"{subject}_{p}.mp4",
+                    "subject_id": subject,
+                    "prompt": prompt,
+                    "reference": f"refs/{subject}.png",
+                    "set": "celebrity",
+                    "subject_class": "person",
+                    "seed": 0,
+                }
+            )
     Image.fromarray(panning_video(0, size=128)[0]).save(refs / "cat.png")
     write_mp4(videos / "cat.mp4", panning_video(6, size=128))
-    rows.append({"video": "cat.mp4", "subject_id": "cat1", "prompt": "A cat is running on the grass.",
-                 "reference": "refs/cat.png", "set": "object", "subject_class": "cat", "seed": 0})
+    rows.append(
+        {
+            "video": "cat.mp4",
+            "subject_id": "cat1",
+            "prompt": "A cat is running on the grass.",
+            "reference": "refs/cat.png",
+            "set": "object",
+            "subject_class": "cat",
+            "seed": 0,
+        }
+    )
     (videos / "broken.mp4").write_bytes(b"\x00" * 100)
     rows.append({**rows[0], "video": "broken.mp4"})
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
@@ -86,8 +112,20 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     backends = asdict(tiny_metric_models)
     config.write_text(yaml.safe_dump({"backends": backends, "scorers": {"num_cpus": 0.5, "batch_size": 2}}))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "jobs.score", "--config", str(config), "--manifest", str(manifest),
-               "--videos", str(videos), "--output-dir", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.score",
+        "--config",
+        str(config),
+        "--manifest",
+        str(manifest),
+        "--videos",
+        str(videos),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     # One video could not be scored: the others are, and the job says so with exit 1 (jobs/entry.py).
     assert result.returncode == 1, result.stderr[-3000:]

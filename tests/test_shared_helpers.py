@@ -27,8 +27,7 @@ class _Outer:
 
 def test_flatten_params_formats_every_value_one_way():
     flat = flatten_params(_Outer())
-    assert flat == {"name": "run", "seeds": "[0, 1]", "inner.girl": "True", "inner.weight": "1e-05",
-                    "options": "{}", "checkpoint": "None"}
+    assert flat == {"name": "run", "seeds": "[0, 1]", "inner.girl": "True", "inner.weight": "1e-05", "options": "{}", "checkpoint": "None"}
     assert all(isinstance(v, str) for v in flat.values())
 
 
@@ -54,8 +53,10 @@ def test_read_manifest_strips_text_keeps_ids_as_text_and_empties_become_none(tmp
     from pipelines.manifests import read_manifest
 
     (tmp_path / "m.csv").write_text("video,subject_id,seed\n a.mp4 ,007,3\n,008, \n")
-    assert read_manifest(tmp_path / "m.csv") == [{"video": "a.mp4", "subject_id": "007", "seed": "3"},
-                                                 {"video": None, "subject_id": "008", "seed": None}]
+    assert read_manifest(tmp_path / "m.csv") == [
+        {"video": "a.mp4", "subject_id": "007", "seed": "3"},
+        {"video": None, "subject_id": "008", "seed": None},
+    ]
     (tmp_path / "m.jsonl").write_text('{"video": " a.mp4", "seed": 3}\n{"video": "", "seed": null}\n')
     assert read_manifest(tmp_path / "m.jsonl") == [{"video": "a.mp4", "seed": 3}, {"video": None, "seed": None}]
 
@@ -65,8 +66,11 @@ def test_read_manifest_names_the_file_the_rows_and_the_missing_columns(tmp_path)
 
     path = tmp_path / "m.csv"
     path.write_text("video,prompt\na.mp4,x\n, \nb.mp4,\n")
-    with pytest.raises(ValueError, match=r"`manifest` '.*m.csv' has 2 bad row\(s\): row 2: empty \['video', 'prompt'\]; "
-                                         r"row 3: empty \['prompt'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"`manifest` '.*m.csv' has 2 bad row\(s\): row 2: empty \['video', 'prompt'\]; "
+        r"row 3: empty \['prompt'\]",
+    ):
         read_manifest(path, required=("video", "prompt"), where="`manifest`")
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['reference'\]; it has \['video', 'prompt'\]"):
         read_manifest(path, required=("reference",))
@@ -79,10 +83,10 @@ def test_read_manifest_names_the_file_the_rows_and_the_missing_columns(tmp_path)
 
 def test_every_manifest_reader_applies_the_same_string_rule(tmp_path):
     """The scoring and benchmark readers both see ' 007 ' as the subject id '007'."""
+    from PIL import Image
+
     from pipelines.evaluation.benchmarks import read_benchmark_manifest
     from pipelines.scoring.manifest import read_score_manifest
-
-    from PIL import Image
 
     Image.new("RGB", (8, 8), "red").save(tmp_path / "ref.png")
     (tmp_path / "scores.csv").write_text("video,subject_id,prompt,reference\nv.mp4, 007 ,a dog, ref.png \n")
@@ -96,8 +100,10 @@ def test_every_manifest_reader_applies_the_same_string_rule(tmp_path):
 # --- human classes ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("subject_class", "human"), [("person", True), (" Woman ", True), ("HUMAN", True), ("face", True),
-                                                      ("man", True), ("dog", False), ("", False), (None, False)])
+@pytest.mark.parametrize(
+    ("subject_class", "human"),
+    [("person", True), (" Woman ", True), ("HUMAN", True), ("face", True), ("man", True), ("dog", False), ("", False), (None, False)],
+)
 def test_is_human_ignores_case_and_spaces(subject_class, human):
     from videomaker.subjects import is_human
 
@@ -152,8 +158,11 @@ def test_registry_checks_options_against_the_constructor():
     from metrics.backends.registry import BackendRegistry, BackendSpec
 
     registry = BackendRegistry({"thing": {"tiny": _Tiny}})
-    with pytest.raises(ValueError, match=r"Invalid cfg\(thing.options\): tiny takes no \['sise'\]. "
-                                         r"Valid options: \['device', 'size', 'weights'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid cfg\(thing.options\): tiny takes no \['sise'\]. "
+        r"Valid options: \['device', 'size', 'weights'\]",
+    ):
         registry.check("thing", BackendSpec("tiny", {"weights": "w", "sise": 3}), where="cfg(thing.options)")
     with pytest.raises(ValueError, match=r"tiny needs \['weights'\]"):
         registry.check("thing", BackendSpec("tiny", {}))
@@ -221,10 +230,8 @@ def test_render_table_aligns_text_left_and_numbers_right():
     from metrics.tables import render_table
 
     assert render_table(["set", "N", "note"], [["object", "4", "ok"], ["celebrity", "24", ""]], text_columns=(0, -1)) == (
-        "set         N  note\n"
-        "---------  --  ----\n"
-        "object      4  ok\n"
-        "celebrity  24")
+        "set         N  note\n---------  --  ----\nobject      4  ok\ncelebrity  24"
+    )
     with pytest.raises(ValueError, match="row 1 has 1 cells for 2 columns"):
         render_table(["a", "b"], [["x"]])
 
@@ -232,21 +239,27 @@ def test_render_table_aligns_text_left_and_numbers_right():
 # --- one home per concept -------------------------------------------------------------------------
 
 _ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-_SOURCES = {p.relative_to(_ROOT).as_posix(): p.read_text()
-            for folder in ("videomaker", "pipelines", "metrics", "jobs", "bench") for p in (_ROOT / folder).rglob("*.py")}
+_SOURCES = {
+    p.relative_to(_ROOT).as_posix(): p.read_text()
+    for folder in ("videomaker", "pipelines", "metrics", "jobs", "bench")
+    for p in (_ROOT / folder).rglob("*.py")
+}
 
 
-@pytest.mark.parametrize(("pattern", "home"), [
-    (r"^def read_manifest\(|\bpa_?csv\.(read|open)_csv\(|\bpa_?json\.(read|open)_json\(", "pipelines/manifests.py"),
-    (r"^HUMAN_CLASSES\b", "videomaker/subjects.py"),
-    (r"^class BackendSpec\b|^class BackendConfig\b|^class BackendRegistry\b|^class WeightSource\b", "metrics/backends/registry.py"),
-    (r"\bFaceAnalysis\(", "metrics/backends/faces.py"),
-    (r"\bos\.replace\(|\.tmp-", "videomaker/storage.py"),
-    (r"^def flatten_params\(|^JOB_TAG\b", "pipelines/tracking.py"),
-    (r"^def (_?render_table|_render)\(", "metrics/tables.py"),
-    (r"^def (decode_image|_decode_image)\(", "metrics/io.py"),
-    (r"[\(\[]\s*\"ip-adapter\",\s*\"ip-adapter-plus\"", "videomaker/variants.py"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "home"),
+    [
+        (r"^def read_manifest\(|\bpa_?csv\.(read|open)_csv\(|\bpa_?json\.(read|open)_json\(", "pipelines/manifests.py"),
+        (r"^HUMAN_CLASSES\b", "videomaker/subjects.py"),
+        (r"^class BackendSpec\b|^class BackendConfig\b|^class BackendRegistry\b|^class WeightSource\b", "metrics/backends/registry.py"),
+        (r"\bFaceAnalysis\(", "metrics/backends/faces.py"),
+        (r"\bos\.replace\(|\.tmp-", "videomaker/storage.py"),
+        (r"^def flatten_params\(|^JOB_TAG\b", "pipelines/tracking.py"),
+        (r"^def (_?render_table|_render)\(", "metrics/tables.py"),
+        (r"^def (decode_image|_decode_image)\(", "metrics/io.py"),
+        (r"[\(\[]\s*\"ip-adapter\",\s*\"ip-adapter-plus\"", "videomaker/variants.py"),
+    ],
+)
 def test_each_concept_is_defined_in_one_module(pattern, home):
     import re
 
@@ -265,6 +278,16 @@ def test_image_files_are_opened_only_by_the_decoders():
 
 def test_staging_has_no_code_of_its_own_per_backend():
     for path in ("jobs/weight_sources.py", "jobs/staging.py"):
-        for backend in ("OpenCLIPEmbedder", "DINOEmbedder", "RAFTFlow", "InsightFace", "SAMSegmenter", "GroundingDino",
-                        "SAM_CHECKPOINTS", "INSIGHTFACE_PACKS", "GROUNDING_DINO_REPOS", "PREPROCESS_WEIGHTS"):
+        for backend in (
+            "OpenCLIPEmbedder",
+            "DINOEmbedder",
+            "RAFTFlow",
+            "InsightFace",
+            "SAMSegmenter",
+            "GroundingDino",
+            "SAM_CHECKPOINTS",
+            "INSIGHTFACE_PACKS",
+            "GROUNDING_DINO_REPOS",
+            "PREPROCESS_WEIGHTS",
+        ):
             assert backend not in _SOURCES[path], f"{path} names {backend}; let the backend declare its weights"

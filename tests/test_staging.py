@@ -118,7 +118,9 @@ def test_verify_warns_about_files_the_manifest_does_not_name(staged, capsys):
     (staged / "pack" / "notes.txt").write_text("not a weight")
     code, output = run_verify(staged, capsys)
     assert code == 0
-    assert "warning: not in the manifest: pack/notes.txt" in output and "OK: 3 files of 2 weights checked" in output and "1 warning" in output
+    assert (
+        "warning: not in the manifest: pack/notes.txt" in output and "OK: 3 files of 2 weights checked" in output and "1 warning" in output
+    )
 
 
 def test_verify_without_a_readable_manifest_is_a_clear_error(staged, capsys):
@@ -180,9 +182,13 @@ def test_registry_names_the_ip_adapter_files_of_the_baselines(tmp_path, monkeypa
 
     # One folder per hub repo, with every file any variant loads from it.
     assert (weights["ip-adapter"].source, weights["ip-adapter"].allow_patterns) == (
-        "h94/IP-Adapter", ("models/ip-adapter_sd15.safetensors", "models/image_encoder/*", "models/ip-adapter-plus_sd15.safetensors"))
+        "h94/IP-Adapter",
+        ("models/ip-adapter_sd15.safetensors", "models/image_encoder/*", "models/ip-adapter-plus_sd15.safetensors"),
+    )
     assert (weights["ip-adapter-faceid"].source, weights["ip-adapter-faceid"].allow_patterns) == (
-        "h94/IP-Adapter-FaceID", ("ip-adapter-faceid_sd15.bin",))
+        "h94/IP-Adapter-FaceID",
+        ("ip-adapter-faceid_sd15.bin",),
+    )
     assert "ip-adapter-plus" not in weights and "models/buffalo_l" in weights["insightface"].aliases
     assert weights["diffusion-backbone"].source == "SG161222/Realistic_Vision_V5.1_noVAE"
 
@@ -242,8 +248,16 @@ def test_cli_stages_the_weights_a_config_names(tmp_path, capsys):
     checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
     checkpoint.write_bytes(b"sam" * 1000)
     config = tmp_path / "preprocess.yaml"
-    config.write_text(yaml.safe_dump({"models": {"segmenter": {"name": "sam", "options": {"checkpoint_path": str(checkpoint)}},
-                                                 "face_detector": {"name": "cascade"}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "segmenter": {"name": "sam", "options": {"checkpoint_path": str(checkpoint)}},
+                    "face_detector": {"name": "cascade"},
+                }
+            }
+        )
+    )
     assert models.main(["stage", str(tmp_path / "models"), "--config", str(config), "--list"]) == 0
     assert f"sam                  local        {checkpoint}" in capsys.readouterr().out
     assert models.main(["stage", str(tmp_path / "models"), "--config", str(config), "--no-progress"]) == 0
@@ -275,17 +289,22 @@ def test_jobs_read_the_weights_their_config_names_from_the_staged_copies(tmp_pat
         (src / folder).mkdir(parents=True)
         (src / folder / "weights.bin").write_bytes(folder.encode() * 100)
     (src / "raft.pth").write_bytes(b"raft" * 100)
-    stage([
-        WeightSource("clip", "local", str(src / "clip"), aliases=("ViT-B-32:openai",)),
-        WeightSource("dino", "local", str(src / "dino"), aliases=("facebook/dino-vits16",)),
-        WeightSource("insightface", "local", str(src / "buffalo_l"), aliases=("~/.insightface/models/buffalo_l",)),
-        WeightSource("raft", "local", str(src / "raft.pth"), aliases=("C_T_V1",)),
-    ], tmp_path / "models", progress=False)
+    stage(
+        [
+            WeightSource("clip", "local", str(src / "clip"), aliases=("ViT-B-32:openai",)),
+            WeightSource("dino", "local", str(src / "dino"), aliases=("facebook/dino-vits16",)),
+            WeightSource("insightface", "local", str(src / "buffalo_l"), aliases=("~/.insightface/models/buffalo_l",)),
+            WeightSource("raft", "local", str(src / "raft.pth"), aliases=("C_T_V1",)),
+        ],
+        tmp_path / "models",
+        progress=False,
+    )
     models_dir = tmp_path / "models"
 
     plain = load_config(EvaluationConfig, ROOT / "jobs/configs/eval_paper.yaml", ["benchmark=b.csv", "output_dir=o"])
-    config = load_config(EvaluationConfig, ROOT / "jobs/configs/eval_paper.yaml", ["benchmark=b.csv", "output_dir=o"],
-                         models_dir=models_dir)
+    config = load_config(
+        EvaluationConfig, ROOT / "jobs/configs/eval_paper.yaml", ["benchmark=b.csv", "output_dir=o"], models_dir=models_dir
+    )
     backends = config.backends
     # A folder loads as open_clip's local-dir; OpenAI's weights keep saying they need QuickGELU.
     assert backends.clip.options == {"model": f"local-dir:{models_dir / 'clip'}", "quick_gelu": True}
@@ -315,8 +334,9 @@ def test_released_checkpoints_and_the_backbone_scheduler_are_named_for_staging(t
     assert named["videomaker-object"] == WeightSource("videomaker-object", "hf-file", uri.removeprefix("hf:"), aliases=(uri,))
     assert "scheduler/*" in named["diffusion-backbone"].allow_patterns  # the sampler reads the stored scheduler config
 
-    assert models.main(["stage", str(tmp_path / "models"), "--config", str(ROOT / "jobs/configs/eval_demo.yaml"),
-                        "--released", "--list"]) == 0
+    assert (
+        models.main(["stage", str(tmp_path / "models"), "--config", str(ROOT / "jobs/configs/eval_demo.yaml"), "--released", "--list"]) == 0
+    )
     listed = capsys.readouterr().out
     assert "videomaker-human     hf-file      SugerWu/VideoMaker/human_pytorch_model.bin" in listed
     assert "videomaker-object    hf-file      SugerWu/VideoMaker/object_pytorch_model.bin" in listed
@@ -331,9 +351,9 @@ def test_released_checkpoints_and_the_backbone_scheduler_are_named_for_staging(t
     copy = tmp_path / "copy" / "object_pytorch_model.bin"
     copy.parent.mkdir()
     copy.write_bytes(b"weights" * 100)
-    stage(with_source_overrides([named["videomaker-object"]], {"videomaker-object": str(copy.parent)}), tmp_path / "models",
-          progress=False)
-    config = load_config(EvaluationConfig, None, ["benchmark=b.csv", "output_dir=o", f"method.checkpoint={uri}"],
-                         models_dir=tmp_path / "models")
+    stage(with_source_overrides([named["videomaker-object"]], {"videomaker-object": str(copy.parent)}), tmp_path / "models", progress=False)
+    config = load_config(
+        EvaluationConfig, None, ["benchmark=b.csv", "output_dir=o", f"method.checkpoint={uri}"], models_dir=tmp_path / "models"
+    )
     assert config.method.checkpoint == str(tmp_path / "models" / "videomaker-object")
     assert with_source_overrides([], {"x": uri})[0].kind == "hf-file"

@@ -40,8 +40,13 @@ def test_installer_touches_16_spatial_layers_none_in_motion_modules(paper_unet):
         block = name.split(".attentions.")[0]
         per_block[block] = per_block.get(block, 0) + 1
     assert per_block == {
-        "down_blocks.0": 2, "down_blocks.1": 2, "down_blocks.2": 2, "mid_block": 1,
-        "up_blocks.1": 3, "up_blocks.2": 3, "up_blocks.3": 3,
+        "down_blocks.0": 2,
+        "down_blocks.1": 2,
+        "down_blocks.2": 2,
+        "mid_block": 1,
+        "up_blocks.1": 3,
+        "up_blocks.2": 3,
+        "up_blocks.3": 3,
     }
 
 

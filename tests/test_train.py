@@ -33,9 +33,19 @@ def test_config_defaults_are_the_papers_recipe():
     assert config.run_dir == "s/videomaker"
 
 
-@pytest.mark.parametrize("key, value", [("max_steps", "0"), ("precision.mixed_precision", "fp8"), ("precision.mixed_precision", "no"),
-                                        ("optimizer.on_nonfinite_loss", "ignore"), ("optimizer.ema_decay", "1.5"),
-                                        ("optimizer.grad_accumulation", "0"), ("checkpoints.keep", "0"), ("optimizer.lr", "fast")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max_steps", "0"),
+        ("precision.mixed_precision", "fp8"),
+        ("precision.mixed_precision", "no"),
+        ("optimizer.on_nonfinite_loss", "ignore"),
+        ("optimizer.ema_decay", "1.5"),
+        ("optimizer.grad_accumulation", "0"),
+        ("checkpoints.keep", "0"),
+        ("optimizer.lr", "fast"),
+    ],
+)
 def test_bad_config_values_are_refused_naming_the_dotted_key(key, value):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         load_config(TrainConfig, None, ["dataset=d", "storage_path=s", f"{key}={value}"])
@@ -43,9 +53,19 @@ def test_bad_config_values_are_refused_naming_the_dotted_key(key, value):
 
 def test_shipped_training_configs_load_with_their_groups():
     tiny = load_config(TrainConfig, "jobs/configs/train_tiny.yaml", ["dataset=d", "storage_path=s"])
-    assert (tiny.model.preset, tiny.precision.mixed_precision, tiny.resources.use_gpu, tiny.checkpoints.every_steps) == ("tiny", "no", False, 2)
+    assert (tiny.model.preset, tiny.precision.mixed_precision, tiny.resources.use_gpu, tiny.checkpoints.every_steps) == (
+        "tiny",
+        "no",
+        False,
+        2,
+    )
     paper = load_config(TrainConfig, "jobs/configs/train_paper.yaml", ["dataset=d", "storage_path=s"])
-    assert (paper.model.preset, paper.resources.num_workers, paper.precision.mixed_precision, paper.max_steps) == ("paper", 4, "bf16", 150_000)
+    assert (paper.model.preset, paper.resources.num_workers, paper.precision.mixed_precision, paper.max_steps) == (
+        "paper",
+        4,
+        "bf16",
+        150_000,
+    )
 
 
 def test_learning_rate_is_a_function_of_the_step_with_linear_warmup():
@@ -96,9 +116,23 @@ def dataset(tmp_path_factory):
 
 
 def train_command(dataset, storage, run_name, *sets):
-    return [sys.executable, "-m", "jobs.cli", "train", "--config", "jobs/configs/train_tiny.yaml", "--dataset", str(dataset),
-            "--storage-path", str(storage), "--run-name", run_name, "--mlflow-tracking-uri", f"sqlite:///{storage}/mlflow.db",
-            *[arg for s in sets for arg in ("--set", s)]]
+    return [
+        sys.executable,
+        "-m",
+        "jobs.cli",
+        "train",
+        "--config",
+        "jobs/configs/train_tiny.yaml",
+        "--dataset",
+        str(dataset),
+        "--storage-path",
+        str(storage),
+        "--run-name",
+        run_name,
+        "--mlflow-tracking-uri",
+        f"sqlite:///{storage}/mlflow.db",
+        *[arg for s in sets for arg in ("--set", s)],
+    ]
 
 
 def start(command):
@@ -130,20 +164,28 @@ def losses_by_step(storage: Path, run_name: str) -> dict[int, float]:
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{storage}/mlflow.db")
-    (run,) = client.search_runs(client.get_experiment_by_name("videomaker-train").experiment_id,
-                                filter_string=f"tags.`videomaker.run_name` = '{run_name}'")
+    (run,) = client.search_runs(
+        client.get_experiment_by_name("videomaker-train").experiment_id, filter_string=f"tags.`videomaker.run_name` = '{run_name}'"
+    )
     history = sorted(client.get_metric_history(run.info.run_id, "last_loss"), key=lambda m: m.timestamp)
     return {m.step: m.value for m in history}  # a step logged again after a resume keeps its latest value
 
 
 @pytest.mark.slow
 def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_path):
-    sets = ("resources.num_workers=1", "max_steps=12", "checkpoints.every_steps=2", "checkpoints.keep=2", "model.switches.update_motion=false")
+    sets = (
+        "resources.num_workers=1",
+        "max_steps=12",
+        "checkpoints.every_steps=2",
+        "checkpoints.keep=2",
+        "model.switches.update_motion=false",
+    )
     # The uninterrupted reference runs beside the job that gets killed (its own process and Ray cluster):
     # their start-ups are mostly single-threaded imports, so on 2 cores this costs little extra time.
     with open(tmp_path / "uninterrupted.log", "w") as reference_log:
-        reference = subprocess.Popen(train_command(dataset, tmp_path, "uninterrupted", *sets), start_new_session=True,
-                                     stdout=reference_log, stderr=subprocess.STDOUT)
+        reference = subprocess.Popen(
+            train_command(dataset, tmp_path, "uninterrupted", *sets), start_new_session=True, stdout=reference_log, stderr=subprocess.STDOUT
+        )
     job = start(train_command(dataset, tmp_path, "killed", *sets))
     wait_for_registered_checkpoint(job, tmp_path / "killed")
     kill_tree(job)  # the driver, its Ray cluster and the training workers
@@ -211,12 +253,27 @@ def test_the_ray_job_trains_through_videomaker_training_steps_and_saves_its_reso
 
     spy = tmp_path / "calls.jsonl"
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    config = load_config(TrainConfig, "jobs/configs/train_tiny.yaml", [
-        f"dataset={dataset}", f"storage_path={tmp_path / 'runs'}", "run_name=spied", "max_steps=2", "resources.num_workers=1",
-        "optimizer.grad_accumulation=2", "checkpoints.every_steps=2", f"tracking.mlflow_tracking_uri={tracking}"])
+    config = load_config(
+        TrainConfig,
+        "jobs/configs/train_tiny.yaml",
+        [
+            f"dataset={dataset}",
+            f"storage_path={tmp_path / 'runs'}",
+            "run_name=spied",
+            "max_steps=2",
+            "resources.num_workers=1",
+            "optimizer.grad_accumulation=2",
+            "checkpoints.every_steps=2",
+            f"tracking.mlflow_tracking_uri={tracking}",
+        ],
+    )
     tests_dir = str(Path(__file__).resolve().parent)
-    ray.init(runtime_env={"worker_process_setup_hook": "step_spy.install",
-                          "env_vars": {SPY_FILE_ENV: str(spy), "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}})
+    ray.init(
+        runtime_env={
+            "worker_process_setup_hook": "step_spy.install",
+            "env_vars": {SPY_FILE_ENV: str(spy), "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])},
+        }
+    )
     try:
         result = run_training(config)
     finally:
@@ -227,8 +284,10 @@ def test_the_ray_job_trains_through_videomaker_training_steps_and_saves_its_reso
 
     client = mlflow.MlflowClient(tracking_uri=tracking)
     (run,) = client.search_runs(client.get_experiment_by_name("videomaker-train").experiment_id)
-    history = {name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)]
-               for name in ("loss", "last_loss", "grad_norm")}
+    history = {
+        name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)]
+        for name in ("loss", "last_loss", "grad_norm")
+    }
     micro_losses = [c["value"] for c in calls if c["call"] == "micro_step"]
     assert history["last_loss"] == pytest.approx([micro_losses[1], micro_losses[3]], rel=1e-12)
     assert history["loss"] == pytest.approx([np.mean(micro_losses[:2]), np.mean(micro_losses[2:])], rel=1e-12)
@@ -236,8 +295,11 @@ def test_the_ray_job_trains_through_videomaker_training_steps_and_saves_its_reso
 
     # The resolved config: beside the outputs, in the checkpoint and in MLflow, each validating back to it.
     run_dir = tmp_path / "runs" / "spied"
-    saved = {"run": (run_dir / "config.yaml").read_text(), "checkpoint": (run_dir / "checkpoint_00000002" / "config.yaml").read_text(),
-             "mlflow": mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml")}
+    saved = {
+        "run": (run_dir / "config.yaml").read_text(),
+        "checkpoint": (run_dir / "checkpoint_00000002" / "config.yaml").read_text(),
+        "mlflow": mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"),
+    }
     for where, text in saved.items():
         assert validate(TrainConfig, yaml.safe_load(text)) == config, where
         assert text == to_yaml(config), where
@@ -249,8 +311,11 @@ def draws(run_dir: Path) -> list[dict]:
     """What rank 0 trained on, step by step, from the run's draw records."""
     import json
 
-    records = [json.loads(line) for path in sorted((run_dir / "draws" / "rank-0000").glob("step-*.jsonl"))
-               for line in path.read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for path in sorted((run_dir / "draws" / "rank-0000").glob("step-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
     return sorted(records, key=lambda d: (d["step"], d["micro"]))
 
 
@@ -288,9 +353,21 @@ def test_two_worker_bf16_run_survives_a_killed_worker_logs_to_mlflow_and_loads_f
     from videomaker.pipeline import VideoMakerPipeline
     from videomaker.trainable import select_trainable
 
-    job = start(train_command(dataset, tmp_path, "two", "max_steps=10", "checkpoints.every_steps=2", "optimizer.ema_decay=0.9",
-                              "validation.every_steps=10", "validation.inference_steps=2", "precision.mixed_precision=bf16",
-                              "precision.gradient_checkpointing=true", "optimizer.grad_accumulation=2"))
+    job = start(
+        train_command(
+            dataset,
+            tmp_path,
+            "two",
+            "max_steps=10",
+            "checkpoints.every_steps=2",
+            "optimizer.ema_decay=0.9",
+            "validation.every_steps=10",
+            "validation.inference_steps=2",
+            "precision.mixed_precision=bf16",
+            "precision.gradient_checkpointing=true",
+            "optimizer.grad_accumulation=2",
+        )
+    )
     wait_for_registered_checkpoint(job, tmp_path / "two")
     workers = ray_train_worker_pids(job.pid)
     assert len(workers) == 2, workers
@@ -335,10 +412,12 @@ def test_a_sample_that_fails_to_decode_is_recorded_and_dropped_not_replaced(tmp_
     from pipelines.training.data import count_decode_failures, decode_samples
 
     frame = np.full((8, 8, 3), 128, np.uint8)
-    good = {"sample_id": "good", "caption": "A person.", "frames": [encoded(frame, "JPEG")] * 16,
-            "reference_png": encoded(frame, "PNG")}
-    rows = [good, {**good, "sample_id": "corrupt", "frames": [b"not a jpeg"] * 16},
-            {**good, "sample_id": "short", "frames": [encoded(frame, "JPEG")] * 9}]
+    good = {"sample_id": "good", "caption": "A person.", "frames": [encoded(frame, "JPEG")] * 16, "reference_png": encoded(frame, "PNG")}
+    rows = [
+        good,
+        {**good, "sample_id": "corrupt", "frames": [b"not a jpeg"] * 16},
+        {**good, "sample_id": "short", "frames": [encoded(frame, "JPEG")] * 9},
+    ]
     out = decode_samples(pa.Table.from_pylist(rows), use_latents=False, failures_dir=str(tmp_path / "failures"))
     assert list(out["sample_id"]) == ["good"] and out["frames"].shape == (1, 16, 3, 8, 8)
     assert out["frames"].min() >= -1 and out["frames"].max() <= 1

@@ -19,9 +19,16 @@ def clip_row(sample_id: str, span: int = 24, references: int = 4) -> dict:
     """A clip whose frame k is painted with grey level 4k and whose reference j with 200 + 10j,
     so the decoded pixels say which frames and reference a draw used."""
     indices = [100 + 3 * k for k in range(span)]
-    return {"sample_id": sample_id, "caption": "a person", "frames": [png(4 * k) for k in range(span)],
-            "frame_indices": indices, "reference_png": png(200), "reference_pngs": [png(200 + 10 * j) for j in range(references)],
-            "reference_frame_index": 7, "reference_frame_indices": [7 + j for j in range(references)]}
+    return {
+        "sample_id": sample_id,
+        "caption": "a person",
+        "frames": [png(4 * k) for k in range(span)],
+        "frame_indices": indices,
+        "reference_png": png(200),
+        "reference_pngs": [png(200 + 10 * j) for j in range(references)],
+        "reference_frame_index": 7,
+        "reference_frame_indices": [7 + j for j in range(references)],
+    }
 
 
 def decode(rows, **kwargs):
@@ -89,8 +96,14 @@ def test_a_clip_shorter_than_a_window_is_recorded_and_dropped(tmp_path):
 def test_latent_rows_draw_the_same_window_as_pixel_rows():
     row = clip_row("clip-c", span=20)
     latents = np.arange(4 * 20 * 2 * 2, dtype=np.float16).reshape(4, 20, 2, 2)
-    latent_row = dict(row, video_latents=latents.astype("<f2").tobytes(), latent_shape=[4, 20, 2, 2],
-                      text_embeddings=np.zeros((77, 4), "<f2").tobytes(), text_embedding_shape=[77, 4], latent_preset="tiny")
+    latent_row = dict(
+        row,
+        video_latents=latents.astype("<f2").tobytes(),
+        latent_shape=[4, 20, 2, 2],
+        text_embeddings=np.zeros((77, 4), "<f2").tobytes(),
+        text_embedding_shape=[77, 4],
+        latent_preset="tiny",
+    )
     del latent_row["frames"]
     pixels = decode([row], seed=3, epoch=2)
     out = decode_samples(pa.Table.from_pylist([latent_row]), use_latents=True, failures_dir="/nonexistent", seed=3, epoch=2)

@@ -95,8 +95,13 @@ def test_a_skipped_micro_batch_runs_no_backward_and_drops_the_step_so_far(tiny):
     micro_step(tiny, pixel_batch(seed=1), generator=torch.Generator().manual_seed(0), grad_accumulation=2)
     assert all(p.grad is not None for p in parameters)
     seen = []
-    out = micro_step(tiny, pixel_batch(seed=2), generator=torch.Generator().manual_seed(0), grad_accumulation=2,
-                     skip_batch=lambda loss: seen.append(loss.item()) or True)
+    out = micro_step(
+        tiny,
+        pixel_batch(seed=2),
+        generator=torch.Generator().manual_seed(0),
+        grad_accumulation=2,
+        skip_batch=lambda loss: seen.append(loss.item()) or True,
+    )
     assert out.skipped and seen == [out.girl.loss.item()]
     assert all(p.grad is None for p in tiny.unet.parameters())
 
@@ -121,8 +126,9 @@ def test_bf16_autocast_step_trains_and_an_unknown_precision_is_refused(tiny):
     from videomaker.training import make_grad_scaler
 
     parameters = prepare_for_training(tiny)
-    out = training_step(tiny, pixel_batch(), make_optimizer(parameters, lr=1e-3), generator=torch.Generator().manual_seed(0),
-                        mixed_precision="bf16")
+    out = training_step(
+        tiny, pixel_batch(), make_optimizer(parameters, lr=1e-3), generator=torch.Generator().manual_seed(0), mixed_precision="bf16"
+    )
     assert torch.isfinite(torch.tensor(out.loss)) and out.grad_norm > 0
     assert out.girl.loss.dtype == torch.float32  # the loss is reduced in float32 even under autocast
     assert not make_grad_scaler("cpu", "bf16").is_enabled() and make_grad_scaler("cpu", "fp16").is_enabled()

@@ -74,19 +74,32 @@ def save_tiny_grounding_dino(model_dir: Path, seed: int = 0) -> Path:
         SwinConfig,
     )
 
-    backbone = SwinConfig(
-        image_size=128, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7, out_indices=[2, 3, 4]
-    )
+    backbone = SwinConfig(image_size=128, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7, out_indices=[2, 3, 4])
     text = {
-        "model_type": "bert", "vocab_size": len(GROUNDING_VOCAB), "hidden_size": 8, "num_hidden_layers": 1,
-        "num_attention_heads": 2, "intermediate_size": 8, "max_position_embeddings": 32,
+        "model_type": "bert",
+        "vocab_size": len(GROUNDING_VOCAB),
+        "hidden_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 8,
+        "max_position_embeddings": 32,
     }
     config = GroundingDinoConfig(
-        backbone_config=backbone, use_timm_backbone=False, text_config=text, max_text_len=16,
+        backbone_config=backbone,
+        use_timm_backbone=False,
+        text_config=text,
+        max_text_len=16,
         d_model=32,  # GroupNorm(32, d_model) in the input projections
-        encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=16, decoder_ffn_dim=16, encoder_n_points=2, decoder_n_points=2,
-        num_feature_levels=4, num_queries=GROUNDING_QUERIES,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=16,
+        decoder_ffn_dim=16,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        num_feature_levels=4,
+        num_queries=GROUNDING_QUERIES,
     )
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(config).eval()
@@ -110,17 +123,28 @@ def build_tiny_sam(checkpoint: str | None = None) -> torch.nn.Module:
     grid = SAM_IMAGE_SIZE // patch
     return Sam(
         image_encoder=ImageEncoderViT(
-            img_size=SAM_IMAGE_SIZE, patch_size=patch, embed_dim=32, depth=2, num_heads=2, out_chans=dim,
-            use_rel_pos=True, window_size=2, global_attn_indexes=(1,),
+            img_size=SAM_IMAGE_SIZE,
+            patch_size=patch,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            out_chans=dim,
+            use_rel_pos=True,
+            window_size=2,
+            global_attn_indexes=(1,),
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=dim, image_embedding_size=(grid, grid), input_image_size=(SAM_IMAGE_SIZE, SAM_IMAGE_SIZE),
+            embed_dim=dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(SAM_IMAGE_SIZE, SAM_IMAGE_SIZE),
             mask_in_chans=4,
         ),
         mask_decoder=MaskDecoder(
             transformer_dim=dim,
             transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=32, num_heads=2),
-            num_multimask_outputs=3, iou_head_depth=2, iou_head_hidden_dim=16,
+            num_multimask_outputs=3,
+            iou_head_depth=2,
+            iou_head_hidden_dim=16,
         ),
     ).eval()
 
@@ -135,9 +159,7 @@ def save_tiny_sam(path: Path, seed: int = 0) -> Path:
 # --- metric backends -------------------------------------------------------------------------
 
 # ArcFace's 112x112 alignment template, as fractions of the face box: eyes, nose, mouth corners.
-ARCFACE_TEMPLATE = torch.tensor(
-    [[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]]
-) / 112.0
+ARCFACE_TEMPLATE = torch.tensor([[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]]) / 112.0
 
 
 class _BrightCellSCRFDWithKeypoints(_BrightCellSCRFD):
@@ -167,19 +189,28 @@ class _TinyArcFace(torch.nn.Module):
 def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, outputs: list[str], dynamic: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input.1"],
-                          output_names=outputs, dynamic_axes=dynamic)
+        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input.1"], output_names=outputs, dynamic_axes=dynamic)
 
 
 def save_tiny_face_pack(model_dir: Path, seed: int = 0) -> Path:
     """A `buffalo_l`-shaped pack: det_10g.onnx (bright cells are faces) and w600k_r50.onnx."""
     model_dir.mkdir(parents=True, exist_ok=True)
     outputs = [f"{kind}_{s}" for kind in ("score", "bbox", "kps") for s in SCRFD_STRIDES]
-    _export(_BrightCellSCRFDWithKeypoints(), torch.zeros(1, 3, 64, 64), model_dir / "det_10g.onnx", outputs,
-            {"input.1": {2: "height", 3: "width"}, **{name: {0: "anchors"} for name in outputs}})
+    _export(
+        _BrightCellSCRFDWithKeypoints(),
+        torch.zeros(1, 3, 64, 64),
+        model_dir / "det_10g.onnx",
+        outputs,
+        {"input.1": {2: "height", 3: "width"}, **{name: {0: "anchors"} for name in outputs}},
+    )
     torch.manual_seed(seed)
-    _export(_TinyArcFace().eval(), torch.zeros(1, 3, 112, 112), model_dir / "w600k_r50.onnx", ["fc1"],
-            {"input.1": {0: "batch"}, "fc1": {0: "batch"}})
+    _export(
+        _TinyArcFace().eval(),
+        torch.zeros(1, 3, 112, 112),
+        model_dir / "w600k_r50.onnx",
+        ["fc1"],
+        {"input.1": {0: "batch"}, "fc1": {0: "batch"}},
+    )
     return model_dir
 
 
@@ -214,8 +245,9 @@ def _tiny_clip_vision(directory: Path, seed: int):
     """A random 2-layer, 32-px CLIP vision tower with projection, saved where `load_ip_adapter` reads it."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=32, patch_size=8, projection_dim=16)
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8, projection_dim=16
+    )
     torch.manual_seed(seed)
     model = CLIPVisionModelWithProjection(config)
     model.save_pretrained(directory)
@@ -247,18 +279,24 @@ def _resampler_state(embed_dims: int, hidden_dims: int, output_dims: int, rand: 
     inner, ff = 64, 4 * hidden_dims
     state = {
         "latents": rand(1, TINY_IP_ADAPTER_PLUS_QUERIES, hidden_dims),
-        "proj_in.weight": rand(hidden_dims, embed_dims), "proj_in.bias": rand(hidden_dims),
-        "proj_out.weight": rand(output_dims, hidden_dims), "proj_out.bias": rand(output_dims),
-        "norm_out.weight": 1 + rand(output_dims), "norm_out.bias": rand(output_dims),
+        "proj_in.weight": rand(hidden_dims, embed_dims),
+        "proj_in.bias": rand(hidden_dims),
+        "proj_out.weight": rand(output_dims, hidden_dims),
+        "proj_out.bias": rand(output_dims),
+        "norm_out.weight": 1 + rand(output_dims),
+        "norm_out.bias": rand(output_dims),
     }
     for i in range(4):
         state |= {
-            f"layers.{i}.0.norm1.weight": 1 + rand(hidden_dims), f"layers.{i}.0.norm1.bias": rand(hidden_dims),
-            f"layers.{i}.0.norm2.weight": 1 + rand(hidden_dims), f"layers.{i}.0.norm2.bias": rand(hidden_dims),
+            f"layers.{i}.0.norm1.weight": 1 + rand(hidden_dims),
+            f"layers.{i}.0.norm1.bias": rand(hidden_dims),
+            f"layers.{i}.0.norm2.weight": 1 + rand(hidden_dims),
+            f"layers.{i}.0.norm2.bias": rand(hidden_dims),
             f"layers.{i}.0.to_q.weight": rand(inner, hidden_dims),
             f"layers.{i}.0.to_kv.weight": rand(2 * inner, hidden_dims),
             f"layers.{i}.0.to_out.weight": rand(hidden_dims, inner),
-            f"layers.{i}.1.0.weight": 1 + rand(hidden_dims), f"layers.{i}.1.0.bias": rand(hidden_dims),
+            f"layers.{i}.1.0.weight": 1 + rand(hidden_dims),
+            f"layers.{i}.1.0.bias": rand(hidden_dims),
             f"layers.{i}.1.1.weight": rand(ff, hidden_dims),
             f"layers.{i}.1.3.weight": rand(hidden_dims, ff),
         }
@@ -274,8 +312,8 @@ def faceid_lora_state(preset: str = "tiny", seed: int = 1, rank: int = TINY_FACE
     state = {}
     for n, (_, hidden, context) in enumerate(sd15_attention_layers(preset)):
         for projection, fan_in in (("to_q", hidden), ("to_k", context), ("to_v", context), ("to_out", hidden)):
-            state[f"{n}.{projection}_lora.down.weight"] = torch.randn(rank, fan_in, generator=generator) * fan_in ** -0.5
-            state[f"{n}.{projection}_lora.up.weight"] = torch.randn(hidden, rank, generator=generator) * rank ** -0.5
+            state[f"{n}.{projection}_lora.down.weight"] = torch.randn(rank, fan_in, generator=generator) * fan_in**-0.5
+            state[f"{n}.{projection}_lora.up.weight"] = torch.randn(hidden, rank, generator=generator) * rank**-0.5
     return state
 
 
@@ -294,8 +332,7 @@ def faceid_lora_as_kohya(lora: dict[str, torch.Tensor], preset: str = "tiny") ->
     return kohya
 
 
-def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", seed: int = 0, *,
-                         portrait: bool = False) -> Path:
+def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", seed: int = 0, *, portrait: bool = False) -> Path:
     """Random IP-Adapter weights for `preset`'s UNet in the original checkpoint format, laid out like the hub.
 
     Image variants: `models/<weight name>` (safetensors, `image_proj.*` + `ip_adapter.*`) and a tiny
@@ -327,20 +364,27 @@ def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", se
 
         def faceid_proj(tokens: int) -> dict[str, torch.Tensor]:
             return {
-                "proj.0.weight": rand(2 * id_dim, id_dim), "proj.0.bias": rand(2 * id_dim),
-                "proj.2.weight": rand(cross_dim * tokens, 2 * id_dim), "proj.2.bias": rand(cross_dim * tokens),
-                "norm.weight": 1 + rand(cross_dim), "norm.bias": rand(cross_dim),
+                "proj.0.weight": rand(2 * id_dim, id_dim),
+                "proj.0.bias": rand(2 * id_dim),
+                "proj.2.weight": rand(cross_dim * tokens, 2 * id_dim),
+                "proj.2.bias": rand(cross_dim * tokens),
+                "norm.weight": 1 + rand(cross_dim),
+                "norm.bias": rand(cross_dim),
             }
 
         directory.mkdir(parents=True, exist_ok=True)
         lora = faceid_lora_state(preset, seed + 1)
-        torch.save({"image_proj": faceid_proj(TINY_IP_ADAPTER_TOKENS), "ip_adapter": ip_adapter | lora},
-                   directory / TINY_IP_ADAPTER_WEIGHT_NAMES[variant])
+        torch.save(
+            {"image_proj": faceid_proj(TINY_IP_ADAPTER_TOKENS), "ip_adapter": ip_adapter | lora},
+            directory / TINY_IP_ADAPTER_WEIGHT_NAMES[variant],
+        )
         save_file(faceid_lora_as_kohya(lora, preset), directory / TINY_FACEID_LORA_WEIGHT_NAME)
         if portrait:
             portrait_ip = {key: rand(*value.shape) for key, value in ip_adapter.items()}
-            torch.save({"image_proj": faceid_proj(TINY_FACEID_PORTRAIT_TOKENS), "ip_adapter": portrait_ip},
-                       directory / TINY_FACEID_PORTRAIT_WEIGHT_NAME)
+            torch.save(
+                {"image_proj": faceid_proj(TINY_FACEID_PORTRAIT_TOKENS), "ip_adapter": portrait_ip},
+                directory / TINY_FACEID_PORTRAIT_WEIGHT_NAME,
+            )
         return directory
 
     vision = _tiny_clip_vision(directory / "models" / "image_encoder", seed)
@@ -348,7 +392,8 @@ def save_tiny_ip_adapter(directory: Path, variant: str, preset: str = "tiny", se
         image_proj = {
             "proj.weight": rand(cross_dim * TINY_IP_ADAPTER_TOKENS, vision.projection_dim),
             "proj.bias": rand(cross_dim * TINY_IP_ADAPTER_TOKENS),
-            "norm.weight": 1 + rand(cross_dim), "norm.bias": rand(cross_dim),
+            "norm.weight": 1 + rand(cross_dim),
+            "norm.bias": rand(cross_dim),
         }
     else:  # Plus reads the penultimate hidden states, so its input is the tower's width
         image_proj = _resampler_state(vision.hidden_size, cross_dim, cross_dim, rand)

@@ -33,9 +33,9 @@ from diffusers import AnimateDiffPipeline
 
 from videomaker.loading import load_components
 from videomaker.pipeline import NEGATIVE_PROMPT_HUMAN, VideoMakerOutput
-from videomaker.variants import IP_ADAPTER_VARIANTS
 from videomaker.presets import Preset, load_preset
 from videomaker.references import prepare_reference
+from videomaker.variants import IP_ADAPTER_VARIANTS
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -211,8 +211,7 @@ class IPAdapterBaseline:
         >>> out = baseline([reference], ["A person wearing a blue hoodie."], seeds=[42])
     """
 
-    def __init__(self, pipe: AnimateDiffPipeline, *, preset: Preset, variant: str, provenance: dict,
-                 reference_size: int | None = None):
+    def __init__(self, pipe: AnimateDiffPipeline, *, preset: Preset, variant: str, provenance: dict, reference_size: int | None = None):
         self.pipe = pipe
         self.preset = preset
         self.variant = variant
@@ -286,7 +285,11 @@ class IPAdapterBaseline:
 
         c = load_components(preset, device=device, dtype=dtype)
         pipe = AnimateDiffPipeline(
-            vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, motion_adapter=None,
+            vae=c.vae,
+            text_encoder=c.text_encoder,
+            tokenizer=c.tokenizer,
+            unet=c.unet,
+            motion_adapter=None,
             scheduler=c.scheduler,
         )
         lora_record = None
@@ -294,9 +297,7 @@ class IPAdapterBaseline:
             if variant == "ip-adapter-faceid":
                 lora_record = _load_faceid(pipe, weights, subfolder, weight_name, lora_weight_name, lora_scale)
             else:
-                pipe.load_ip_adapter(
-                    weights, subfolder=subfolder, weight_name=weight_name, image_encoder_folder=image_encoder_folder
-                )
+                pipe.load_ip_adapter(weights, subfolder=subfolder, weight_name=weight_name, image_encoder_folder=image_encoder_folder)
         except OSError as err:
             files = [weight_name] + ([f"{image_encoder_folder}/*"] if image_encoder_folder else [])
             files += [lora_weight_name] if lora_weight_name else []
@@ -310,16 +311,27 @@ class IPAdapterBaseline:
         processor = pipe.feature_extractor
         projection = c.unet.encoder_hid_proj.image_projection_layers[0]
         provenance = {
-            "method": cls.__name__, "variant": variant, "weights": weights, "subfolder": subfolder,
-            "weight_name": weight_name, "image_encoder_folder": image_encoder_folder, "scale": scale,
-            "preset": c.preset.name, "motion_adapter": motion_source,
+            "method": cls.__name__,
+            "variant": variant,
+            "weights": weights,
+            "subfolder": subfolder,
+            "weight_name": weight_name,
+            "image_encoder_folder": image_encoder_folder,
+            "scale": scale,
+            "preset": c.preset.name,
+            "motion_adapter": motion_source,
             "motion_mid_block": hasattr(c.unet.mid_block, "motion_modules"),
-            "dtype": str(dtype).removeprefix("torch."), "dtype_requested": str(requested).removeprefix("torch."),
+            "dtype": str(dtype).removeprefix("torch."),
+            "dtype_requested": str(requested).removeprefix("torch."),
             "dtype_note": _HALF_ON_CPU if dtype != requested else None,
             "reference_size": reference_size,
             # What the image encoder's own preprocessing does after the stretch (FaceID has no encoder).
-            "image_processor": None if pipe.image_encoder is None else {
-                "size": dict(processor.size), "crop_size": dict(processor.crop_size), "resample": int(processor.resample),
+            "image_processor": None
+            if pipe.image_encoder is None
+            else {
+                "size": dict(processor.size),
+                "crop_size": dict(processor.crop_size),
+                "resample": int(processor.resample),
             },
             "image_tokens": _image_tokens(projection),
             "lora": lora_record,
@@ -340,21 +352,15 @@ class IPAdapterBaseline:
             return prepare_reference(image, self.reference_size)
         return image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
 
-    def check_inputs(
-        self, reference_images: list, prompts: list[str], seeds: list[int], face_embeddings: list[np.ndarray] | None
-    ) -> None:
+    def check_inputs(self, reference_images: list, prompts: list[str], seeds: list[int], face_embeddings: list[np.ndarray] | None) -> None:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError(f"`prompts` must be a non-empty list of strings, got {prompts!r}.")
         for name, values in (("reference_images", reference_images), ("seeds", seeds)):
             if len(values) != len(prompts):
-                raise ValueError(
-                    f"`{name}` has {len(values)} entries but `prompts` has {len(prompts)}; give one per prompt."
-                )
+                raise ValueError(f"`{name}` has {len(values)} entries but `prompts` has {len(prompts)}; give one per prompt.")
         if self.variant != "ip-adapter-faceid":
             if face_embeddings is not None:
-                raise ValueError(
-                    f"`face_embeddings` is only used by variant 'ip-adapter-faceid', not {self.variant!r}."
-                )
+                raise ValueError(f"`face_embeddings` is only used by variant 'ip-adapter-faceid', not {self.variant!r}.")
             return
         if face_embeddings is None or len(face_embeddings) != len(prompts):
             got = None if face_embeddings is None else f"{len(face_embeddings)} entries"
@@ -366,8 +372,7 @@ class IPAdapterBaseline:
             shape = np.shape(embedding)
             if shape != (FACEID_EMBEDDING_DIM,) and not (len(shape) == 2 and shape[0] >= 1 and shape[1] == FACEID_EMBEDDING_DIM):
                 raise ValueError(
-                    f"`face_embeddings[{index}]` must have shape ({FACEID_EMBEDDING_DIM},) or (N, "
-                    f"{FACEID_EMBEDDING_DIM}), got {shape}."
+                    f"`face_embeddings[{index}]` must have shape ({FACEID_EMBEDDING_DIM},) or (N, {FACEID_EMBEDDING_DIM}), got {shape}."
                 )
 
     def _face_embeds(self, embedding: np.ndarray, guidance_scale: float) -> list[torch.Tensor]:
@@ -426,9 +431,16 @@ class IPAdapterBaseline:
             else:
                 adapter_input = {"ip_adapter_image": self.prepare_reference(reference_images[index])}
             result = self.pipe(
-                prompt=prompt, negative_prompt=negative_prompt, num_frames=self.preset.num_frames,
-                height=height, width=width, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                eta=0.0, generator=torch.Generator(generator_device).manual_seed(seed), output_type="np",
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                num_frames=self.preset.num_frames,
+                height=height,
+                width=width,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                eta=0.0,
+                generator=torch.Generator(generator_device).manual_seed(seed),
+                output_type="np",
                 **adapter_input,
             )
             videos.append(result.frames[0])  # F, H, W, 3 floats in [0, 1]
@@ -446,8 +458,9 @@ class IPAdapterBaseline:
         return VideoMakerOutput(frames=frames, prompts=list(prompts), seeds=seeds, provenance=self.provenance | per_video)
 
 
-def _load_faceid(pipe: AnimateDiffPipeline, weights: str, subfolder: str | None, weight_name: str,
-                 lora_weight_name: str | None, lora_scale: float) -> dict | None:
+def _load_faceid(
+    pipe: AnimateDiffPipeline, weights: str, subfolder: str | None, weight_name: str, lora_weight_name: str | None, lora_scale: float
+) -> dict | None:
     """Load a FaceID file without its LoRA through `load_ip_adapter`, then its LoRA on the spatial layers.
 
     Returns the LoRA's provenance record, or None when no LoRA was applied.
@@ -456,8 +469,12 @@ def _load_faceid(pipe: AnimateDiffPipeline, weights: str, subfolder: str | None,
     state = _read_adapter_file(path)
     ip_adapter, embedded = split_faceid_lora(state["ip_adapter"])
     # A dict: diffusers neither reloads the file nor applies the LoRA with its own numbering.
-    pipe.load_ip_adapter({"image_proj": state["image_proj"], "ip_adapter": ip_adapter}, subfolder=subfolder,
-                         weight_name=weight_name, image_encoder_folder=None)
+    pipe.load_ip_adapter(
+        {"image_proj": state["image_proj"], "ip_adapter": ip_adapter},
+        subfolder=subfolder,
+        weight_name=weight_name,
+        image_encoder_folder=None,
+    )
     if lora_scale == 0:
         return {"source": None, "scale": 0.0, "note": "lora_scale 0: LoRA left out"}
     if lora_weight_name is not None:

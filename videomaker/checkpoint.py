@@ -35,9 +35,7 @@ FORMAT_VERSION = 1
 def trainable_state_dict(unet: torch.nn.Module, switches: PISASwitches) -> dict[str, torch.Tensor]:
     """The parameters VideoMaker trains under `switches`, detached, keyed by UNet parameter name."""
     return {
-        name: parameter.detach()
-        for name, parameter in unet.named_parameters()
-        if is_trainable(name, update_motion=switches.update_motion)
+        name: parameter.detach() for name, parameter in unet.named_parameters() if is_trainable(name, update_motion=switches.update_motion)
     }
 
 
@@ -153,8 +151,9 @@ def load_checkpoint(directory: str | Path) -> VideoMakerCheckpoint | ReleasedChe
             if len(files) == 1:
                 return released.load_released(files[0], source=str(path))
             if len(files) > 1:
-                raise ValueError(f"`checkpoint` {str(path)!r} holds several released-format files {[f.name for f in files]}; "
-                                 "pass the one to load.")
+                raise ValueError(
+                    f"`checkpoint` {str(path)!r} holds several released-format files {[f.name for f in files]}; pass the one to load."
+                )
     return _load_native(directory)
 
 
@@ -167,8 +166,10 @@ def _load_native(directory: str | Path) -> VideoMakerCheckpoint:
             for name in (WEIGHTS_FILE, METADATA_FILE):
                 source = storage.join(directory, name)
                 if storage.size(source) is None:
-                    raise FileNotFoundError(f"Checkpoint directory {directory} has no {name}; expected {WEIGHTS_FILE} and "
-                                            f"{METADATA_FILE} as written by `videomaker.checkpoint.save_checkpoint`.")
+                    raise FileNotFoundError(
+                        f"Checkpoint directory {directory} has no {name}; expected {WEIGHTS_FILE} and "
+                        f"{METADATA_FILE} as written by `videomaker.checkpoint.save_checkpoint`."
+                    )
                 (Path(scratch) / name).write_bytes(storage.read_bytes(source))
             loaded = _load_native(scratch)
         return dataclasses.replace(loaded, path=directory)
@@ -184,8 +185,7 @@ def _load_native(directory: str | Path) -> VideoMakerCheckpoint:
     metadata = json.loads(metadata_file.read_text())
     if metadata.get("format_version") != FORMAT_VERSION:
         raise ValueError(
-            f"Checkpoint {directory} has format_version {metadata.get('format_version')!r}; this videomaker reads "
-            f"version {FORMAT_VERSION}."
+            f"Checkpoint {directory} has format_version {metadata.get('format_version')!r}; this videomaker reads version {FORMAT_VERSION}."
         )
     return VideoMakerCheckpoint(
         path=directory,

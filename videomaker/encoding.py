@@ -14,9 +14,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 @torch.no_grad()
 def encode_prompts(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: list[str]) -> torch.Tensor:
     """CLIP text embeddings `(len(prompts), 77, D)`: last hidden state, padded to 77 tokens."""
-    tokens = tokenizer(
-        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    )
+    tokens = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
     return text_encoder(tokens.input_ids.to(text_encoder.device))[0]
 
 
@@ -27,9 +25,7 @@ def images_to_tensor(images: Sequence[Image.Image | np.ndarray], size: tuple[int
     for index, image in enumerate(images):
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(
-                    f"Image {index} must be a uint8 (H, W, 3) array, got dtype {image.dtype} shape {image.shape}."
-                )
+                raise ValueError(f"Image {index} must be a uint8 (H, W, 3) array, got dtype {image.dtype} shape {image.shape}.")
             image = Image.fromarray(image)
         if not isinstance(image, Image.Image):
             raise ValueError(f"Image {index} must be a PIL image or uint8 array, got {type(image).__name__}.")

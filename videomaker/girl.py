@@ -81,9 +81,7 @@ def sample_condition_dropout(
     u = torch.rand(batch_size, generator=generator, device=device)
     text_only = u < config.drop_text
     reference_only = (u >= config.drop_text) & (u < config.drop_text + config.drop_reference)
-    both = (u >= config.drop_text + config.drop_reference) & (
-        u < config.drop_text + config.drop_reference + config.drop_both
-    )
+    both = (u >= config.drop_text + config.drop_reference) & (u < config.drop_text + config.drop_reference + config.drop_both)
     return text_only | both, reference_only | both
 
 
@@ -135,16 +133,15 @@ def girl_loss(
     device = video_latents.device
     gen_device = generator.device if generator is not None else torch.device("cpu")
 
-    timesteps = torch.randint(
-        0, scheduler.config.num_train_timesteps, (batch,), generator=generator, device=gen_device
-    ).to(device)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator, device=gen_device).to(device)
     reminds = remind_timesteps(timesteps, config.remind_factor) if config.girl else torch.zeros_like(timesteps)
     text_dropped, reference_dropped = sample_condition_dropout(batch, generator, config)
     text_dropped, reference_dropped = text_dropped.to(device), reference_dropped.to(device)
     noise = randn_tensor(video_latents.shape, generator=generator, device=device, dtype=video_latents.dtype)
     reference_noise = (
         randn_tensor(reference_latents.shape, generator=generator, device=device, dtype=reference_latents.dtype)
-        if config.girl else torch.zeros_like(reference_latents)
+        if config.girl
+        else torch.zeros_like(reference_latents)
     )
 
     # Dropped conditions become zeros; the reference is zeroed before its remind noise is added.

@@ -70,9 +70,7 @@ def build_clip_tokenizer() -> CLIPTokenizer:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
         (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-        tokenizer = CLIPTokenizer(
-            vocab=str(Path(tmp) / "vocab.json"), merges=str(Path(tmp) / "merges.txt"), model_max_length=77
-        )
+        tokenizer = CLIPTokenizer(vocab=str(Path(tmp) / "vocab.json"), merges=str(Path(tmp) / "merges.txt"), model_max_length=77)
         tokenizer.save_pretrained(tmp)  # round-trip so the object is identical to a loaded one
         return CLIPTokenizer.from_pretrained(tmp)
 
@@ -135,7 +133,8 @@ def load_components(
             module.to(device=device, dtype=dtype)
         module.eval().requires_grad_(False)
     scheduler, origin = load_scheduler(
-        preset.base_model, reason_if_none=f"preset {preset.name!r} is random-initialised: its backbone stores no scheduler config")
+        preset.base_model, reason_if_none=f"preset {preset.name!r} is random-initialised: its backbone stores no scheduler config"
+    )
     return VideoMakerComponents(preset, unet, vae, text_encoder, tokenizer, scheduler, origin)
 
 

@@ -24,9 +24,7 @@ NEGATIVE_PROMPT_HUMAN = (
     "extra limbs, cloned face, disfigured, gross proportions, malformed limbs, missing arms, missing legs, extra "
     "arms, extra legs, fused fingers, too many fingers, long neck"
 )
-NEGATIVE_PROMPT_OBJECT = (
-    "asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch"
-)
+NEGATIVE_PROMPT_OBJECT = "asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch"
 # The one negative prompt the authors' benchmark-generation script used for every subject; the
 # evaluation configs that reproduce the published tables set it (`generation.negative_prompt`).
 NEGATIVE_PROMPT_BENCHMARK = (
@@ -110,8 +108,7 @@ class VideoMakerPipeline:
         if state is None:
             return cls(components, switches=switches or trained)
         report = state.apply_to(components.unet, preset=components.preset.name)
-        return cls(components, switches=switches or trained, checkpoint=str(checkpoint), checkpoint_report=report,
-                   trained_switches=trained)
+        return cls(components, switches=switches or trained, checkpoint=str(checkpoint), checkpoint_report=report, trained_switches=trained)
 
     def prepare_reference_pixels(self, reference_images: list, height: int, width: int) -> torch.Tensor:
         """References as the released code feeds them: stretched to `(height, width)`, `(N, 3, H, W)` in [-1, 1].
@@ -135,8 +132,7 @@ class VideoMakerPipeline:
             raise ValueError(f"`prompts` must be a non-empty list of strings, got {prompts!r}.")
         if len(reference_images) != len(prompts):
             raise ValueError(
-                f"`reference_images` has {len(reference_images)} entries but `prompts` has {len(prompts)}; "
-                "give one reference per prompt."
+                f"`reference_images` has {len(reference_images)} entries but `prompts` has {len(prompts)}; give one reference per prompt."
             )
         if len(seeds) != len(prompts):
             raise ValueError(f"`seeds` has {len(seeds)} entries but `prompts` has {len(prompts)}; give one seed per prompt.")
@@ -201,10 +197,12 @@ class VideoMakerPipeline:
         # 4. Prepare initial noise, one generator per video
         factor = 2 ** (len(c.vae.config.block_out_channels) - 1)
         shape = (c.unet.config.in_channels, self.num_frames, height // factor, width // factor)
-        latents = torch.cat([
-            randn_tensor((1, *shape), generator=torch.Generator("cpu").manual_seed(seed), device=c.device, dtype=c.dtype)
-            for seed in seeds
-        ])
+        latents = torch.cat(
+            [
+                randn_tensor((1, *shape), generator=torch.Generator("cpu").manual_seed(seed), device=c.device, dtype=c.dtype)
+                for seed in seeds
+            ]
+        )
         c.scheduler.set_timesteps(num_inference_steps, device=c.device)
         latents = latents * c.scheduler.init_noise_sigma
 

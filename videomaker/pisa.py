@@ -138,9 +138,7 @@ class VideoFramesCrossAttnProcessor:
         **kwargs,
     ) -> torch.Tensor:
         if encoder_hidden_states is None or attention_mask is not None:
-            raise ValueError(
-                "VideoFramesCrossAttnProcessor needs `encoder_hidden_states` and no `attention_mask`."
-            )
+            raise ValueError("VideoFramesCrossAttnProcessor needs `encoder_hidden_states` and no `attention_mask`.")
         x = _frames_view(hidden_states, self.num_frames, "hidden_states")
         text = _frames_view(encoder_hidden_states, self.num_frames, "encoder_hidden_states")
         video_out = self._attention(attn, x[:, :-1].flatten(0, 1), text[:, :-1].flatten(0, 1))
@@ -219,9 +217,7 @@ def install_pisa(unet: torch.nn.Module, switches: PISASwitches = PISASwitches(),
         if is_pisa_layer(name):
             new_processors[name] = PISAAttnProcessor(num_frames)
         elif _is_spatial_cross_attention(name):
-            new_processors[name] = (
-                AttnProcessor2_0() if switches.ref_in_cross_attn else VideoFramesCrossAttnProcessor(num_frames)
-            )
+            new_processors[name] = AttnProcessor2_0() if switches.ref_in_cross_attn else VideoFramesCrossAttnProcessor(num_frames)
         else:
             new_processors[name] = processor
     unet.set_attn_processor(new_processors)

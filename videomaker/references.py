@@ -75,7 +75,7 @@ def load_reference(spec: str, *, argument: str = "--reference", background: tupl
     if spec.startswith(EXAMPLE_PREFIX):
         from skimage import data
 
-        name = spec[len(EXAMPLE_PREFIX):]
+        name = spec[len(EXAMPLE_PREFIX) :]
         if not hasattr(data, name):
             raise ValueError(f"{argument} {spec!r}: scikit-image has no example image {name!r} (try skimage:astronaut).")
         return to_rgb(Image.fromarray(getattr(data, name)()), background=background)

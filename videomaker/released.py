@@ -50,11 +50,10 @@ _SHOWN = 10  # key names listed per error
 
 def parse_hf_uri(uri: str) -> tuple[str, str]:
     """`hf:OWNER/REPO/FILE` -> (`OWNER/REPO`, `FILE`), refusing anything else."""
-    parts = uri[len(HF_PREFIX):].split("/") if uri.startswith(HF_PREFIX) else []
+    parts = uri[len(HF_PREFIX) :].split("/") if uri.startswith(HF_PREFIX) else []
     if len(parts) < 3 or not all(parts):
         raise ValueError(
-            f"`checkpoint` {uri!r} is not a hub file URI: write hf:OWNER/REPO/FILE, e.g. "
-            f"hf:{RELEASED_REPO}/{RELEASED_FILES['human']}."
+            f"`checkpoint` {uri!r} is not a hub file URI: write hf:OWNER/REPO/FILE, e.g. hf:{RELEASED_REPO}/{RELEASED_FILES['human']}."
         )
     return "/".join(parts[:2]), "/".join(parts[2:])
 
@@ -90,15 +89,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"usual cause: fetch the file again (`hf download {RELEASED_REPO} FILE`)."
         ) from None
     if not isinstance(loaded, dict) or not loaded:
-        raise ValueError(f"`checkpoint` {str(path)!r} holds a {type(loaded).__name__}{' (empty)' if loaded == {} else ''}, "
-                         f"not {EXPECTED}.")
+        raise ValueError(f"`checkpoint` {str(path)!r} holds a {type(loaded).__name__}{' (empty)' if loaded == {} else ''}, not {EXPECTED}.")
     bad = [key for key, value in loaded.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
     if bad:
-        raise ValueError(f"`checkpoint` {str(path)!r} is a dict but not a state dict: entries {bad[:_SHOWN]} are not "
-                         f"name -> tensor; expected {EXPECTED}.")
+        raise ValueError(
+            f"`checkpoint` {str(path)!r} is a dict but not a state dict: entries {bad[:_SHOWN]} are not "
+            f"name -> tensor; expected {EXPECTED}."
+        )
     for prefix in _PREFIXES:
         if all(key.startswith(prefix) for key in loaded):
-            loaded = {key[len(prefix):]: value for key, value in loaded.items()}
+            loaded = {key[len(prefix) :]: value for key, value in loaded.items()}
     return dict(loaded)
 
 
@@ -132,17 +132,24 @@ class ReleasedCheckpoint:
         if missing or unexpected:
             hint = ""
             if any(k.startswith("mid_block.motion_modules.") for k in unexpected):
-                hint = (" The file has a mid-block motion module (motion adapter v1-5-2 layout) that the model lacks; "
-                        "load it with a preset built on that adapter.")
+                hint = (
+                    " The file has a mid-block motion module (motion adapter v1-5-2 layout) that the model lacks; "
+                    "load it with a preset built on that adapter."
+                )
             elif any(k.startswith("mid_block.motion_modules.") for k in missing):
-                hint = (f" The model has a mid-block motion module (motion adapter v1-5-2) but the file has none: the "
-                        f"released {RELEASED_REPO} files are for motion adapter v1-5-3 (preset {RELEASED_PRESET!r}).")
+                hint = (
+                    f" The model has a mid-block motion module (motion adapter v1-5-2) but the file has none: the "
+                    f"released {RELEASED_REPO} files are for motion adapter v1-5-3 (preset {RELEASED_PRESET!r})."
+                )
             raise ValueError(
                 f"`checkpoint` {self.path} does not fit the UNet of preset {preset!r}: missing keys {_listed(missing)}; "
                 f"unexpected keys {_listed(unexpected)}.{hint} Expected {EXPECTED}."
             )
-        mismatched = [f"{name}: file {tuple(self.tensors[name].shape)} vs model {tuple(shape)}"
-                      for name, shape in reference.items() if self.tensors[name].shape != shape]
+        mismatched = [
+            f"{name}: file {tuple(self.tensors[name].shape)} vs model {tuple(shape)}"
+            for name, shape in reference.items()
+            if self.tensors[name].shape != shape
+        ]
         if mismatched:
             raise ValueError(
                 f"`checkpoint` {self.path} was made for another preset than {preset!r}: {len(mismatched)} tensors have "
@@ -153,8 +160,7 @@ class ReleasedCheckpoint:
     def trainable_keys(self, parameter_names: Iterable[str]) -> list[str]:
         """The file's keys that are trained parameters of the model (buffers such as `pos_embed.pe` are not)."""
         parameters = set(parameter_names)
-        return [name for name in self.tensors
-                if name in parameters and is_trainable(name, update_motion=self.switches.update_motion)]
+        return [name for name in self.tensors if name in parameters and is_trainable(name, update_motion=self.switches.update_motion)]
 
     def apply_to(self, unet: torch.nn.Module, *, preset: str, frozen: Literal["compare", "load"] = "compare") -> dict:
         """Check the file against `unet` and copy the trainable tensors in.
@@ -196,9 +202,15 @@ class ReleasedCheckpoint:
             "frozen_differing_examples": differing[:_SHOWN],
         }
         if differing:
-            logger.warning("Released checkpoint %s: %d frozen tensors differ from preset %r's (max |diff| %.3g, e.g. %s); "
-                           "only the trainable ones were loaded (frozen='load' takes them all).",
-                           self.path, len(differing), preset, max_diff, differing[:3])
+            logger.warning(
+                "Released checkpoint %s: %d frozen tensors differ from preset %r's (max |diff| %.3g, e.g. %s); "
+                "only the trainable ones were loaded (frozen='load' takes them all).",
+                self.path,
+                len(differing),
+                preset,
+                max_diff,
+                differing[:3],
+            )
         return self.load_report
 
 
@@ -214,5 +226,6 @@ def released_files_in(directory: Path) -> list[Path]:
 def load_released(path: str | Path, *, source: str | None = None) -> ReleasedCheckpoint:
     """Read a released-format file (see the module docstring); `source` is how the user named it."""
     tensors = read_state_dict(path)
-    return ReleasedCheckpoint(path=source or Path(path), tensors=tensors,
-                              metadata={"format": "released", "file": str(path), "source": source or str(path)})
+    return ReleasedCheckpoint(
+        path=source or Path(path), tensors=tensors, metadata={"format": "released", "file": str(path), "source": source or str(path)}
+    )

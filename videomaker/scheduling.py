@@ -67,8 +67,12 @@ class SchedulerOrigin:
     config: dict = field(default_factory=dict)
 
     def as_record(self) -> dict:
-        return {"source": self.source, "overrides": dict(self.overrides), "fallback_reason": self.fallback_reason,
-                "config": dict(self.config)}
+        return {
+            "source": self.source,
+            "overrides": dict(self.overrides),
+            "fallback_reason": self.fallback_reason,
+            "config": dict(self.config),
+        }
 
 
 def _config_record(scheduler: DDIMScheduler) -> dict:

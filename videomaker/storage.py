@@ -1,6 +1,7 @@
 """Local paths and object-storage URIs through one small API, so every job reads and writes both alike.
 
-A local path, `file://`, `s3://` (AWS or any S3-compatible server) or `gs://`: what pyarrow opens. Credentials and endpoints come the way a cluster passes them to every node: the
+A local path, `file://`, `s3://` (AWS or any S3-compatible server) or `gs://`: what pyarrow opens.
+Credentials and endpoints come the way a cluster passes them to every node: the
 standard environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
 `AWS_ENDPOINT_URL` for a non-AWS server), which `ray job submit --runtime-env-json '{"env_vars": ...}'`
 hands to every process of a job. Locations are joined as paths, so keep options out of the URI.
@@ -18,9 +19,9 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow.fs as pa_fs
 
@@ -42,7 +43,7 @@ def absolute(location: str | Path) -> str:
 def local_path(location: str | Path) -> Path:
     """The local path of a local location (a plain path or `file://`)."""
     text = str(location)
-    return Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
+    return Path(text[len("file://") :] if text.startswith("file://") else text).expanduser()
 
 
 def resolve(location: str | Path) -> tuple[pa_fs.FileSystem, str]:
@@ -298,5 +299,7 @@ def check_access(location: str | Path, *, argument: str, write: bool = False) ->
             fs.delete_file(probe)
     except (OSError, ValueError) as error:
         action = "write to" if write else "read"
-        raise ValueError(f"{argument} {text!r}: cannot {action} it: {error}. Check the bucket name and the credentials "
-                         "and endpoint in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL).") from error
+        raise ValueError(
+            f"{argument} {text!r}: cannot {action} it: {error}. Check the bucket name and the credentials "
+            "and endpoint in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL)."
+        ) from error

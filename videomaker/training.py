@@ -170,8 +170,15 @@ def micro_step(
     dtype = AUTOCAST_DTYPES[mixed_precision]
     video, reference, text = encode_batch(components, batch)
     with torch.autocast(components.device.type, dtype=dtype, enabled=dtype is not None):
-        out = girl_loss(model if model is not None else components.unet, components.scheduler, video, reference, text,
-                        generator=generator, config=config)
+        out = girl_loss(
+            model if model is not None else components.unet,
+            components.scheduler,
+            video,
+            reference,
+            text,
+            generator=generator,
+            config=config,
+        )
     if skip_batch is not None and skip_batch(out.loss):
         for parameter in components.unet.parameters():
             parameter.grad = None
@@ -241,8 +248,15 @@ def training_step(
         scaler = make_grad_scaler(components.device, mixed_precision)
     optimizer.zero_grad(set_to_none=True)
     for micro in batches:
-        out = micro_step(components, micro, generator=generator, config=config, mixed_precision=mixed_precision,
-                         scaler=scaler, grad_accumulation=len(batches)).girl
+        out = micro_step(
+            components,
+            micro,
+            generator=generator,
+            config=config,
+            mixed_precision=mixed_precision,
+            scaler=scaler,
+            grad_accumulation=len(batches),
+        ).girl
     grad_norm = optimizer_step(optimizer, max_grad_norm=max_grad_norm, lr=lr, scaler=scaler, clear_grads=False)
     return TrainingStepOutput(
         loss=out.loss.item(),

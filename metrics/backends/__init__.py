@@ -11,16 +11,17 @@ from dataclasses import dataclass, field
 from metrics.backends.base import FaceEmbedder, FlowEstimator, ImageEmbedder, ImageTextEmbedder
 from metrics.backends.registry import BackendRegistry, BackendSpec
 
-
 ROLES = ("clip", "dino", "face", "flow")
 
 
-METRIC_BACKENDS = BackendRegistry({
-    "clip": {"open_clip": "metrics.backends.clip:OpenCLIPEmbedder"},
-    "dino": {"transformers-dino": "metrics.backends.dino:DINOEmbedder"},
-    "face": {"insightface": "metrics.backends.faces:InsightFaceEmbedder"},
-    "flow": {"raft": "metrics.backends.flow:RAFTFlow", "opencv": "metrics.backends.flow:OpenCVFlow"},
-})
+METRIC_BACKENDS = BackendRegistry(
+    {
+        "clip": {"open_clip": "metrics.backends.clip:OpenCLIPEmbedder"},
+        "dino": {"transformers-dino": "metrics.backends.dino:DINOEmbedder"},
+        "face": {"insightface": "metrics.backends.faces:InsightFaceEmbedder"},
+        "flow": {"raft": "metrics.backends.flow:RAFTFlow", "opencv": "metrics.backends.flow:OpenCVFlow"},
+    }
+)
 
 
 @dataclass
@@ -52,8 +53,7 @@ class MetricBackendsConfig:
             if spec is None:
                 raise ValueError(f"Invalid MetricBackendsConfig({role}=None): only `face` may be None.")
             if spec.name not in METRIC_BACKENDS.names(role):
-                raise ValueError(f"Invalid MetricBackendsConfig({role}.name={spec.name!r}). "
-                                 f"Available: {METRIC_BACKENDS.names(role)}")
+                raise ValueError(f"Invalid MetricBackendsConfig({role}.name={spec.name!r}). Available: {METRIC_BACKENDS.names(role)}")
             METRIC_BACKENDS.check(role, spec, where=f"MetricBackendsConfig({role}.options)", provided=("device",))
 
 
@@ -69,8 +69,7 @@ class MetricBackends:
     def describe(self) -> dict:
         """Name, library version, weights and digest of every backend, keyed by role."""
         return {
-            role: (backend.describe() if backend is not None else None)
-            for role, backend in ((role, getattr(self, role)) for role in ROLES)
+            role: (backend.describe() if backend is not None else None) for role, backend in ((role, getattr(self, role)) for role in ROLES)
         }
 
 

@@ -89,8 +89,15 @@ class OpenCLIPEmbedder:
             options["pretrained"] = path
         return options
 
-    def __init__(self, model: str = "ViT-B-32", pretrained: str = "openai", *, quick_gelu: bool | Literal["auto"] = "auto",
-                 device: str = "cpu", batch_size: int = 32):
+    def __init__(
+        self,
+        model: str = "ViT-B-32",
+        pretrained: str = "openai",
+        *,
+        quick_gelu: bool | Literal["auto"] = "auto",
+        device: str = "cpu",
+        batch_size: int = 32,
+    ):
         import open_clip
         import torch
 
@@ -120,8 +127,7 @@ class OpenCLIPEmbedder:
         # OpenAI's TorchScript release is read with torch.jit.load (open_clip's weights_only load refuses it).
         weights = None if sourced_by_name or torchscript else (str(path) if is_file else pretrained)
         try:
-            self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-                model, pretrained=weights, device=device, **overrides)
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=device, **overrides)
         except RuntimeError as error:
             if "download" not in str(error).lower():
                 raise
@@ -145,7 +151,9 @@ class OpenCLIPEmbedder:
             "activation_source": reason,
         }
         if use_quick_gelu and self._description["activation"] != "QuickGELU":
-            raise RuntimeError(f"open_clip built {self._description['activation']} for {model} although QuickGELU was asked for ({reason}).")
+            raise RuntimeError(
+                f"open_clip built {self._description['activation']} for {model} although QuickGELU was asked for ({reason})."
+            )
 
     def describe(self) -> dict:
         return dict(self._description)
@@ -198,13 +206,16 @@ def _openai_hub_repos() -> set[str]:
     """Hub repos (org/name) holding OpenAI's CLIP weights, as open_clip's `openai` tags name them."""
     import open_clip
 
-    return {posixpath.split(open_clip.get_pretrained_cfg(model, "openai")["hf_hub"])[0].rstrip("/")
-            for model, tag in open_clip.list_pretrained() if tag == "openai"
-            and open_clip.get_pretrained_cfg(model, "openai").get("hf_hub")}
+    return {
+        posixpath.split(open_clip.get_pretrained_cfg(model, "openai")["hf_hub"])[0].rstrip("/")
+        for model, tag in open_clip.list_pretrained()
+        if tag == "openai" and open_clip.get_pretrained_cfg(model, "openai").get("hf_hub")
+    }
 
 
-def _resolve_quick_gelu(model: str, pretrained: str, option, path: Path | None, sha256: str | None,
-                        torchscript: bool) -> tuple[bool | None, str]:
+def _resolve_quick_gelu(
+    model: str, pretrained: str, option, path: Path | None, sha256: str | None, torchscript: bool
+) -> tuple[bool | None, str]:
     """(QuickGELU?, why): True/False force the activation; None leaves it to the model's config."""
     import open_clip
 
@@ -239,9 +250,12 @@ def _resolve_quick_gelu(model: str, pretrained: str, option, path: Path | None, 
         if url and "openaipublic" in url and sha256.startswith(url.split("/")[-2]):
             return True, "SHA-256 of OpenAI's release"
     if not architecture and openai_releases(model):
-        logger.warning("`pretrained` %s is not recognisable as OpenAI's CLIP release, so %s is built with GELU as its "
-                       "config says; if the file holds OpenAI's weights (trained with QuickGELU), pass quick_gelu=True.",
-                       path, model)
+        logger.warning(
+            "`pretrained` %s is not recognisable as OpenAI's CLIP release, so %s is built with GELU as its "
+            "config says; if the file holds OpenAI's weights (trained with QuickGELU), pass quick_gelu=True.",
+            path,
+            model,
+        )
     return architecture, f"architecture config of {model} (file not recognised as OpenAI's)"
 
 

@@ -53,8 +53,16 @@ class DINOEmbedder:
         """The hub repo or folder `model` names."""
         return [weight_at("dino", option_or_default(cls, options, "model"), hub=True)]
 
-    def __init__(self, model: str = "facebook/dino-vits16", *, image_size: int = 224, resize: Literal["pil", "torch"] = "pil",
-                 layer_norm_eps: float | Literal["config"] = DINO_LAYER_NORM_EPS, device: str = "cpu", batch_size: int = 32):
+    def __init__(
+        self,
+        model: str = "facebook/dino-vits16",
+        *,
+        image_size: int = 224,
+        resize: Literal["pil", "torch"] = "pil",
+        layer_norm_eps: float | Literal["config"] = DINO_LAYER_NORM_EPS,
+        device: str = "cpu",
+        batch_size: int = 32,
+    ):
         import torch
         import transformers
 
@@ -62,8 +70,9 @@ class DINOEmbedder:
             raise ValueError(f"`batch_size` and `image_size` must be >= 1, got {batch_size} and {image_size}.")
         if resize not in RESIZES:
             raise ValueError(f"`resize` must be one of {list(RESIZES)}, got {resize!r}.")
-        if layer_norm_eps != "config" and (isinstance(layer_norm_eps, bool) or not isinstance(layer_norm_eps, (int, float))
-                                           or not layer_norm_eps > 0):
+        if layer_norm_eps != "config" and (
+            isinstance(layer_norm_eps, bool) or not isinstance(layer_norm_eps, (int, float)) or not layer_norm_eps > 0
+        ):
             raise ValueError(f"`layer_norm_eps` must be a positive number or 'config', got {layer_norm_eps!r}.")
         overrides = {} if layer_norm_eps == "config" else {"layer_norm_eps": float(layer_norm_eps)}
         try:
@@ -100,7 +109,9 @@ class DINOEmbedder:
 
         size = (self.image_size, self.image_size)
         if self.resize == "pil":
-            resized = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BILINEAR)) for image in images])
+            resized = np.stack(
+                [np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BILINEAR)) for image in images]
+            )
             batch = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2).float() / 255.0
         else:
             batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float() / 255.0

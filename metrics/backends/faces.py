@@ -29,9 +29,15 @@ def pack_weight(model_dir: str) -> WeightSource:
     return weight_at("insightface", model_dir, hub=False, published=published)
 
 
-def load_face_analysis(directory: str | Path, *, modules: tuple[str, ...] = ("detection", "recognition"),
-                       providers: tuple[str, ...] | list[str] = ("CPUExecutionProvider",), det_size: int = 640,
-                       det_thresh: float = 0.5, hint: str = _STAGE_HINT):
+def load_face_analysis(
+    directory: str | Path,
+    *,
+    modules: tuple[str, ...] = ("detection", "recognition"),
+    providers: tuple[str, ...] | list[str] = ("CPUExecutionProvider",),
+    det_size: int = 640,
+    det_thresh: float = 0.5,
+    hint: str = _STAGE_HINT,
+):
     """insightface's `FaceAnalysis` over a model pack directory (e.g. `buffalo_l`), with only `modules` kept.
 
     The one loader of the pack: Face Sim's embedder, the preprocessing face detector and IP-Adapter-FaceID's
@@ -61,8 +67,7 @@ def load_face_analysis(directory: str | Path, *, modules: tuple[str, ...] = ("de
         raise ImportError("insightface is not installed: pip install insightface onnxruntime") from error
 
     try:
-        app = FaceAnalysis(name=str(directory), root=str(directory.parent), allowed_modules=list(modules),
-                           providers=list(providers))
+        app = FaceAnalysis(name=str(directory), root=str(directory.parent), allowed_modules=list(modules), providers=list(providers))
     except AssertionError:  # FaceAnalysis asserts that a detection model was found
         app = None
     missing = [m for m in modules if app is None or m not in app.models]
@@ -70,8 +75,7 @@ def load_face_analysis(directory: str | Path, *, modules: tuple[str, ...] = ("de
         _explain_missing(directory, missing, hint)
     if "recognition" in modules and not getattr(app.det_model, "use_kps", False):
         raise ValueError(
-            f"`model_dir` detector {app.det_model.model_file!r} predicts no facial keypoints, which "
-            f"ArcFace needs to align a face; {hint}."
+            f"`model_dir` detector {app.det_model.model_file!r} predicts no facial keypoints, which ArcFace needs to align a face; {hint}."
         )
     # ctx_id 0: the providers decide the device (a negative id would force the CPU whatever they say).
     app.prepare(ctx_id=0, det_size=(det_size, det_size), det_thresh=det_thresh)
@@ -93,8 +97,10 @@ def _explain_missing(directory: Path, missing: list[str], hint: str) -> None:
     routed = ", ".join(f"{name} as {kind}" for name, kind in found.items())
     noun = "an SCRFD detection model" if "detection" in missing else f"a {' or '.join(missing)} model"
     files = ", ".join(found)
-    raise ValueError(f"`model_dir` {str(directory)!r} has no {' and no '.join(missing)} model: {files} "
-                     f"{'is' if len(found) == 1 else 'are'} not {noun} (insightface loaded {routed}); {hint}.")
+    raise ValueError(
+        f"`model_dir` {str(directory)!r} has no {' and no '.join(missing)} model: {files} "
+        f"{'is' if len(found) == 1 else 'are'} not {noun} (insightface loaded {routed}); {hint}."
+    )
 
 
 class InsightFacePack:
@@ -121,13 +127,15 @@ class InsightFacePack:
         """The model pack `model_dir` names."""
         return [pack_weight(required_option(options, "model_dir"))]
 
-    def __init__(self, model_dir: str | Path, *, det_size: int = 640, det_thresh: float = 0.5,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    def __init__(
+        self, model_dir: str | Path, *, det_size: int = 640, det_thresh: float = 0.5, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    ):
         self.model_dir = Path(model_dir).expanduser()
         self.det_size, self.det_thresh = det_size, det_thresh
         self._check_pack(self.model_dir)
-        self.app = load_face_analysis(self.model_dir, modules=self.modules, providers=providers, det_size=det_size,
-                                      det_thresh=det_thresh, hint=self.stage_hint)
+        self.app = load_face_analysis(
+            self.model_dir, modules=self.modules, providers=providers, det_size=det_size, det_thresh=det_thresh, hint=self.stage_hint
+        )
 
     def _check_pack(self, directory: Path) -> None:
         """What a subclass requires of the directory beyond what the loader checks."""
@@ -139,8 +147,9 @@ class InsightFaceEmbedder(InsightFacePack):
 
     modules = ("detection", "recognition")
 
-    def __init__(self, model_dir: str | Path, *, det_size: int = 640, det_thresh: float = 0.5,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    def __init__(
+        self, model_dir: str | Path, *, det_size: int = 640, det_thresh: float = 0.5, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    ):
         import insightface
 
         super().__init__(model_dir, det_size=det_size, det_thresh=det_thresh, providers=providers)

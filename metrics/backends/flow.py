@@ -50,8 +50,9 @@ class RAFTFlow:
         weights = option_or_default(cls, options, "weights")
         return [WeightSource("raft", "local" if Path(weights).expanduser().exists() else "torchvision", weights)]
 
-    def __init__(self, weights: str = "C_T_V1", *, num_flow_updates: int = 20, crop_to_frame: bool = False,
-                 device: str = "cpu", batch_size: int = 8):
+    def __init__(
+        self, weights: str = "C_T_V1", *, num_flow_updates: int = 20, crop_to_frame: bool = False, device: str = "cpu", batch_size: int = 8
+    ):
         import torch
         import torchvision
         from torchvision.models.optical_flow import Raft_Large_Weights, raft_large

@@ -28,8 +28,12 @@ def save_random_open_clip(model_dir: str | Path, seed: int = 0) -> str:
         "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
     }
-    preprocess_cfg = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD),
-                      "interpolation": "bicubic", "resize_mode": "shortest"}
+    preprocess_cfg = {
+        "mean": list(open_clip.OPENAI_DATASET_MEAN),
+        "std": list(open_clip.OPENAI_DATASET_STD),
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    }
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}))
@@ -48,8 +52,15 @@ def save_random_dino(model_dir: str | Path, seed: int = 0) -> Path:
     from metrics.backends.dino import DINO_LAYER_NORM_EPS
 
     torch.manual_seed(seed)
-    config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       image_size=224, patch_size=16, layer_norm_eps=DINO_LAYER_NORM_EPS)
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=224,
+        patch_size=16,
+        layer_norm_eps=DINO_LAYER_NORM_EPS,
+    )
     ViTModel(config, add_pooling_layer=False).save_pretrained(model_dir)
     return Path(model_dir)
 

@@ -69,8 +69,9 @@ def option_or_default(cls: type, options: Mapping[str, Any], key: str) -> Any:
     return options.get(key, inspect.signature(cls).parameters[key].default)
 
 
-def weight_at(name: str, value: str, *, hub: bool, patterns: tuple[str, ...] | None = None,
-              published: tuple[str, str] | None = None) -> WeightSource:
+def weight_at(
+    name: str, value: str, *, hub: bool, patterns: tuple[str, ...] | None = None, published: tuple[str, str] | None = None
+) -> WeightSource:
     """A config value naming a path or hub id: a present path as is, else where it is published.
 
     Args:
@@ -159,8 +160,7 @@ class BackendRegistry:
         """
         cls = self.get(kind, spec.name)
         if not isinstance(spec.options, Mapping):
-            raise ValueError(f"Invalid {where or kind} options {spec.options!r}: give a mapping of {spec.name}'s "
-                             "constructor arguments.")
+            raise ValueError(f"Invalid {where or kind} options {spec.options!r}: give a mapping of {spec.name}'s constructor arguments.")
         parameters = inspect.signature(cls).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             return cls
@@ -169,9 +169,14 @@ class BackendRegistry:
         unknown = sorted(set(spec.options) - set(accepted))
         if unknown:
             raise ValueError(f"{label}: {spec.name} takes no {unknown}. Valid options: {sorted(accepted)}")
-        missing = sorted(n for n, p in parameters.items()
-                         if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL
-                         and n not in spec.options and n not in provided)
+        missing = sorted(
+            n
+            for n, p in parameters.items()
+            if p.default is inspect.Parameter.empty
+            and p.kind is not inspect.Parameter.VAR_POSITIONAL
+            and n not in spec.options
+            and n not in provided
+        )
         if missing:
             raise ValueError(f"{label}: {spec.name} needs {missing}; set them under its options.")
         return cls

@@ -48,40 +48,77 @@ HUMAN_PROMPTS = (
 )
 
 _BIG_CAT_ENDINGS = (
-    "running along a savannah at dawn.", "walking through a dense jungle.", "running on a snowy plain.",
-    "running along a rocky coastline.", "walking through a field of sunflowers.", "running across a grassy hilltop.",
-    "walking through a grassland.", "running along a riverbank.", "walking on a savannah during sunrise.",
+    "running along a savannah at dawn.",
+    "walking through a dense jungle.",
+    "running on a snowy plain.",
+    "running along a rocky coastline.",
+    "walking through a field of sunflowers.",
+    "running across a grassy hilltop.",
+    "walking through a grassland.",
+    "running along a riverbank.",
+    "walking on a savannah during sunrise.",
     "running on a plain.",
 )
 _ENDINGS = {
     "bear": (
-        "walking through a snowy landscape.", "walking in a sunny meadow.", "resting in the shade of a large tree.",
-        "walking along a beach.", "fishing in a rushing river.", "running in the forest.",
-        "walking along a rocky shoreline.", "drinking from a clear mountain stream.",
-        "standing on its hind legs to look around.", "running on the grass.",
+        "walking through a snowy landscape.",
+        "walking in a sunny meadow.",
+        "resting in the shade of a large tree.",
+        "walking along a beach.",
+        "fishing in a rushing river.",
+        "running in the forest.",
+        "walking along a rocky shoreline.",
+        "drinking from a clear mountain stream.",
+        "standing on its hind legs to look around.",
+        "running on the grass.",
     ),
     "car": (
-        "cruising down a scenic coastal highway at sunset.", "silently gliding through a quiet residential area.",
-        "smoothly merging onto a highway.", "driving along a desert road.", "speeding through a muddy forest trail.",
-        "drifting around a sharp corner on a mountain road.", "navigating through a snow-covered road.",
-        "driving through a tunnel with bright lights.", "driving through a beach.", "driving through a foggy forest road.",
+        "cruising down a scenic coastal highway at sunset.",
+        "silently gliding through a quiet residential area.",
+        "smoothly merging onto a highway.",
+        "driving along a desert road.",
+        "speeding through a muddy forest trail.",
+        "drifting around a sharp corner on a mountain road.",
+        "navigating through a snow-covered road.",
+        "driving through a tunnel with bright lights.",
+        "driving through a beach.",
+        "driving through a foggy forest road.",
     ),
     "elephant": (
-        "walking through the jungle.", "crossing a river.", "walking on the grass.", "walking on a road.",
-        "walking along a dirt road.", "playing in a mud pit.", "walking through a dense jungle.",
-        "walking along a sandy beach.", "running through a meadow of wildflowers.", "running across a desert landscape.",
+        "walking through the jungle.",
+        "crossing a river.",
+        "walking on the grass.",
+        "walking on a road.",
+        "walking along a dirt road.",
+        "playing in a mud pit.",
+        "walking through a dense jungle.",
+        "walking along a sandy beach.",
+        "running through a meadow of wildflowers.",
+        "running across a desert landscape.",
     ),
     "horse": (
-        "walking through a dense forest.", "running across a grassy meadow.", "walking along a sandy beach.",
-        "running through a shallow stream.", "walking on a mountain trail.", "running across a desert landscape.",
-        "walking through a quiet village.", "running in an open field.", "walking along a forest path.",
+        "walking through a dense forest.",
+        "running across a grassy meadow.",
+        "walking along a sandy beach.",
+        "running through a shallow stream.",
+        "walking on a mountain trail.",
+        "running across a desert landscape.",
+        "walking through a quiet village.",
+        "running in an open field.",
+        "walking along a forest path.",
         "running through tall grass.",
     ),
     "lion": _BIG_CAT_ENDINGS,
     "panda": (
-        "walking through a bamboo forest.", "running on a grassy meadow.", "running through a field of wildflowers.",
-        "walking through a snowy landscape.", "walking through a city park.", "walking in front of the Eiffel Tower.",
-        "wandering through a dense jungle.", "running along a sandy beach.", "exploring a cave.",
+        "walking through a bamboo forest.",
+        "running on a grassy meadow.",
+        "running through a field of wildflowers.",
+        "walking through a snowy landscape.",
+        "walking through a city park.",
+        "walking in front of the Eiffel Tower.",
+        "wandering through a dense jungle.",
+        "running along a sandy beach.",
+        "exploring a cave.",
     ),
     "tiger": _BIG_CAT_ENDINGS,
 }
@@ -176,8 +213,7 @@ class BenchmarkManifestError(ValueError):
         self.problems = problems
         listing = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(
-            f"benchmark manifest {manifest!r} has {len(problems)} problem(s); fix them and re-run "
-            f"(nothing was generated):\n{listing}"
+            f"benchmark manifest {manifest!r} has {len(problems)} problem(s); fix them and re-run (nothing was generated):\n{listing}"
         )
 
 

@@ -96,8 +96,10 @@ class MethodConfig:
             raise ValueError("method.kind 'imported' needs method.videos: a manifest of set, subject_id, prompt, seed, video.")
         baseline_only = {"motion_adapter": self.motion_adapter, "reference_size": self.reference_size}
         if self.kind not in IP_ADAPTER_VARIANTS and any(value is not None for value in baseline_only.values()):
-            raise ValueError(f"method.motion_adapter and method.reference_size apply to the IP-Adapter kinds "
-                             f"{list(IP_ADAPTER_VARIANTS)} only, not {self.kind!r}.")
+            raise ValueError(
+                f"method.motion_adapter and method.reference_size apply to the IP-Adapter kinds "
+                f"{list(IP_ADAPTER_VARIANTS)} only, not {self.kind!r}."
+            )
         if self.kind != "ip-adapter-faceid" and (self.lora_weight_name is not None or self.lora_scale != 1.0):
             raise ValueError(f"method.lora_weight_name and method.lora_scale apply to kind 'ip-adapter-faceid' only, not {self.kind!r}.")
         if self.reference_size is not None and self.reference_size < 1:

@@ -20,12 +20,12 @@ import pyarrow as pa
 
 from metrics.aggregate import aggregate
 from metrics.records import ScoreRequest
+from pipelines.configs import write_resolved
 from pipelines.evaluation.benchmarks import BenchmarkItem, benchmark_items, read_benchmark_manifest
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import FRAME_SUFFIXES, GenerationSummary, generate_items, item_stem
-from videomaker import storage
 from pipelines.scoring.dataflow import score_videos, write_results
-from pipelines.configs import write_resolved
+from videomaker import storage
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +134,15 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     for item_id, error in generation.failed.items():
         logger.warning("No video for %s: %s", item_id, error)
 
-    records = score_videos(score_requests_of(items, config, videos_dir), backends=config.backends,
-                           scorers=config.scorers, expected_frames=config.expected_frames,
-                           face_protocol=config.face_protocol, dd_gif_frames=config.dd_gif_frames, progress=progress)
+    records = score_videos(
+        score_requests_of(items, config, videos_dir),
+        backends=config.backends,
+        scorers=config.scorers,
+        expected_frames=config.expected_frames,
+        face_protocol=config.face_protocol,
+        dd_gif_frames=config.dd_gif_frames,
+        progress=progress,
+    )
     aggregates = aggregate(records)
     write_results(sample_table(items, records), aggregates, storage.join(output, "scores"), name="samples")
 
@@ -153,7 +159,12 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
 
         result.run_id = log_evaluation(config, items, records, aggregates, generation)
     result.wall_s = time.perf_counter() - started
-    summary = {"items": len(items), "generation": asdict(generation), "errors": result.errors,
-               "mlflow_run_id": result.run_id, "wall_s": round(result.wall_s, 2)}
+    summary = {
+        "items": len(items),
+        "generation": asdict(generation),
+        "errors": result.errors,
+        "mlflow_run_id": result.run_id,
+        "wall_s": round(result.wall_s, 2),
+    }
     storage.write_text(storage.join(output, "summary.json"), json.dumps(summary, indent=2))
     return result

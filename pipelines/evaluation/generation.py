@@ -69,9 +69,16 @@ def write_item(stem: str | Path, frames: np.ndarray, sidecar: dict, *, fps: int,
 
 def item_row(item: BenchmarkItem) -> dict:
     subject = item.subject
-    return {"item_id": item.item_id, "set": subject.set, "subject_id": subject.subject_id,
-            "subject_class": subject.subject_class, "reference": subject.reference,
-            "prompt_index": item.prompt_index, "prompt": item.prompt, "seed": item.seed}
+    return {
+        "item_id": item.item_id,
+        "set": subject.set,
+        "subject_id": subject.subject_id,
+        "subject_class": subject.subject_class,
+        "reference": subject.reference,
+        "prompt_index": item.prompt_index,
+        "prompt": item.prompt,
+        "seed": item.seed,
+    }
 
 
 def row_item(row: dict) -> BenchmarkItem:
@@ -138,8 +145,9 @@ class GenerationSummary:
     wall_s: float = 0.0
 
 
-def generate_items(items: list[BenchmarkItem], config: EvaluationConfig, videos_dir: str | Path, *,
-                   progress: bool = True) -> GenerationSummary:
+def generate_items(
+    items: list[BenchmarkItem], config: EvaluationConfig, videos_dir: str | Path, *, progress: bool = True
+) -> GenerationSummary:
     """Generate every item that is not complete yet, on the running (or a local) Ray cluster."""
     started = time.perf_counter()
     pending = [item for item in items if not is_complete(item_stem(videos_dir, item))]
@@ -150,8 +158,12 @@ def generate_items(items: list[BenchmarkItem], config: EvaluationConfig, videos_
     connect_or_start_ray()
     ds = ray.data.from_items([item_row(item) for item in pending]).map_batches(
         GenerateBatch,
-        fn_constructor_kwargs={"method": config.method, "settings": config.generation, "videos_dir": str(videos_dir),
-                               "lossless": "lossless" in (config.embedding_frames, config.dd_frames)},
+        fn_constructor_kwargs={
+            "method": config.method,
+            "settings": config.generation,
+            "videos_dir": str(videos_dir),
+            "lossless": "lossless" in (config.embedding_frames, config.dd_frames),
+        },
         **config.generators.map_batches_options(),
     )
     with tqdm(total=len(pending), desc=f"generate {config.method.name}", unit="video", disable=not progress) as bar:

@@ -31,8 +31,9 @@ class VideoGenerator:
         if method.kind == "videomaker":
             from videomaker.pipeline import VideoMakerPipeline
 
-            self.pipe = VideoMakerPipeline.from_preset(method.preset, checkpoint=method.checkpoint,
-                                                       device=settings.device, dtype=dtype, switches=method.switches)
+            self.pipe = VideoMakerPipeline.from_preset(
+                method.preset, checkpoint=method.checkpoint, device=settings.device, dtype=dtype, switches=method.switches
+            )
         else:
             from videomaker.baselines import IPAdapterBaseline
 
@@ -40,8 +41,7 @@ class VideoGenerator:
             options = {key: getattr(method, key) for key in keys if getattr(method, key) is not None}
             if method.kind == "ip-adapter-faceid":
                 options |= {"lora_weight_name": method.lora_weight_name, "lora_scale": method.lora_scale}
-            self.pipe = IPAdapterBaseline.from_preset(method.preset, variant=method.kind, device=settings.device,
-                                                      dtype=dtype, **options)
+            self.pipe = IPAdapterBaseline.from_preset(method.preset, variant=method.kind, device=settings.device, dtype=dtype, **options)
             if method.kind == "ip-adapter-faceid":
                 from metrics.backends import load_backend
 
@@ -58,17 +58,24 @@ class VideoGenerator:
         embeddings = []
         for index, reference in enumerate(references):
             image = np.asarray(self.pipe.prepare_reference(reference), dtype=np.uint8)
-            embedding = protocol_face_embedding(self.face_embedder, image, protocol=self.method.face_embedding_protocol,
-                                                reference=False)  # a frame's rule: no 512 resize, largest face
+            embedding = protocol_face_embedding(
+                self.face_embedder, image, protocol=self.method.face_embedding_protocol, reference=False
+            )  # a frame's rule: no 512 resize, largest face
             if embedding is None:
                 raise ValueError(f"IP-Adapter-FaceID needs a face, and reference {index} of this batch has none.")
             embeddings.append(embedding)
         return embeddings
 
     def __call__(self, references: list[np.ndarray], prompts: list[str], seeds: list[int], negative_prompt: str) -> GeneratedBatch:
-        kwargs = dict(seeds=seeds, negative_prompt=negative_prompt, num_inference_steps=self.settings.num_inference_steps,
-                      guidance_scale=self.settings.guidance_scale, height=self.settings.size, width=self.settings.size,
-                      progress=False)
+        kwargs = dict(
+            seeds=seeds,
+            negative_prompt=negative_prompt,
+            num_inference_steps=self.settings.num_inference_steps,
+            guidance_scale=self.settings.guidance_scale,
+            height=self.settings.size,
+            width=self.settings.size,
+            progress=False,
+        )
         if self.method.kind != "videomaker":
             kwargs["generator_device"] = self.method.generator_device
         if self.face_embedder is not None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metrics.deltas import MetricDelta, Regression, regressions
-from pipelines.evaluation.run_deltas import compare_records
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.evaluate import EvaluationResult, run_evaluation
+from pipelines.evaluation.run_deltas import compare_records
 from pipelines.evaluation.runs import find_evaluation_run, load_samples
 from pipelines.tracking import NIGHTLY_BASELINE_TAG, NIGHTLY_FAILED_TAG, NIGHTLY_VERDICT_TAG
 from videomaker import storage
@@ -44,8 +44,11 @@ def newest_checkpoint(train_run: str | Path, *, ema: bool = False) -> str:
         entry = json.loads(storage.read_text(record)).get("latest_checkpoint_result")
         latest = storage.join(run_dir, entry["checkpoint_dir_name"]) if entry else None
     if latest is None:
-        found = [d for d in storage.list_dirs(run_dir)
-                 if storage.name(d).startswith("checkpoint_") and storage.exists(storage.join(d, METADATA_FILE))]
+        found = [
+            d
+            for d in storage.list_dirs(run_dir)
+            if storage.name(d).startswith("checkpoint_") and storage.exists(storage.join(d, METADATA_FILE))
+        ]
         latest = found[-1] if found else None
     if latest is None:
         raise FileNotFoundError(f"`train_run` {run_dir!r} has no checkpoint yet.")
@@ -83,20 +86,34 @@ def _log_verdict(verdict: NightlyVerdict, tracking_uri: str) -> None:
     client.set_tag(run_id, NIGHTLY_FAILED_TAG, ",".join(f"{r.set}.{r.metric}" for r in verdict.regressions))
     client.log_metric(run_id, "nightly.regressions", len(verdict.regressions))
     client.log_text(run_id, verdict.summary() + "\n\n" + verdict.report, "nightly/verdict.txt")
-    client.log_dict(run_id, {"passed": verdict.passed, "checkpoint": verdict.checkpoint,
-                             "regressions": [dataclasses.asdict(r) for r in verdict.regressions],
-                             "deltas": [dataclasses.asdict(d) for d in verdict.deltas]}, "nightly/verdict.json")
+    client.log_dict(
+        run_id,
+        {
+            "passed": verdict.passed,
+            "checkpoint": verdict.checkpoint,
+            "regressions": [dataclasses.asdict(r) for r in verdict.regressions],
+            "deltas": [dataclasses.asdict(d) for d in verdict.deltas],
+        },
+        "nightly/verdict.json",
+    )
 
 
-def run_nightly(config: EvaluationConfig, *, train_run: str | Path, baseline: str,
-                tolerances: dict[str, float] | None = None, ema: bool = False,
-                progress: bool = True) -> tuple[NightlyVerdict, EvaluationResult]:
+def run_nightly(
+    config: EvaluationConfig,
+    *,
+    train_run: str | Path,
+    baseline: str,
+    tolerances: dict[str, float] | None = None,
+    ema: bool = False,
+    progress: bool = True,
+) -> tuple[NightlyVerdict, EvaluationResult]:
     """Evaluate the newest checkpoint of `train_run` into `config.output_dir/<checkpoint>`, then gate it."""
     if not config.mlflow_tracking_uri:
         raise ValueError("The nightly check needs `mlflow_tracking_uri`: the baseline run is read from MLflow.")
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    baseline_run = find_evaluation_run(baseline, tracking_uri=config.mlflow_tracking_uri,
-                                       experiment=config.mlflow_experiment)  # fail fast before generating
+    baseline_run = find_evaluation_run(
+        baseline, tracking_uri=config.mlflow_tracking_uri, experiment=config.mlflow_experiment
+    )  # fail fast before generating
     checkpoint = newest_checkpoint(train_run, ema=ema)
     checkpoint_name = storage.name(storage.parent(checkpoint)) if ema else storage.name(checkpoint)
     name = f"{storage.name(train_run)}-{checkpoint_name}{'-ema' if ema else ''}"
@@ -112,7 +129,6 @@ def run_nightly(config: EvaluationConfig, *, train_run: str | Path, baseline: st
     comparison = compare_records([(baseline_run.info.run_name, baseline_samples), (config.run_name, result.records)])
     deltas = comparison.deltas[config.run_name]
     found = regressions(deltas, tolerances)
-    verdict = NightlyVerdict(not found, str(checkpoint), baseline_run.info.run_id, result.run_id, found, deltas,
-                             comparison.text())
+    verdict = NightlyVerdict(not found, str(checkpoint), baseline_run.info.run_id, result.run_id, found, deltas, comparison.text())
     _log_verdict(verdict, config.mlflow_tracking_uri)
     return verdict, result

@@ -51,8 +51,13 @@ def _watchable(record: dict) -> str:
 def _caption(record: dict) -> str:
     if record["status"] != "ok":
         return f"<span class=err>{html.escape(record['error'] or 'error')}</span>"
-    parts = [f"CLIP-T {record['clip_t']:.3f}", f"CLIP-I {record['clip_i']:.3f}", f"DINO-I {record['dino_i']:.3f}",
-             f"T.Cons {record['t_cons']:.3f}", "dynamic" if record["dd_dynamic"] else "static"]
+    parts = [
+        f"CLIP-T {record['clip_t']:.3f}",
+        f"CLIP-I {record['clip_i']:.3f}",
+        f"DINO-I {record['dino_i']:.3f}",
+        f"T.Cons {record['t_cons']:.3f}",
+        "dynamic" if record["dd_dynamic"] else "static",
+    ]
     if record["face_sim"] is not None:
         parts.insert(1, f"Face {record['face_sim']:.3f} ({record.get('face_protocol') or '?'})")
     return " · ".join(parts)
@@ -93,8 +98,9 @@ def write_set_page(records: list[dict], page: str | Path, *, title: str) -> str:
                 cells.append(f"<td>{image}<div>{_caption(record)}</div></td>")
             body.append(f"<tr><td class=prompt>{html.escape(prompt)}</td>{''.join(cells)}</tr>")
         body.append("</table>")
-    style = ("body{font-family:sans-serif} td{vertical-align:top;font-size:11px;padding:4px} "
-             "td.prompt{max-width:220px;font-size:13px} .err{color:#b00} img.ref{border:1px solid #ccc}")
-    storage.write_text(page, f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-                    f"<style>{style}</style>{''.join(body)}")
+    style = (
+        "body{font-family:sans-serif} td{vertical-align:top;font-size:11px;padding:4px} "
+        "td.prompt{max-width:220px;font-size:13px} .err{color:#b00} img.ref{border:1px solid #ccc}"
+    )
+    storage.write_text(page, f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title><style>{style}</style>{''.join(body)}")
     return page

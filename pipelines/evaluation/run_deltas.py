@@ -24,8 +24,9 @@ class Comparison:
     def text(self) -> str:
         parts = [self.table]
         for label, deltas in self.deltas.items():
-            parts.append(f"\n{label} - {self.labels[0]} (paired by subject, prompt, seed; 95 % CI, subject bootstrap)\n"
-                         + format_deltas(deltas))
+            parts.append(
+                f"\n{label} - {self.labels[0]} (paired by subject, prompt, seed; 95 % CI, subject bootstrap)\n" + format_deltas(deltas)
+            )
         return "\n".join(parts)
 
 
@@ -35,22 +36,32 @@ def _labels(runs) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}@{run.info.run_id[:8]}" for name, run in zip(names, runs)]
 
 
-def compare_records(labelled: list[tuple[str, list[dict]]], *, include_published: bool = True, ablation: bool = False, n_boot: int = 2000,
-                    seed: int = 0) -> Comparison:
+def compare_records(
+    labelled: list[tuple[str, list[dict]]], *, include_published: bool = True, ablation: bool = False, n_boot: int = 2000, seed: int = 0
+) -> Comparison:
     """Table of every run; deltas of each later run against the first, per set both ran."""
-    comparison = Comparison([label for label, _ in labelled], compare_table(labelled, include_published=include_published,
-                                                                                            ablation=ablation))
+    comparison = Comparison(
+        [label for label, _ in labelled], compare_table(labelled, include_published=include_published, ablation=ablation)
+    )
     baseline_label, baseline = labelled[0]
     for label, records in labelled[1:]:
         shared = sorted({r["set"] for r in baseline} & {r["set"] for r in records})
-        comparison.deltas[label] = [delta for set_name in shared
-                                    for delta in paired_deltas(baseline, records, set_name=set_name, n_boot=n_boot, seed=seed)]
+        comparison.deltas[label] = [
+            delta for set_name in shared for delta in paired_deltas(baseline, records, set_name=set_name, n_boot=n_boot, seed=seed)
+        ]
     return comparison
 
 
-def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | None = None,
-                 output_dir: str | Path | None = None, include_published: bool = True, ablation: bool = False,
-                 n_boot: int = 2000) -> Comparison:
+def compare_runs(
+    references: list[str],
+    *,
+    tracking_uri: str,
+    experiment: str | None = None,
+    output_dir: str | Path | None = None,
+    include_published: bool = True,
+    ablation: bool = False,
+    n_boot: int = 2000,
+) -> Comparison:
     """Fetch evaluation runs by id or name and compare them; with `output_dir`, write text, JSON and PNG."""
     if len(references) < 1:
         raise ValueError("`runs`: give at least one evaluation run id or name.")
@@ -66,8 +77,7 @@ def compare_runs(references: list[str], *, tracking_uri: str, experiment: str | 
         runs_info = [{"label": label, "run_id": run.info.run_id} for label, run in zip(comparison.labels, runs)]
         storage.write_text(storage.join(out, "comparison.json"), json.dumps({"runs": runs_info, "deltas": deltas}, indent=2))
         with tempfile.TemporaryDirectory() as scratch:
-            chart = plot_comparison(labelled, Path(scratch) / "comparison.png", include_published=include_published,
-                                    ablation=ablation)
+            chart = plot_comparison(labelled, Path(scratch) / "comparison.png", include_published=include_published, ablation=ablation)
             storage.upload_file(chart, storage.join(out, "comparison.png"))
         comparison.files = [storage.join(out, name) for name in ("comparison.txt", "comparison.json", "comparison.png")]
     return comparison

@@ -16,18 +16,44 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from metrics.aggregate import METRIC_LABELS
+from pipelines.configs import to_yaml
 from pipelines.evaluation.benchmarks import BenchmarkItem
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import GenerationSummary
-from pipelines.tracking import (CHECKPOINT_TAG, FACE_PROTOCOL_TAG, JOB_TAG, KIND_TAG, METHOD_TAG, PRESET_TAG, SET_TAG,
-                                ensure_experiment, flatten_params)
+from pipelines.tracking import (
+    CHECKPOINT_TAG,
+    FACE_PROTOCOL_TAG,
+    JOB_TAG,
+    KIND_TAG,
+    METHOD_TAG,
+    PRESET_TAG,
+    SET_TAG,
+    ensure_experiment,
+    flatten_params,
+)
 from videomaker import storage
-from pipelines.configs import to_yaml
 
 SAMPLES_ARTIFACT = "scores/samples.parquet"
-TABLE_COLUMNS = ("item_id", "set", "subject_id", "prompt_index", "prompt", "seed", "status", "error", "clip_t",
-                 "face_sim", "clip_i", "dino_i", "t_cons", "dd_dynamic", "face_detection_rate", "face_protocol", "video",
-                 "dd_video")
+TABLE_COLUMNS = (
+    "item_id",
+    "set",
+    "subject_id",
+    "prompt_index",
+    "prompt",
+    "seed",
+    "status",
+    "error",
+    "clip_t",
+    "face_sim",
+    "clip_i",
+    "dino_i",
+    "t_cons",
+    "dd_dynamic",
+    "face_detection_rate",
+    "face_protocol",
+    "video",
+    "dd_video",
+)
 
 
 def _backend_params(records: list[dict]) -> dict[str, str]:
@@ -57,8 +83,9 @@ def _log_videos(mlflow, directory: Path) -> None:
         mlflow.log_artifact(str(path), artifact_path="videos" if folder == "." else f"videos/{folder}")
 
 
-def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records: list[dict], aggregates: list[dict],
-                   generation: GenerationSummary) -> str:
+def log_evaluation(
+    config: EvaluationConfig, items: list[BenchmarkItem], records: list[dict], aggregates: list[dict], generation: GenerationSummary
+) -> str:
     """Log the evaluation in `config.output_dir` to MLflow; returns the parent run id."""
     import mlflow
 
@@ -67,14 +94,32 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
     samples = pq.read_table(storage.open_input(storage.join(output, SAMPLES_ARTIFACT)))
     method = config.method
     with mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name) as parent:
-        mlflow.set_tags({JOB_TAG: "evaluate", METHOD_TAG: method.name, KIND_TAG: method.kind,
-                         CHECKPOINT_TAG: str(method.checkpoint), PRESET_TAG: method.preset,
-                         FACE_PROTOCOL_TAG: config.face_protocol})
-        params = flatten_params({"method": method.name, "kind": method.kind, "checkpoint": method.checkpoint,
-                                 "preset": method.preset, "seeds": config.seeds, "N": len(items), "sets": config.sets,
-                                 "prompts_per_subject": config.prompts_per_subject, "face_protocol": config.face_protocol,
-                                 "embedding_frames": config.embedding_frames, "dd_frames": config.dd_frames,
-                                 "dd_gif_frames": config.dd_gif_frames})
+        mlflow.set_tags(
+            {
+                JOB_TAG: "evaluate",
+                METHOD_TAG: method.name,
+                KIND_TAG: method.kind,
+                CHECKPOINT_TAG: str(method.checkpoint),
+                PRESET_TAG: method.preset,
+                FACE_PROTOCOL_TAG: config.face_protocol,
+            }
+        )
+        params = flatten_params(
+            {
+                "method": method.name,
+                "kind": method.kind,
+                "checkpoint": method.checkpoint,
+                "preset": method.preset,
+                "seeds": config.seeds,
+                "N": len(items),
+                "sets": config.sets,
+                "prompts_per_subject": config.prompts_per_subject,
+                "face_protocol": config.face_protocol,
+                "embedding_frames": config.embedding_frames,
+                "dd_frames": config.dd_frames,
+                "dd_gif_frames": config.dd_gif_frames,
+            }
+        )
         # inference switches overriding the checkpoint's as one JSON value (null: the checkpoint's own)
         params["method.switches"] = json.dumps(method.switches, sort_keys=True)
         params |= {f"generation.{k}": v for k, v in config.as_params().items() if k.startswith("generation.")}
@@ -95,8 +140,16 @@ def log_evaluation(config: EvaluationConfig, items: list[BenchmarkItem], records
             set_name = row["set"]
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.run_name}/{set_name}", nested=True):
                 mlflow.set_tags({JOB_TAG: "evaluate-set", SET_TAG: set_name, METHOD_TAG: method.name})
-                mlflow.log_params(flatten_params({"set": set_name, "N": row["videos"] + row["errors"],
-                                                  "subjects": row["subjects"], "face_protocol": config.face_protocol}))
+                mlflow.log_params(
+                    flatten_params(
+                        {
+                            "set": set_name,
+                            "N": row["videos"] + row["errors"],
+                            "subjects": row["subjects"],
+                            "face_protocol": config.face_protocol,
+                        }
+                    )
+                )
                 mlflow.log_metrics(_set_metrics(row))
                 set_samples = samples.filter(pc.equal(samples["set"], set_name))
                 _log_table(mlflow, set_samples, "samples.json")
@@ -132,11 +185,18 @@ def find_evaluation_run(reference: str, *, tracking_uri: str, experiment: str | 
     else:
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
     escaped = reference.replace("'", "\\'")
-    runs = client.search_runs(experiment_ids, f"tags.{JOB_TAG} = 'evaluate' and attributes.run_name = '{escaped}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        experiment_ids,
+        f"tags.{JOB_TAG} = 'evaluate' and attributes.run_name = '{escaped}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs:
-        raise ValueError(f"No evaluation run with id or name {reference!r} at {tracking_uri}"
-                         + (f" in experiment {experiment!r}" if experiment else "") + ".")
+        raise ValueError(
+            f"No evaluation run with id or name {reference!r} at {tracking_uri}"
+            + (f" in experiment {experiment!r}" if experiment else "")
+            + "."
+        )
     return runs[0]
 
 
@@ -145,6 +205,7 @@ def load_samples(run, *, tracking_uri: str) -> list[dict]:
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=SAMPLES_ARTIFACT,
-                                                   dst_path=tmp, tracking_uri=tracking_uri)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path=SAMPLES_ARTIFACT, dst_path=tmp, tracking_uri=tracking_uri
+        )
         return pq.read_table(path).to_pylist()

@@ -1,6 +1,6 @@
 """Configuration of the preprocessing job, in groups; every key has a default a user can override.
 
-    videomaker preprocess --print-config=keys     # every key with its type, default and documentation
+videomaker preprocess --print-config=keys     # every key with its type, default and documentation
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ class ClipsConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"Invalid ClipsConfig({name}={getattr(self, name)}): must be >= 1.")
         if self.span_frames < self.num_frames:
-            raise ValueError(f"Invalid ClipsConfig(span_frames={self.span_frames}): must be >= num_frames "
-                             f"({self.num_frames}); use {self.num_frames} for one fixed window per clip.")
+            raise ValueError(
+                f"Invalid ClipsConfig(span_frames={self.span_frames}): must be >= num_frames "
+                f"({self.num_frames}); use {self.num_frames} for one fixed window per clip."
+            )
         if self.size < 8 or self.size % 8:
             raise ValueError(f"Invalid ClipsConfig(size={self.size}): must be a positive multiple of 8.")
 
@@ -91,8 +93,7 @@ class ReferencesConfig:
         if self.candidates < 1:
             raise ValueError(f"Invalid ReferencesConfig(candidates={self.candidates}): must be >= 1.")
         if not 1 <= self.per_clip <= self.candidates:
-            raise ValueError(f"Invalid ReferencesConfig(per_clip={self.per_clip}): must be between 1 "
-                             f"and candidates ({self.candidates}).")
+            raise ValueError(f"Invalid ReferencesConfig(per_clip={self.per_clip}): must be between 1 and candidates ({self.candidates}).")
 
 
 @dataclass
@@ -181,8 +182,10 @@ class ResourcesConfig:
 
     def __post_init__(self):
         if self.decode_num_cpus <= 0 or self.cpu_stage_num_cpus <= 0:
-            raise ValueError(f"Invalid ResourcesConfig(decode_num_cpus={self.decode_num_cpus}, "
-                             f"cpu_stage_num_cpus={self.cpu_stage_num_cpus}): each must be > 0.")
+            raise ValueError(
+                f"Invalid ResourcesConfig(decode_num_cpus={self.decode_num_cpus}, "
+                f"cpu_stage_num_cpus={self.cpu_stage_num_cpus}): each must be > 0."
+            )
 
 
 @dataclass

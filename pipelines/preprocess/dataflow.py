@@ -42,18 +42,28 @@ from pipelines.cluster import connect_or_start_ray
 from pipelines.preprocess.backends import backend_class, check_backends
 from pipelines.preprocess.config import ActorPoolConfig, PreprocessConfig
 from pipelines.preprocess.output import (
-    DATA_DIR, LAYOUT_FILE, MARKER_DIR, PLAN_DIR, OutputState, commit_shard, committed_rows, parquet_bytes, plan_path, read_plan, shard_digest,
+    DATA_DIR,
+    LAYOUT_FILE,
+    MARKER_DIR,
+    PLAN_DIR,
+    OutputState,
+    commit_shard,
+    committed_rows,
+    parquet_bytes,
+    plan_path,
+    read_plan,
+    shard_digest,
     staged_rows,
 )
 from pipelines.preprocess.schema import WORKING_SCHEMA
 from pipelines.preprocess.sources import iter_sources
+from pipelines.preprocess.stages.base import StageChain
 from pipelines.preprocess.stages.clip_sampling import ClipSamplingStage
 from pipelines.preprocess.stages.decode import DecodeStage
 from pipelines.preprocess.stages.detect import DetectStage
 from pipelines.preprocess.stages.highlight import HighlightStage
 from pipelines.preprocess.stages.probe import ProbeStage
 from pipelines.preprocess.stages.segment import SegmentStage
-from pipelines.preprocess.stages.base import StageChain
 from pipelines.preprocess.stages.shots import ShotsStage
 from pipelines.preprocess.stages.validate import ValidateStage
 from pipelines.preprocess.stages.write import WriteStage
@@ -91,8 +101,10 @@ def _actor_stage(ds, stage, kwargs: dict, pool: ActorPoolConfig):
 
 def detect_in_tasks(config: PreprocessConfig) -> bool:
     """True when both detectors are weight-free, so detection runs inside the decode tasks."""
-    return (backend_class("face detector", config.models.face_detector.name).weight_free
-            and backend_class("object detector", config.models.object_detector.name).weight_free)
+    return (
+        backend_class("face detector", config.models.face_detector.name).weight_free
+        and backend_class("object detector", config.models.object_detector.name).weight_free
+    )
 
 
 def segment_in_tasks(config: PreprocessConfig) -> bool:
@@ -114,8 +126,12 @@ def decode_stages(config: PreprocessConfig) -> list:
         ValidateStage(num_frames=config.clips.num_frames, min_source_side=config.sources.min_side),
         ShotsStage(detector=config.shots.detector, threshold=config.shots.threshold, min_shot_frames=config.shots.min_frames),
         ClipSamplingStage(
-            num_frames=config.clips.num_frames, stride=config.clips.stride, candidates=config.references.candidates, seed=config.seed,
-            max_clips=config.clips.max_per_source, span_frames=config.clips.span_frames,
+            num_frames=config.clips.num_frames,
+            stride=config.clips.stride,
+            candidates=config.references.candidates,
+            seed=config.seed,
+            max_clips=config.clips.max_per_source,
+            span_frames=config.clips.span_frames,
         ),
         DecodeStage(size=config.clips.size, resize_policy=config.clips.resize_policy),
     ]
@@ -148,9 +164,11 @@ class PlanDatasource(Datasource):
     def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
         # `read_plan` lives in a light module: a read task's worker must not import the stages' libraries.
         return [
-            ReadTask(partial(read_plan, self.output_dir, shard), BlockMetadata(num_rows=n, size_bytes=1024 * n,
-                                                                              exec_stats=None, input_files=None),
-                     schema=WORKING_SCHEMA)
+            ReadTask(
+                partial(read_plan, self.output_dir, shard),
+                BlockMetadata(num_rows=n, size_bytes=1024 * n, exec_stats=None, input_files=None),
+                schema=WORKING_SCHEMA,
+            )
             for shard, n in self.shards
         ]
 
@@ -162,8 +180,10 @@ def task_stages(config: PreprocessConfig) -> list:
     if detect_in_tasks(config):
         stages.append(DetectStage(**detect_arguments(config)))
         if segment_in_tasks(config):
-            stages += [SegmentStage(segmenter=config.models.segmenter), HighlightStage(human_classes=config.subjects.human_classes,
-                                                                                size=config.clips.size, mode=config.references.mode)]
+            stages += [
+                SegmentStage(segmenter=config.models.segmenter),
+                HighlightStage(human_classes=config.subjects.human_classes, size=config.clips.size, mode=config.references.mode),
+            ]
     return stages
 
 
@@ -186,8 +206,9 @@ def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
     # what one decode task takes. (Ray Data merges the small tables of one read into one block, and a
     # read task per block was ~20 ms of scheduling per 16 sources.)
     rows = block_rows(config, shards)
-    ds = ray.data.read_datasource(PlanDatasource(config.output_dir, shards), num_cpus=READ_NUM_CPUS, concurrency=1,
-                                  override_num_blocks=len(shards))
+    ds = ray.data.read_datasource(
+        PlanDatasource(config.output_dir, shards), num_cpus=READ_NUM_CPUS, concurrency=1, override_num_blocks=len(shards)
+    )
     ds = ds.repartition(target_num_rows_per_block=rows)
     # A decode task hands on its rows as they finish, not once it has made Ray Data's default 128 MB
     # block (hundreds of small clips): the writer stages them within `flush_interval_s`.
@@ -199,24 +220,30 @@ def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
         ds = _actor_stage(ds, DetectStage, detect_arguments(config), config.resources.detect)
     if "segment" not in done:
         if segment_in_tasks(config):  # after a detect actor: in light tasks of their own
-            ds = ds.map_batches(StageChain([SegmentStage(segmenter=config.models.segmenter)]),
-                                **_decode_task_options(config))
+            ds = ds.map_batches(StageChain([SegmentStage(segmenter=config.models.segmenter)]), **_decode_task_options(config))
         else:
             ds = _actor_stage(ds, SegmentStage, dict(segmenter=config.models.segmenter), config.resources.segment)
     if "highlight" not in done:
-        ds = ds.map_batches(StageChain([HighlightStage(human_classes=config.subjects.human_classes, size=config.clips.size,
-                                                         mode=config.references.mode)]),
-                            batch_format="pyarrow", batch_size=1, num_cpus=config.resources.cpu_stage_num_cpus)
+        ds = ds.map_batches(
+            StageChain([HighlightStage(human_classes=config.subjects.human_classes, size=config.clips.size, mode=config.references.mode)]),
+            batch_format="pyarrow",
+            batch_size=1,
+            num_cpus=config.resources.cpu_stage_num_cpus,
+        )
     if config.latents.encode:
         from pipelines.preprocess.stages.latents import EncodeLatentsStage  # imports torch
 
         ds = _actor_stage(ds, EncodeLatentsStage, dict(preset=config.latents.preset), config.resources.latents)
     # One writer: shards complete in the order its calls see their rows. If its node is lost, the
     # shards it held open are planned again by `run_preprocess` (their staged rows are kept).
-    return ds.map_batches(WriteStage, fn_constructor_kwargs=dict(output_dir=config.output_dir,
-                                                                 flush_interval_s=config.output.flush_interval_s),
-                          compute=ActorPoolStrategy(size=1), batch_format="pyarrow", batch_size=None,
-                          num_cpus=WRITER_NUM_CPUS)
+    return ds.map_batches(
+        WriteStage,
+        fn_constructor_kwargs=dict(output_dir=config.output_dir, flush_interval_s=config.output.flush_interval_s),
+        compute=ActorPoolStrategy(size=1),
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=WRITER_NUM_CPUS,
+    )
 
 
 def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
@@ -227,8 +254,11 @@ def worker_processes(config: PreprocessConfig, num_cpus: float) -> int:
     limit to this many (bench/RESULTS.md measured the churn).
     """
     resources = config.resources
-    pools = [pool for pool, in_tasks in ((resources.detect, detect_in_tasks(config)), (resources.segment, segment_in_tasks(config)))
-             if not in_tasks]
+    pools = [
+        pool
+        for pool, in_tasks in ((resources.detect, detect_in_tasks(config)), (resources.segment, segment_in_tasks(config)))
+        if not in_tasks
+    ]
     pools += [config.resources.latents] if config.latents.encode else []
     # Decode tasks, the model actors, the writer and the plan reads (or highlight tasks).
     return math.floor(num_cpus / config.resources.decode_num_cpus) + sum(pool.max_size for pool in pools) + 2
@@ -271,7 +301,8 @@ def check_layout(config: PreprocessConfig) -> None:
     layout = {"sources_per_part": config.output.sources_per_part, "config_hash": config.config_hash()}
     path = f"{root}/{LAYOUT_FILE}"
     if fs.get_file_info(path).type != pa_fs.FileType.File and any(
-            fs.get_file_info(pa_fs.FileSelector(f"{root}/{d}", allow_not_found=True)) for d in (DATA_DIR, MARKER_DIR)):
+        fs.get_file_info(pa_fs.FileSelector(f"{root}/{d}", allow_not_found=True)) for d in (DATA_DIR, MARKER_DIR)
+    ):
         raise ValueError(
             f"`output_dir` {config.output_dir!r} holds a `data/` or `_markers/` folder but no {LAYOUT_FILE}: a dataset "
             "from another tool or an earlier version of this job. Use a new output_dir; nothing there was changed."
@@ -330,27 +361,32 @@ def plan_run(config: PreprocessConfig) -> Plan:
             retry = old.filter(pc.fill_null(old.column("retryable"), False))
             attempts = dict(zip(retry.column("source_id").to_pylist(), retry.column("attempt").to_pylist()))
             todo = table.filter(pc.is_in(table.column("source_id"), pa.array(list(attempts), pa.string())))
-        done = _complete_sources(staged_rows(fs, root, shard, generation, digest,
-                                             columns=["source_id", "sample_id", "source_clips"]))
+        done = _complete_sources(staged_rows(fs, root, shard, generation, digest, columns=["source_id", "sample_id", "source_clips"]))
         if done:
             todo = todo.filter(pc.invert(pc.is_in(todo.column("source_id"), pa.array(sorted(done), pa.string()))))
         plan.skipped += table.num_rows - todo.num_rows
         previous = commit.marker.rsplit("/", 1)[-1] if commit else None
         if todo.num_rows == 0:  # everything left is staged: commit it here
-            commit_shard(fs, root, shard=shard, digest=digest, generation=generation, current=[], previous=previous,
-                         keep_previous_rows=same)
+            commit_shard(
+                fs, root, shard=shard, digest=digest, generation=generation, current=[], previous=previous, keep_previous_rows=same
+            )
             plan.committed_here += 1
             continue
         n = todo.num_rows
         extra = {
             **{k: [v] * n for k, v in columns.items()},
             "attempt": [attempts.get(s, 0) + 1 for s in todo.column("source_id").to_pylist()],
-            "shard": [shard] * n, "shard_pending": [n] * n, "shard_digest": [digest] * n,
-            "shard_generation": [generation] * n, "shard_previous": [previous] * n, "shard_reopened": [same] * n,
+            "shard": [shard] * n,
+            "shard_pending": [n] * n,
+            "shard_digest": [digest] * n,
+            "shard_generation": [generation] * n,
+            "shard_previous": [previous] * n,
+            "shard_reopened": [same] * n,
         }
         full = {f.name: todo.column(f.name) if f.name in todo.column_names else extra.get(f.name) for f in WORKING_SCHEMA}
-        rows = pa.table({k: v if v is not None else pa.nulls(n, WORKING_SCHEMA.field(k).type) for k, v in full.items()},
-                        schema=WORKING_SCHEMA)
+        rows = pa.table(
+            {k: v if v is not None else pa.nulls(n, WORKING_SCHEMA.field(k).type) for k, v in full.items()}, schema=WORKING_SCHEMA
+        )
         fs.create_dir(f"{root}/{PLAN_DIR}", recursive=True)
         atomic_write(plan_path(root, shard), parquet_bytes(rows), filesystem=fs)
         plan.shards.append((shard, n))
@@ -371,8 +407,9 @@ def dataset_totals(output_dir: str) -> Counter:
     return totals
 
 
-def run_preprocess(config: PreprocessConfig, *, progress: bool = True,
-                   on_rows: Callable[[pa.Table], None] | None = None) -> PreprocessResult:
+def run_preprocess(
+    config: PreprocessConfig, *, progress: bool = True, on_rows: Callable[[pa.Table], None] | None = None
+) -> PreprocessResult:
     """Preprocess every source not yet committed in `config.output_dir`; safe to re-run after a kill.
 
     `on_rows` is called with each table of summary rows the writer returns (`stages.write.SUMMARY_SCHEMA`).
@@ -386,15 +423,22 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True,
     stage_seconds: Counter = Counter()
     processed = 0
     plan = first = plan_run(config)
-    logger.info("%d sources, %d already complete, %d to process in %d parts", first.sources, first.skipped,
-                sum(n for _, n in first.shards), len(first.shards))
+    logger.info(
+        "%d sources, %d already complete, %d to process in %d parts",
+        first.sources,
+        first.skipped,
+        sum(n for _, n in first.shards),
+        len(first.shards),
+    )
     # A writer lost with its node leaves shards open: plan and run again while that makes progress.
     for round_ in range(3):
         if not plan.shards:
             break
         if round_ == 2:
-            raise RuntimeError(f"Parts {[s for s, _ in plan.shards][:10]} of {config.output_dir!r} stayed open after "
-                               "two runs; see the log above for the writer's error, fix it and run the same command again.")
+            raise RuntimeError(
+                f"Parts {[s for s, _ in plan.shards][:10]} of {config.output_dir!r} stayed open after "
+                "two runs; see the log above for the writer's error, fix it and run the same command again."
+            )
         start_ray_for(config)
         total = sum(n for _, n in plan.shards)
         with tqdm(total=total, desc="preprocess", unit="video", disable=not progress) as bar:
@@ -402,8 +446,7 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True,
                 if on_rows is not None:
                     on_rows(batch)
                 clip = batch.column("clip_index").to_pylist()
-                for status, index, timings in zip(batch.column("status").to_pylist(), clip,
-                                                  batch.column("timings_json").to_pylist()):
+                for status, index, timings in zip(batch.column("status").to_pylist(), clip, batch.column("timings_json").to_pylist()):
                     statuses[status] += 1
                     stage_seconds.update(json.loads(timings or "{}"))
                     if not index:  # a source's first clip, or the row of a source rejected whole
@@ -415,8 +458,10 @@ def run_preprocess(config: PreprocessConfig, *, progress: bool = True,
             break  # every planned shard committed (its writer deletes its plan)
         left = plan_run(config)
         if sum(n for _, n in left.shards) >= total:
-            raise RuntimeError(f"Parts {[s for s, _ in left.shards][:10]} of {config.output_dir!r} made no progress; "
-                               "see the log above for the writer's error.")
+            raise RuntimeError(
+                f"Parts {[s for s, _ in left.shards][:10]} of {config.output_dir!r} made no progress; "
+                "see the log above for the writer's error."
+            )
         if left.shards:
             logger.warning("%d parts were left open (a writer or node was lost); running them again", len(left.shards))
         plan = left

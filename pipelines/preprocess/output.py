@@ -43,8 +43,7 @@ _MARKER = re.compile(r"/shard-(\d+)-g(\d+)-([0-9a-f]+)\.json$")
 _PART = re.compile(r"/part-(\d+)-g(\d+)\.parquet$")
 
 # Columns kept in staging: whatever a data or a quarantine row needs, and how many rows its source makes.
-_OUTPUT_COLUMNS = list(dict.fromkeys([f.name for f in DATASET_SCHEMA] + [f.name for f in QUARANTINE_SCHEMA]
-                                     + ["source_clips"]))
+_OUTPUT_COLUMNS = list(dict.fromkeys([f.name for f in DATASET_SCHEMA] + [f.name for f in QUARANTINE_SCHEMA] + ["source_clips"]))
 STAGING_SCHEMA = pa.schema([WORKING_SCHEMA.field(name) for name in _OUTPUT_COLUMNS])
 
 
@@ -98,8 +97,7 @@ def merge_rows(previous: pa.Table | None, current: list[pa.Table]) -> pa.Table:
         replaced = set(rows.column("source_id").to_pylist())
         keep = [s not in replaced for s in previous.column("source_id").to_pylist()]
         rows = pa.concat_tables([to_staging(previous).filter(pa.array(keep, pa.bool_())), rows])
-    order = pc.sort_indices(rows, sort_keys=[("source_id", "ascending", "at_start"),
-                                             ("clip_index", "ascending", "at_start")])
+    order = pc.sort_indices(rows, sort_keys=[("source_id", "ascending", "at_start"), ("clip_index", "ascending", "at_start")])
     return rows.take(order)
 
 
@@ -168,14 +166,12 @@ class OutputState:
     def drop(self, shard: int) -> None:
         """Remove a committed shard (its input has fewer shards now)."""
         commit = self.commits.pop(shard)
-        for path in [commit.marker] + [f"{self.root}/{d}/{part_name(shard, commit.generation)}"
-                                       for d in (DATA_DIR, QUARANTINE_DIR)]:
+        for path in [commit.marker] + [f"{self.root}/{d}/{part_name(shard, commit.generation)}" for d in (DATA_DIR, QUARANTINE_DIR)]:
             if self.fs.get_file_info(path).type == pa_fs.FileType.File:
                 self.fs.delete_file(path)
 
 
-def staged_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int, digest: str,
-                columns: list[str] | None = None) -> pa.Table:
+def staged_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int, digest: str, columns: list[str] | None = None) -> pa.Table:
     """Rows of a shard's generation already durable in staging (empty if none); `columns` to read only some."""
     schema = pa.schema([STAGING_SCHEMA.field(c) for c in columns]) if columns else STAGING_SCHEMA
     chunks = []
@@ -186,8 +182,7 @@ def staged_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int, di
     return pa.concat_tables(chunks) if chunks else schema.empty_table()
 
 
-def committed_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int,
-                   columns: list[str] | None = None) -> pa.Table:
+def committed_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int, columns: list[str] | None = None) -> pa.Table:
     """Every row of a committed generation's parts, data and quarantine, in the staging schema
     (only `columns` of it, if given)."""
     schema = pa.schema([STAGING_SCHEMA.field(c) for c in columns]) if columns else STAGING_SCHEMA
@@ -226,8 +221,17 @@ def stage_rows(fs: pa_fs.FileSystem, root: str, shard: int, generation: int, dig
     atomic_write(f"{folder}/chunk-{key}.parquet", parquet_bytes(to_staging(rows)), filesystem=fs)
 
 
-def commit_shard(fs: pa_fs.FileSystem, root: str, *, shard: int, digest: str, generation: int,
-                 current: list[pa.Table], previous: str | None = None, keep_previous_rows: bool = False) -> dict:
+def commit_shard(
+    fs: pa_fs.FileSystem,
+    root: str,
+    *,
+    shard: int,
+    digest: str,
+    generation: int,
+    current: list[pa.Table],
+    previous: str | None = None,
+    keep_previous_rows: bool = False,
+) -> dict:
     """Write the shard's parts and marker; returns the marker.
 
     `previous`: the marker name of the generation this one replaces, if any; with
@@ -246,16 +250,22 @@ def commit_shard(fs: pa_fs.FileSystem, root: str, *, shard: int, digest: str, ge
     statuses = pc.fill_null(rows.column("reason_code"), "ok").to_pylist()
     by_status = {s: statuses.count(s) for s in sorted(set(statuses))}
     retryable = int(pc.sum(pc.fill_null(rows.column("retryable"), False)).as_py() or 0)
-    marker = {"shard": shard, "generation": generation, "digest": digest, "files": files, "rows": rows.num_rows,
-              "sources": len(set(rows.column("source_id").to_pylist())), "by_status": by_status,
-              "retryable": retryable}
+    marker = {
+        "shard": shard,
+        "generation": generation,
+        "digest": digest,
+        "files": files,
+        "rows": rows.num_rows,
+        "sources": len(set(rows.column("source_id").to_pylist())),
+        "by_status": by_status,
+        "retryable": retryable,
+    }
     fs.create_dir(f"{root}/{MARKER_DIR}", recursive=True)
     atomic_write(f"{root}/{MARKER_DIR}/{marker_name(shard, generation, digest)}", json.dumps(marker).encode(), filesystem=fs)
     # Committed: what follows is cleanup, which the next run's OutputState redoes if it is cut short.
     match = _MARKER.search("/" + (previous or ""))
     if match:
-        old = [f"{root}/{MARKER_DIR}/{previous}"] + [f"{root}/{d}/{part_name(shard, int(match[2]))}"
-                                                   for d in (DATA_DIR, QUARANTINE_DIR)]
+        old = [f"{root}/{MARKER_DIR}/{previous}"] + [f"{root}/{d}/{part_name(shard, int(match[2]))}" for d in (DATA_DIR, QUARANTINE_DIR)]
         for path in old:
             if fs.get_file_info(path).type == pa_fs.FileType.File:
                 fs.delete_file(path)

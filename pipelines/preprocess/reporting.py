@@ -12,10 +12,10 @@ import pyarrow.dataset as pa_ds
 import pyarrow.fs as pa_fs
 from PIL import Image
 
-from pipelines.preprocess.config import PreprocessConfig
 from metrics.io import decode_image
-from videomaker.storage import resolve
+from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.output import DATA_DIR
+from videomaker.storage import resolve
 
 
 def contact_sheet(output_dir: str, path: Path, *, tile: int = 128, limit: int = 64) -> Path | None:
@@ -47,8 +47,9 @@ def log_curation_run(config: PreprocessConfig, summary: dict, *, artifact_locati
     from pipelines.tracking import JOB_TAG, RUN_ID_TAG, ensure_experiment, flatten_params
 
     tracking = config.tracking
-    experiment_id = ensure_experiment(tracking.mlflow_tracking_uri, tracking.mlflow_experiment, output_dir=config.output_dir,
-                                      artifact_location=artifact_location)
+    experiment_id = ensure_experiment(
+        tracking.mlflow_tracking_uri, tracking.mlflow_experiment, output_dir=config.output_dir, artifact_location=artifact_location
+    )
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"curation-{config.run_id}") as run:
         mlflow.set_tags({JOB_TAG: "preprocess", RUN_ID_TAG: config.run_id})
         mlflow.log_params(flatten_params(config))

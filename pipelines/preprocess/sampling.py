@@ -39,8 +39,15 @@ def _candidates(rng, clip: list[int], start: int, end: int, count: int) -> tuple
 
 
 def plan_clips(
-    sample_id: str, shots: list[tuple[int, int]], *, num_frames: int, stride: int, candidates: int, seed: int,
-    max_clips: int = 1, span_frames: int | None = None,
+    sample_id: str,
+    shots: list[tuple[int, int]],
+    *,
+    num_frames: int,
+    stride: int,
+    candidates: int,
+    seed: int,
+    max_clips: int = 1,
+    span_frames: int | None = None,
 ) -> list[ClipPlan]:
     """Up to `max_clips` non-overlapping clips, none crossing a shot boundary.
 

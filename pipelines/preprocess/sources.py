@@ -29,13 +29,15 @@ from videomaker.storage import resolve
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 REQUIRED_COLUMNS = ("path", "caption")
 TEXT_COLUMNS = ("path", "caption", "subject_class", "source_id")
-SOURCE_SCHEMA = pa.schema([
-    pa.field("source_uri", pa.string()),
-    pa.field("source_id", pa.string()),
-    pa.field("sample_id", pa.string()),
-    pa.field("caption", pa.string()),
-    pa.field("subject_class", pa.string()),
-])
+SOURCE_SCHEMA = pa.schema(
+    [
+        pa.field("source_uri", pa.string()),
+        pa.field("source_id", pa.string()),
+        pa.field("sample_id", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("subject_class", pa.string()),
+    ]
+)
 # Rows per batch read from a manifest; bounds the reader's memory, not the dataflow's.
 READ_BATCH_ROWS = 8192
 
@@ -82,13 +84,16 @@ def iter_sources(input_uri: str, *, default_subject_class: str, check_duplicates
         if check_duplicates:
             digests.add(ids)
         default = default_subject_class.strip().lower()
-        return pa.table({
-            "source_uri": uris,
-            "source_id": ids,
-            "sample_id": [sample_id_for(s) for s in ids],
-            "caption": [c or "" for c in captions] if captions else [""] * len(ids),
-            "subject_class": [(c or default).strip().lower() for c in classes] if classes else [default] * len(ids),
-        }, schema=SOURCE_SCHEMA)
+        return pa.table(
+            {
+                "source_uri": uris,
+                "source_id": ids,
+                "sample_id": [sample_id_for(s) for s in ids],
+                "caption": [c or "" for c in captions] if captions else [""] * len(ids),
+                "subject_class": [(c or default).strip().lower() for c in classes] if classes else [default] * len(ids),
+            },
+            schema=SOURCE_SCHEMA,
+        )
 
     if info.type == pa_fs.FileType.Directory:
         root = PurePosixPath(path)
@@ -99,8 +104,7 @@ def iter_sources(input_uri: str, *, default_subject_class: str, check_duplicates
         read = 0
         # Only the optional columns are typed up front: a missing required one must stay detectable.
         optional = tuple(c for c in TEXT_COLUMNS if c not in REQUIRED_COLUMNS)
-        for batch in iter_manifest_batches(input_uri, text_columns=optional, where="`input`",
-                                           batch_rows=READ_BATCH_ROWS):
+        for batch in iter_manifest_batches(input_uri, text_columns=optional, where="`input`", batch_rows=READ_BATCH_ROWS):
             missing = [c for c in REQUIRED_COLUMNS if c not in batch.schema.names]
             if missing:
                 raise ValueError(
@@ -129,8 +133,7 @@ def iter_sources(input_uri: str, *, default_subject_class: str, check_duplicates
             read += batch.num_rows
             yield rows(uris, ids, _text(column["caption"]), _text(column.get("subject_class")))
     if check_duplicates:
-        digests.check(input_uri, lambda: iter_sources(input_uri, default_subject_class=default_subject_class,
-                                                     check_duplicates=False))
+        digests.check(input_uri, lambda: iter_sources(input_uri, default_subject_class=default_subject_class, check_duplicates=False))
 
 
 class _DigestLog:

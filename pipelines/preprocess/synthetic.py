@@ -87,8 +87,16 @@ TEXTURE_PHRASES = {
 
 # Wall colors kept away from skin, hair, fur and coffee tones, so subjects stand out.
 PALETTE = (
-    (40, 90, 200), (20, 140, 140), (60, 160, 70), (110, 60, 170), (25, 35, 90),
-    (70, 40, 120), (160, 120, 220), (30, 80, 40), (150, 170, 230), (90, 200, 190),
+    (40, 90, 200),
+    (20, 140, 140),
+    (60, 160, 70),
+    (110, 60, 170),
+    (25, 35, 90),
+    (70, 40, 120),
+    (160, 120, 220),
+    (30, 80, 40),
+    (150, 170, 230),
+    (90, 200, 190),
 )
 
 
@@ -362,9 +370,7 @@ class _CorpusWriter:
         """An independent generator per video, so adding videos of one kind leaves the others unchanged."""
         return np.random.default_rng([self.seed, *stream])
 
-    def add_clip(
-        self, source_id: str, plan: RenderPlan, *, frames: int | None = None, size: tuple[int, int] | None = None
-    ) -> Path:
+    def add_clip(self, source_id: str, plan: RenderPlan, *, frames: int | None = None, size: tuple[int, int] | None = None) -> Path:
         video, masks = render_clip(plan, frames=frames or self.frames, size=size or self.size)
         path = write_mp4(video, self.output_dir / f"{source_id}.mp4", fps=self.fps)
         np.savez_compressed(self.output_dir / f"{source_id}.masks.npz", masks=masks)
@@ -383,13 +389,15 @@ class _CorpusWriter:
         return path
 
     def add_row(self, source_id: str, path: Path, caption: str, subject_class: str) -> None:
-        self.rows.append({
-            "path": str(path),
-            "caption": caption,
-            "subject_class": subject_class,
-            "source_id": source_id,
-            "expected_reason": {**BROKEN_REASONS, **DEGENERATE_REASONS}.get(source_id, ""),
-        })
+        self.rows.append(
+            {
+                "path": str(path),
+                "caption": caption,
+                "subject_class": subject_class,
+                "source_id": source_id,
+                "expected_reason": {**BROKEN_REASONS, **DEGENERATE_REASONS}.get(source_id, ""),
+            }
+        )
         if self.on_row is not None:
             self.on_row(source_id)
 
@@ -437,7 +445,6 @@ def _add_broken(corpus: _CorpusWriter) -> None:
     corpus.add_row("missing", corpus.output_dir / "missing.mp4", "A video whose file was never written.", "person")
     corpus.add_clip("too_small", plan_render("cup", corpus.rng(2, 2)), size=TOO_SMALL_SIZE)
     corpus.add_clip("two_faces", plan_render("face", corpus.rng(2, 3), copies=2))
-
 
 
 def _add_tiny_object(corpus: _CorpusWriter) -> None:

@@ -106,9 +106,7 @@ def resize(frame: np.ndarray, size: int, policy: str) -> np.ndarray:
     return scaled[top : top + size, left : left + size]
 
 
-def decode_frames(
-    data: bytes, uri: str, indices: list[int], *, size: int, policy: str, threads: int = 0
-) -> dict[int, np.ndarray]:
+def decode_frames(data: bytes, uri: str, indices: list[int], *, size: int, policy: str, threads: int = 0) -> dict[int, np.ndarray]:
     """Decode the wanted frame numbers in one sequential pass, resized; a broken stream is a decode_error.
 
     `threads`: codec threads, 0 for FFmpeg's choice (one per core).

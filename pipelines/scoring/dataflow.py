@@ -37,8 +37,7 @@ class ScoreBatch:
     records back in manifest order.
     """
 
-    def __init__(self, backends, expected_frames: int | None, face_protocol: str = "corrected",
-                 dd_gif_frames: str = "expand"):
+    def __init__(self, backends, expected_frames: int | None, face_protocol: str = "corrected", dd_gif_frames: str = "expand"):
         from metrics.backends import load_backends
         from metrics.suite import MetricSuite
 
@@ -51,8 +50,9 @@ class ScoreBatch:
 
         positions = batch.column("row")
         requests = [ScoreRequest(**row) for row in batch.drop_columns(["row"]).to_pylist()]
-        records = records_table(score_requests(self.suite, requests, expected_frames=self.expected_frames,
-                                               dd_gif_frames=self.dd_gif_frames))
+        records = records_table(
+            score_requests(self.suite, requests, expected_frames=self.expected_frames, dd_gif_frames=self.dd_gif_frames)
+        )
         return records.append_column("row", positions)
 
 
@@ -92,8 +92,12 @@ def score_videos(
     rows = [{"row": i, **asdict(requests[i])} for i in order]
     ds = ray.data.from_items(rows).map_batches(
         ScoreBatch,
-        fn_constructor_kwargs={"backends": backends, "expected_frames": expected_frames,
-                               "face_protocol": face_protocol, "dd_gif_frames": dd_gif_frames},
+        fn_constructor_kwargs={
+            "backends": backends,
+            "expected_frames": expected_frames,
+            "face_protocol": face_protocol,
+            "dd_gif_frames": dd_gif_frames,
+        },
         batch_format="pyarrow",
         **scorers.map_batches_options(),
     )
@@ -108,6 +112,7 @@ def score_videos(
 
 def write_results(table: pa.Table, aggregates: list[dict], output_dir: str | Path, *, name: str = "records") -> None:
     """`<name>.parquet` / `<name>.csv` (one row per video) and aggregates.json / aggregates.csv."""
+
     def encoded(write, data) -> bytes:
         sink = pa.BufferOutputStream()
         write(data, sink)
@@ -128,9 +133,15 @@ def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResul
     storage.check_access(config.output_dir, argument="`output_dir`", write=True)
     requests = read_score_manifest(config.manifest, config.videos_dir)
     logger.info("Scoring %d videos from %s", len(requests), config.manifest)
-    records = score_videos(requests, backends=config.backends, scorers=config.scorers,
-                           expected_frames=config.expected_frames, face_protocol=config.face_protocol,
-                           dd_gif_frames=config.dd_gif_frames, progress=progress)
+    records = score_videos(
+        requests,
+        backends=config.backends,
+        scorers=config.scorers,
+        expected_frames=config.expected_frames,
+        face_protocol=config.face_protocol,
+        dd_gif_frames=config.dd_gif_frames,
+        progress=progress,
+    )
     aggregates = aggregate(records)
     write_results(records_table(records), aggregates, config.output_dir)
     return ScoringResult(records, aggregates, config.output_dir, time.perf_counter() - started)

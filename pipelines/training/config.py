@@ -1,6 +1,6 @@
 """Configuration of a training run, in groups; every default is the paper's recipe (docs/method.md, section 4).
 
-    videomaker train --print-config=keys     # every key with its type, default and documentation
+videomaker train --print-config=keys     # every key with its type, default and documentation
 """
 
 from __future__ import annotations

@@ -30,8 +30,16 @@ if TYPE_CHECKING:  # decode tasks import this module; keep them free of torch an
 
 WINDOW_FRAMES = 16
 PIXEL_COLUMNS = ["sample_id", "caption", "frames", "reference_png"]
-LATENT_COLUMNS = ["sample_id", "caption", "reference_png", "video_latents", "latent_shape", "text_embeddings",
-                  "text_embedding_shape", "latent_preset"]
+LATENT_COLUMNS = [
+    "sample_id",
+    "caption",
+    "reference_png",
+    "video_latents",
+    "latent_shape",
+    "text_embeddings",
+    "text_embedding_shape",
+    "latent_preset",
+]
 # Read when the dataset has them (older outputs kept one window and one reference per clip).
 DRAW_COLUMNS = ["frame_indices", "reference_pngs", "reference_frame_index", "reference_frame_indices"]
 
@@ -96,15 +104,15 @@ def draw_clip(row: dict, *, seed: int, epoch: int) -> tuple[int, int]:
     return int(rng.integers(0, count - WINDOW_FRAMES + 1)), int(rng.integers(0, len(references)))
 
 
-def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str, seed: int = 0, epoch: int = 0,
-                   shuffle_key: str | None = None) -> dict[str, np.ndarray]:
+def decode_samples(
+    batch: pa.Table, *, use_latents: bool, failures_dir: str, seed: int = 0, epoch: int = 0, shuffle_key: str | None = None
+) -> dict[str, np.ndarray]:
     """Parquet rows -> arrays: this draw's 16 frames in [-1, 1] (or latents), its reference as uint8 RGB,
     captions, and what was drawn (`frame_indices`, `reference_frame_index`, `epoch`).
 
     With `shuffle_key`, the rows come in an order seeded by (seed, epoch, shuffle_key).
     """
-    out: dict[str, list] = {"sample_id": [], "caption": [], "reference": [], "frame_indices": [], "reference_frame_index": [],
-                            "epoch": []}
+    out: dict[str, list] = {"sample_id": [], "caption": [], "reference": [], "frame_indices": [], "reference_frame_index": [], "epoch": []}
     out.update({"video_latents": [], "text_embeddings": []} if use_latents else {"frames": []})
     rows = batch.to_pylist()
     if shuffle_key is not None:
@@ -140,8 +148,7 @@ def decode_samples(batch: pa.Table, *, use_latents: bool, failures_dir: str, see
             out["text_embeddings"].append(text)
         else:
             out["frames"].append(frames.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
-    return {key: np.array(values, dtype=object) if key in ("sample_id", "caption") else _stack(values)
-            for key, values in out.items()}
+    return {key: np.array(values, dtype=object) if key in ("sample_id", "caption") else _stack(values) for key, values in out.items()}
 
 
 def _stack(values: list[np.ndarray]) -> np.ndarray:
@@ -155,8 +162,9 @@ def epoch_part_order(files: int, *, seed: int, epoch: int, shuffle: bool) -> lis
     return [int(i) for i in draw_rng(seed, epoch, "parts").permutation(files)]
 
 
-def read_and_decode_parts(batch: dict, *, files: list[str], filesystem, use_latents: bool, failures_dir: str,
-                          seed: int = 0, shuffle: bool = True) -> dict:
+def read_and_decode_parts(
+    batch: dict, *, files: list[str], filesystem, use_latents: bool, failures_dir: str, seed: int = 0, shuffle: bool = True
+) -> dict:
     """Stream items (epoch * len(files) + position) -> decoded rows of that epoch's part at that position."""
     columns = LATENT_COLUMNS if use_latents else PIXEL_COLUMNS
     decoded = []
@@ -166,21 +174,37 @@ def read_and_decode_parts(batch: dict, *, files: list[str], filesystem, use_late
         available = set(pq.read_schema(path, filesystem=filesystem).names)
         table = pq.read_table(path, filesystem=filesystem, columns=columns + [c for c in DRAW_COLUMNS if c in available])
         # Keyed by the part's file name, not its path: a copied or remounted dataset shuffles the same.
-        decoded.append(decode_samples(table, use_latents=use_latents, failures_dir=failures_dir, seed=seed, epoch=epoch,
-                                      shuffle_key=path.rsplit("/", 1)[-1] if shuffle else None))
+        decoded.append(
+            decode_samples(
+                table,
+                use_latents=use_latents,
+                failures_dir=failures_dir,
+                seed=seed,
+                epoch=epoch,
+                shuffle_key=path.rsplit("/", 1)[-1] if shuffle else None,
+            )
+        )
     return decoded[0] if len(decoded) == 1 else {key: np.concatenate([d[key] for d in decoded]) for key in decoded[0]}
 
 
-def training_dataset(dataset: str, *, epochs: int, use_latents: bool, failures_dir: str, num_cpus: float = 0.5,
-                     seed: int = 0, shuffle: bool = True):
+def training_dataset(
+    dataset: str, *, epochs: int, use_latents: bool, failures_dir: str, num_cpus: float = 0.5, seed: int = 0, shuffle: bool = True
+):
     """The lazy Ray dataset of `epochs` passes over the decoded samples (shuffled per epoch when `shuffle`)."""
     import ray
 
     files, filesystem, _ = parquet_parts(dataset_path(dataset))
-    options = {"files": files, "filesystem": filesystem, "use_latents": use_latents, "failures_dir": failures_dir,
-               "seed": seed, "shuffle": shuffle}
+    options = {
+        "files": files,
+        "filesystem": filesystem,
+        "use_latents": use_latents,
+        "failures_dir": failures_dir,
+        "seed": seed,
+        "shuffle": shuffle,
+    }
     return ray.data.range(epochs * len(files)).map_batches(
-        read_and_decode_parts, fn_kwargs=options, batch_size=1, batch_format="numpy", num_cpus=num_cpus)
+        read_and_decode_parts, fn_kwargs=options, batch_size=1, batch_format="numpy", num_cpus=num_cpus
+    )
 
 
 def count_decode_failures(failures_dir: str) -> int:

@@ -40,8 +40,11 @@ def _to_training_batch(batch: dict, augmentation: ReferenceAugmentation, generat
     reference = torch.stack([augment_reference(image, augmentation, cpu_generator) for image in batch["reference"]])
     reference = reference[:, None]  # (B, 1, 3, H, W)
     if use_latents:
-        return TrainingBatch(video_latents=torch.from_numpy(batch["video_latents"]), reference=reference,
-                             text_embeddings=torch.from_numpy(batch["text_embeddings"]))
+        return TrainingBatch(
+            video_latents=torch.from_numpy(batch["video_latents"]),
+            reference=reference,
+            text_embeddings=torch.from_numpy(batch["text_embeddings"]),
+        )
     return TrainingBatch(frames=torch.from_numpy(batch["frames"]), reference=reference, captions=[str(c) for c in batch["caption"]])
 
 
@@ -49,10 +52,19 @@ def batch_draws(batch: dict, *, step: int, micro: int) -> list[dict]:
     """One record per sample of a batch: the window and reference its draw picked."""
     if "frame_indices" not in batch:
         return []
-    return [{"step": step, "micro": micro, "epoch": int(epoch), "sample_id": str(sample), "frame_indices": [int(i) for i in frames],
-             "reference_frame_index": int(reference)}
-            for sample, epoch, frames, reference in zip(batch["sample_id"], batch["epoch"], batch["frame_indices"],
-                                                       batch["reference_frame_index"])]
+    return [
+        {
+            "step": step,
+            "micro": micro,
+            "epoch": int(epoch),
+            "sample_id": str(sample),
+            "frame_indices": [int(i) for i in frames],
+            "reference_frame_index": int(reference),
+        }
+        for sample, epoch, frames, reference in zip(
+            batch["sample_id"], batch["epoch"], batch["frame_indices"], batch["reference_frame_index"]
+        )
+    ]
 
 
 def write_draws(run_dir: str, rank: int, step: int, draws: list[dict]) -> None:
@@ -152,16 +164,22 @@ def train_loop_per_worker(loop_config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            progress = load_training_state(Path(directory), unet=components.unet, preset=config.model.preset,
-                                           optimizer=optimizer, scaler=scaler, ema=ema)
+            progress = load_training_state(
+                Path(directory), unet=components.unet, preset=config.model.preset, optimizer=optimizer, scaler=scaler, ema=ema
+            )
         logger.info("rank %d resumed at step %d, batch %d", rank, progress.global_step, progress.batches_consumed)
     tracker = None
     if rank == 0 and config.tracking.mlflow_tracking_uri:
         from pipelines.training.mlflow_logger import TrainingRunLogger
 
         tracker = TrainingRunLogger(config, progress, loop_config.get("data"))
-    training_facts = {"loss": asdict(config.loss), "switches": asdict(config.model.switches), "data": loop_config.get("data", {}),
-                      "seed": config.seed, "shuffle": config.data.shuffle}
+    training_facts = {
+        "loss": asdict(config.loss),
+        "switches": asdict(config.model.switches),
+        "data": loop_config.get("data", {}),
+        "seed": config.seed,
+        "shuffle": config.data.shuffle,
+    }
     config_yaml = to_yaml(config)
     draws: list[dict] = []  # what this rank trained on since its last checkpoint
     shard = ray.train.get_dataset_shard("train")
@@ -175,9 +193,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
             if rank == 0:
-                save_training_state(Path(tmp), unet=components.unet, preset=config.model.preset, switches=config.model.switches,
-                                    progress=progress, optimizer=optimizer, scaler=scaler, ema=ema, named_parameters=named,
-                                    training=training_facts, config_yaml=config_yaml)
+                save_training_state(
+                    Path(tmp),
+                    unet=components.unet,
+                    preset=config.model.preset,
+                    switches=config.model.switches,
+                    progress=progress,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    ema=ema,
+                    named_parameters=named,
+                    training=training_facts,
+                    config_yaml=config_yaml,
+                )
                 saved = ray.train.Checkpoint.from_directory(tmp)
             write_draws(run_dir, rank, progress.global_step, draws)
             draws.clear()
@@ -186,14 +214,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
             tracker.checkpoint(f"{config.run_dir}/{name}", progress.global_step)
 
     def skip_nonfinite(loss: torch.Tensor) -> bool:
-        return should_skip_batch(loss, step=progress.global_step + 1, rank=rank, world_size=world,
-                                 policy=optim.on_nonfinite_loss, skipped_in_a_row=skipped_in_a_row)
+        return should_skip_batch(
+            loss,
+            step=progress.global_step + 1,
+            rank=rank,
+            world_size=world,
+            policy=optim.on_nonfinite_loss,
+            skipped_in_a_row=skipped_in_a_row,
+        )
 
     totals = {"wait_s": 0.0, "started": time.perf_counter()}  # this attempt, from its first batch request
     micro, skipped_in_a_row, window = 0, 0, _Window()
     try:
-        batches = shard.iter_batches(batch_size=config.data.batch_size_per_worker, batch_format="numpy", drop_last=True,
-                                     prefetch_batches=4)
+        batches = shard.iter_batches(batch_size=config.data.batch_size_per_worker, batch_format="numpy", drop_last=True, prefetch_batches=4)
         seen, fetch_started = 0, time.perf_counter()
         for batch in batches:
             seen += 1
@@ -210,9 +243,17 @@ def train_loop_per_worker(loop_config: dict) -> None:
             last_micro = micro == optim.grad_accumulation - 1
             # DDP all-reduces gradients in backward; before the last micro-batch of a step there is nothing to reduce yet.
             with contextlib.nullcontext() if last_micro or world == 1 else model.no_sync():
-                out = training.micro_step(components, training_batch, model=model, generator=generator, config=config.loss,
-                                          mixed_precision=config.precision.mixed_precision, scaler=scaler,
-                                          grad_accumulation=optim.grad_accumulation, skip_batch=skip_nonfinite)
+                out = training.micro_step(
+                    components,
+                    training_batch,
+                    model=model,
+                    generator=generator,
+                    config=config.loss,
+                    mixed_precision=config.precision.mixed_precision,
+                    scaler=scaler,
+                    grad_accumulation=optim.grad_accumulation,
+                    skip_batch=skip_nonfinite,
+                )
             fetch_started = time.perf_counter()
             if out.skipped:  # the step starts over with the next batch
                 progress.skipped_batches += 1
@@ -227,8 +268,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             micro = 0
             step = progress.global_step + 1
             lr = training.lr_at(step, lr=optim.lr, warmup_steps=optim.warmup_steps)
-            grad_norm = training.optimizer_step(optimizer, max_grad_norm=optim.max_grad_norm, lr=lr, scaler=scaler, ema=ema,
-                                                named_parameters=named)
+            grad_norm = training.optimizer_step(
+                optimizer, max_grad_norm=optim.max_grad_norm, lr=lr, scaler=scaler, ema=ema, named_parameters=named
+            )
             progress.global_step = step
 
             should_log = step % config.tracking.log_every_steps == 0 or step == config.max_steps

@@ -59,8 +59,12 @@ class TrainingRunLogger:
         try:
             with torch.no_grad():
                 output = VideoMakerPipeline(components, switches=config.model.switches)(
-                    [reference] * len(prompts), prompts, seeds=[config.seed] * len(prompts),
-                    num_inference_steps=validation.inference_steps, progress=False)
+                    [reference] * len(prompts),
+                    prompts,
+                    seeds=[config.seed] * len(prompts),
+                    num_inference_steps=validation.inference_steps,
+                    progress=False,
+                )
         finally:
             components.unet.train()
         with tempfile.TemporaryDirectory() as tmp:

@@ -31,10 +31,20 @@ class Progress:
     mlflow_run_id: str | None = None
 
 
-def save_training_state(directory: Path, *, unet: torch.nn.Module, preset: str, switches, progress: Progress,
-                        optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, ema: EMA | None,
-                        named_parameters: dict[str, torch.nn.Parameter], training: dict | None = None,
-                        config_yaml: str | None = None) -> None:
+def save_training_state(
+    directory: Path,
+    *,
+    unet: torch.nn.Module,
+    preset: str,
+    switches,
+    progress: Progress,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    ema: EMA | None,
+    named_parameters: dict[str, torch.nn.Parameter],
+    training: dict | None = None,
+    config_yaml: str | None = None,
+) -> None:
     """Weights, optimizer, scaler, RNG and progress; `training` (loss switches, data facts) goes into
     the checkpoint metadata so an evaluation knows what the weights were trained with, and
     `config_yaml` (the run's resolved config) into `config.yaml`."""
@@ -42,23 +52,33 @@ def save_training_state(directory: Path, *, unet: torch.nn.Module, preset: str, 
     save_checkpoint(directory, unet, preset=preset, switches=switches, global_step=progress.global_step, extra=extra)
     if ema is not None:
         with _swapped_in(named_parameters, ema.shadow):
-            save_checkpoint(directory / "ema", unet, preset=preset, switches=switches, global_step=progress.global_step,
-                            extra={"ema_decay": ema.decay, "training": training or {}})
+            save_checkpoint(
+                directory / "ema",
+                unet,
+                preset=preset,
+                switches=switches,
+                global_step=progress.global_step,
+                extra={"ema_decay": ema.decay, "training": training or {}},
+            )
     state = {
         "progress": asdict(progress),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "ema": ema.shadow if ema is not None else None,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
     }
     torch.save(state, directory / STATE_FILE)
     if config_yaml is not None:
         (directory / CONFIG_FILE).write_text(config_yaml)
 
 
-def load_training_state(directory: Path, *, unet: torch.nn.Module, preset: str, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler, ema: EMA | None) -> Progress:
+def load_training_state(
+    directory: Path, *, unet: torch.nn.Module, preset: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, ema: EMA | None
+) -> Progress:
     """Restore everything `save_training_state` wrote; returns the progress to continue from.
 
     A checkpoint of an older version also holds an LR scheduler state; it is not needed (the

@@ -45,18 +45,32 @@ def run_training(config: TrainConfig) -> ray.train.Result:
     write_resolved(config, run_dir)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config, "use_latents": use_latents, "failures_dir": failures_dir,
-                           "data": dataset_facts(path), "run_dir": run_dir},
-        scaling_config=ScalingConfig(num_workers=resources.num_workers, use_gpu=resources.use_gpu,
-                                     resources_per_worker={"CPU": resources.cpus_per_worker}),
+        train_loop_config={
+            "config": config,
+            "use_latents": use_latents,
+            "failures_dir": failures_dir,
+            "data": dataset_facts(path),
+            "run_dir": run_dir,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=resources.num_workers, use_gpu=resources.use_gpu, resources_per_worker={"CPU": resources.cpus_per_worker}
+        ),
         run_config=RunConfig(
             name=config.run_name,
             storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoints.keep),
             failure_config=FailureConfig(max_failures=config.checkpoints.max_failures),
         ),
-        datasets={"train": training_dataset(config.dataset, epochs=epochs, use_latents=use_latents, failures_dir=failures_dir,
-                                            seed=config.seed, shuffle=config.data.shuffle)},
+        datasets={
+            "train": training_dataset(
+                config.dataset,
+                epochs=epochs,
+                use_latents=use_latents,
+                failures_dir=failures_dir,
+                seed=config.seed,
+                shuffle=config.data.shuffle,
+            )
+        },
         # Batches in Parquet order: the data position in a checkpoint then means the same samples.
         dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )

@@ -51,13 +51,9 @@ class Preset:
                 f"motion_adapter={self.motion_adapter!r}."
             )
         if self.base_model is None and not self.architecture:
-            raise ValueError(
-                f"Invalid Preset(name={self.name!r}): a random-init preset needs an `architecture` block."
-            )
+            raise ValueError(f"Invalid Preset(name={self.name!r}): a random-init preset needs an `architecture` block.")
         if self.resolution % 8:
-            raise ValueError(
-                f"Invalid Preset(name={self.name!r}): `resolution` must be a multiple of 8, got {self.resolution}."
-            )
+            raise ValueError(f"Invalid Preset(name={self.name!r}): `resolution` must be a multiple of 8, got {self.resolution}.")
 
     @property
     def is_random_init(self) -> bool:
@@ -73,11 +69,7 @@ class Preset:
 
 
 def _builtin_files() -> dict[str, Any]:
-    return {
-        entry.name[: -len(".json")]: entry
-        for entry in resources.files(__package__).iterdir()
-        if entry.name.endswith(".json")
-    }
+    return {entry.name[: -len(".json")]: entry for entry in resources.files(__package__).iterdir() if entry.name.endswith(".json")}
 
 
 def list_presets() -> list[str]:

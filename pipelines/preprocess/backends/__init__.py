@@ -18,11 +18,13 @@ from pipelines.preprocess.backends.grounding_dino import GroundingDinoDetector
 from pipelines.preprocess.backends.sam import SAMSegmenter
 from pipelines.preprocess.backends.scrfd import InsightFaceDetector
 
-SHP_BACKENDS = BackendRegistry({
-    "face detector": {"cascade": CascadeFaceDetector, "insightface": InsightFaceDetector},
-    "object detector": {"grounding-dino": GroundingDinoDetector, "center-grabcut": CenterGrabCutObjectDetector},
-    "segmenter": {"grabcut": GrabCutSegmenter, "sam": SAMSegmenter},
-})
+SHP_BACKENDS = BackendRegistry(
+    {
+        "face detector": {"cascade": CascadeFaceDetector, "insightface": InsightFaceDetector},
+        "object detector": {"grounding-dino": GroundingDinoDetector, "center-grabcut": CenterGrabCutObjectDetector},
+        "segmenter": {"grabcut": GrabCutSegmenter, "sam": SAMSegmenter},
+    }
+)
 # Which field of the config's `models` group names which kind.
 CONFIG_KINDS = {"face_detector": "face detector", "object_detector": "object detector", "segmenter": "segmenter"}
 

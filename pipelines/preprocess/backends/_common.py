@@ -10,6 +10,7 @@ import numpy as np
 
 from pipelines.preprocess.backends.base import Box
 
+
 def check_box(box: Box, image: np.ndarray, argument: str = "box") -> Box:
     """Refuse a box that is not a non-empty `Box` inside `image` (x1/y1 exclusive)."""
     height, width = image.shape[:2]

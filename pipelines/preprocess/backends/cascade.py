@@ -23,10 +23,7 @@ def merge_overlapping(boxes: list[Box]) -> list[Box]:
     kept: list[Box] = []
     for box in sorted(boxes, key=lambda b: b.width * b.height, reverse=True):
         area = box.width * box.height
-        covered = (
-            max(0.0, min(box.x1, k.x1) - max(box.x0, k.x0)) * max(0.0, min(box.y1, k.y1) - max(box.y0, k.y0))
-            for k in kept
-        )
+        covered = (max(0.0, min(box.x1, k.x1) - max(box.x0, k.x0)) * max(0.0, min(box.y1, k.y1) - max(box.y0, k.y0)) for k in kept)
         if all(c <= _SAME_FACE_OVERLAP * area for c in covered):
             kept.append(box)
     return kept
@@ -87,7 +84,8 @@ class CascadeFaceDetector:
         height, width = image.shape[:2]
         scale = _SMALLEST_FACE_SCAN_PX / (self.min_face_fraction * min(height, width))
         gray = cv2.resize(
-            cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (round(width * scale), round(height * scale)),
+            cv2.cvtColor(image, cv2.COLOR_RGB2GRAY),
+            (round(width * scale), round(height * scale)),
             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
         )
         side = min(gray.shape)

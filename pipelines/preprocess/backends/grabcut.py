@@ -45,8 +45,13 @@ def largest_foreground(image: np.ndarray, rect: tuple[int, int, int, int], itera
     labels = np.zeros((height, width), np.uint8)
     cv2.setRNGSeed(seed)
     cv2.grabCut(
-        np.ascontiguousarray(image), labels, (x0, y0, x1 - x0, y1 - y0),
-        np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64), iterations, cv2.GC_INIT_WITH_RECT,
+        np.ascontiguousarray(image),
+        labels,
+        (x0, y0, x1 - x0, y1 - y0),
+        np.zeros((1, 65), np.float64),
+        np.zeros((1, 65), np.float64),
+        iterations,
+        cv2.GC_INIT_WITH_RECT,
     )
     foreground = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
     count, components, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
@@ -102,8 +107,7 @@ class GrabCutSegmenter:
         window = image[wy0:wy1, wx0:wx1]
         scale = min(1.0, self.max_side / max(window.shape[:2]))
         if scale < 1.0:
-            window = cv2.resize(window, (round(window.shape[1] * scale), round(window.shape[0] * scale)),
-                                interpolation=cv2.INTER_AREA)
+            window = cv2.resize(window, (round(window.shape[1] * scale), round(window.shape[0] * scale)), interpolation=cv2.INTER_AREA)
         x0, y0 = math.floor((box.x0 - wx0) * scale), math.floor((box.y0 - wy0) * scale)
         rect = (x0, y0, math.ceil((box.x1 - wx0) * scale) - x0, math.ceil((box.y1 - wy0) * scale) - y0)
         small = largest_foreground(window, rect, self.iterations, self.seed)

@@ -11,7 +11,6 @@ from metrics.backends.registry import WeightSource, required_option, weight_at
 from pipelines.preprocess.backends._common import check_box, require
 from pipelines.preprocess.backends.base import Box, check_image
 
-
 # The published checkpoints (segment-anything's README) and where they are.
 SAM_CHECKPOINTS = ("sam_vit_h_4b8939.pth", "sam_vit_l_0b3195.pth", "sam_vit_b_01ec64.pth")
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"

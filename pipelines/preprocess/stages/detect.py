@@ -11,10 +11,10 @@ import json
 import math
 from functools import partial
 
+from metrics.backends.registry import BackendSpec
 from pipelines.preprocess.backends import make_face_detector, make_object_detector
 from pipelines.preprocess.backends._common import clip_box
 from pipelines.preprocess.backends.base import Box
-from metrics.backends.registry import BackendSpec
 from pipelines.preprocess.images import frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import Rejected
@@ -29,7 +29,10 @@ def head_box(face: Box, scale: float, width: int, height: int) -> Box:
     cx = (face.x0 + face.x1) / 2
     cy = (face.y0 + face.y1) / 2 - 0.1 * face.height
     return Box(
-        max(0.0, cx - side / 2), max(0.0, cy - side / 2), min(float(width), cx + side / 2), min(float(height), cy + side / 2),
+        max(0.0, cx - side / 2),
+        max(0.0, cy - side / 2),
+        min(float(width), cx + side / 2),
+        min(float(height), cy + side / 2),
         face.score,
     )
 
@@ -56,9 +59,15 @@ class DetectStage(RowStage):
         min_object_fraction: float = 0.1,
         references: int = 1,
     ):
-        self.arguments = dict(face_detector=face_detector, object_detector=object_detector, human_classes=human_classes,
-                              head_scale=head_scale, min_face_fraction=min_face_fraction,
-                              min_object_fraction=min_object_fraction, references=references)
+        self.arguments = dict(
+            face_detector=face_detector,
+            object_detector=object_detector,
+            human_classes=human_classes,
+            head_scale=head_scale,
+            min_face_fraction=min_face_fraction,
+            min_object_fraction=min_object_fraction,
+            references=references,
+        )
         self.references = references
         self.min_object_fraction = min_object_fraction
         self.face_detector = make_face_detector(face_detector.name, **face_detector.options)

@@ -3,13 +3,12 @@
 import json
 from functools import partial
 
+from metrics.backends.registry import BackendSpec
 from pipelines.preprocess.backends import make_segmenter
 from pipelines.preprocess.backends.base import Box
-from metrics.backends.registry import BackendSpec
 from pipelines.preprocess.images import encode_png, frame_from_bytes
 from pipelines.preprocess.stages.base import RowStage
 from pipelines.preprocess.video import Rejected
-
 
 MIN_MASK_PIXELS = 16
 MIN_MASK_BOX_SHARE = 0.02
@@ -36,8 +35,9 @@ class SegmentStage(RowStage):
             # A mask of a few pixels is noise, not a subject: a reference made from it would be all white.
             least = max(MIN_MASK_PIXELS, round(MIN_MASK_BOX_SHARE * (box[2] - box[0]) * (box[3] - box[1])))
             if count < least:
-                failures.append(f"frame {frame_index}: the mask for box {[round(v, 1) for v in box]} has {count} pixels, "
-                                f"a subject needs >= {least}")
+                failures.append(
+                    f"frame {frame_index}: the mask for box {[round(v, 1) for v in box]} has {count} pixels, a subject needs >= {least}"
+                )
                 continue
             kept.append((frame_index, pixels, box, encode_png(mask.astype("uint8") * 255), face))
         if not kept:

@@ -17,7 +17,12 @@ class ShotsStage(RowStage):
         if self.detector == "none":
             row["shot_cuts"] = []
             return
-        cuts, decoded = detect_cuts(read_bytes(row["source_uri"]), row["source_uri"], threshold=self.threshold,
-                                    min_shot_frames=self.min_shot_frames, threads=library_threads())
+        cuts, decoded = detect_cuts(
+            read_bytes(row["source_uri"]),
+            row["source_uri"],
+            threshold=self.threshold,
+            min_shot_frames=self.min_shot_frames,
+            threads=library_threads(),
+        )
         # The decoder's count is the truth where a container's frame count is an estimate.
         row.update(shot_cuts=cuts, source_num_frames=decoded)

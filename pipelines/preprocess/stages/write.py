@@ -17,16 +17,18 @@ import pyarrow.compute as pc
 from pipelines.preprocess.output import commit_shard, stage_rows
 from videomaker.storage import resolve
 
-SUMMARY_SCHEMA = pa.schema([
-    pa.field("sample_id", pa.string()),
-    pa.field("source_uri", pa.string()),
-    pa.field("clip_index", pa.int32()),
-    pa.field("status", pa.string()),
-    pa.field("shard", pa.int64()),
-    pa.field("committed", pa.bool_()),
-    pa.field("finished_at", pa.float64()),
-    pa.field("timings_json", pa.string()),
-])
+SUMMARY_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string()),
+        pa.field("source_uri", pa.string()),
+        pa.field("clip_index", pa.int32()),
+        pa.field("status", pa.string()),
+        pa.field("shard", pa.int64()),
+        pa.field("committed", pa.bool_()),
+        pa.field("finished_at", pa.float64()),
+        pa.field("timings_json", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -76,16 +78,19 @@ class WriteStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         with self.lock:
             committed = self._add(batch)
-        return pa.table({
-            "sample_id": batch.column("sample_id"),
-            "source_uri": batch.column("source_uri"),
-            "clip_index": batch.column("clip_index"),
-            "status": pc.fill_null(batch.column("reason_code"), "ok"),
-            "shard": batch.column("shard"),
-            "committed": pa.array([s in committed for s in batch.column("shard").to_pylist()]),
-            "finished_at": batch.column("finished_at"),
-            "timings_json": batch.column("timings_json"),
-        }, schema=SUMMARY_SCHEMA)
+        return pa.table(
+            {
+                "sample_id": batch.column("sample_id"),
+                "source_uri": batch.column("source_uri"),
+                "clip_index": batch.column("clip_index"),
+                "status": pc.fill_null(batch.column("reason_code"), "ok"),
+                "shard": batch.column("shard"),
+                "committed": pa.array([s in committed for s in batch.column("shard").to_pylist()]),
+                "finished_at": batch.column("finished_at"),
+                "timings_json": batch.column("timings_json"),
+            },
+            schema=SUMMARY_SCHEMA,
+        )
 
     def _add(self, batch: pa.Table) -> set[int]:
         fs, root = resolve(self.output_dir)
@@ -93,12 +98,20 @@ class WriteStage:
         for shard in pc.unique(batch.column("shard")).to_pylist():
             rows = batch.filter(pc.equal(batch.column("shard"), shard))
             first = rows.slice(0, 1).to_pylist()[0]
-            state = self.open.setdefault(shard, _OpenShard(
-                first["shard_pending"], first["shard_digest"], first["shard_generation"], first["shard_previous"],
-                bool(first["shard_reopened"])))
+            state = self.open.setdefault(
+                shard,
+                _OpenShard(
+                    first["shard_pending"],
+                    first["shard_digest"],
+                    first["shard_generation"],
+                    first["shard_previous"],
+                    bool(first["shard_reopened"]),
+                ),
+            )
             state.rows.append(rows)
-            for source_id, sample_id, clips in zip(rows.column("source_id").to_pylist(), rows.column("sample_id").to_pylist(),
-                                                   rows.column("source_clips").to_pylist()):
+            for source_id, sample_id, clips in zip(
+                rows.column("source_id").to_pylist(), rows.column("sample_id").to_pylist(), rows.column("source_clips").to_pylist()
+            ):
                 state.received.setdefault(source_id, set()).add(sample_id)
                 state.expected[source_id] = clips or 1
             if state.done_sources() >= state.pending:
@@ -109,6 +122,14 @@ class WriteStage:
         return committed
 
     def _commit(self, fs, root, shard: int, state: _OpenShard) -> None:
-        commit_shard(fs, root, shard=shard, digest=state.digest, generation=state.generation, current=state.rows,
-                     previous=state.previous, keep_previous_rows=state.reopened)
+        commit_shard(
+            fs,
+            root,
+            shard=shard,
+            digest=state.digest,
+            generation=state.generation,
+            current=state.rows,
+            previous=state.previous,
+            keep_previous_rows=state.reopened,
+        )
         del self.open[shard]
