@@ -39,7 +39,7 @@ def test_an_unknown_config_key_is_bad_input_naming_the_key(job, capsys):
     module = importlib.import_module(f"jobs.{job}")
     assert module.main(["--set", "no_such_key=1", *REQUIRED.get(job, [])]) == 2
     err = capsys.readouterr().err
-    assert f"python -m jobs.{job}: error:" in err and "unknown keys ['no_such_key']" in err and "Traceback" not in err
+    assert f"python -m jobs.{job}: error:" in err and "config.no_such_key: unknown key. Valid keys here:" in err and "Traceback" not in err
 
 
 def test_compare_and_models_report_bad_input_the_same_way(tmp_path):
