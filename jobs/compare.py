@@ -13,7 +13,7 @@ import argparse
 import sys
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="Compare evaluation runs (table, deltas with CIs, chart).",

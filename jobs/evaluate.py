@@ -16,7 +16,7 @@ from jobs.config import add_config_arguments, add_models_dir_argument
 from jobs.entry import add_allow_failures_argument
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="Generate, score and log a benchmark evaluation.",

@@ -13,7 +13,7 @@ from videomaker.references import EXAMPLE_PREFIX, load_reference
 logger = logging.getLogger(__name__)
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
         help="Generate videos of a subject from a reference image.",

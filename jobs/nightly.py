@@ -14,7 +14,7 @@ import argparse
 import sys
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "nightly",
         help="Evaluate the newest checkpoint and gate it on a baseline run.",

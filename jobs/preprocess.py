@@ -13,7 +13,7 @@ import sys
 from jobs.config import add_config_arguments, add_models_dir_argument
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "preprocess",
         help="Curate a video corpus into a training dataset.",

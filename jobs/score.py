@@ -17,7 +17,7 @@ from jobs.entry import add_allow_failures_argument, failures_exit_code
 from metrics.aggregate import METRIC_LABELS
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "score",
         help="Score generated videos with the six metrics.",

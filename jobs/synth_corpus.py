@@ -12,7 +12,7 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "synth-corpus",
         help="Make a synthetic video corpus (real photos moving over textures) for preprocessing tests and demos.",

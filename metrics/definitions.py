@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _rows(embeddings, argument: str) -> np.ndarray:
@@ -29,7 +30,7 @@ def _unit(array: np.ndarray, argument: str) -> np.ndarray:
     return array / norms
 
 
-def mean_cosine_to(frame_embeddings, target_embedding, *, argument: str = "target_embedding") -> float:
+def mean_cosine_to(frame_embeddings: ArrayLike, target_embedding: ArrayLike, *, argument: str = "target_embedding") -> float:
     """Mean over frames of cos(frame, target): CLIP-T, CLIP-I and DINO-I are all this shape."""
     frames = _unit(_rows(frame_embeddings, "frame_embeddings"), "frame_embeddings")
     target = _unit(_rows(np.reshape(target_embedding, (1, -1)), argument), argument)
@@ -38,22 +39,22 @@ def mean_cosine_to(frame_embeddings, target_embedding, *, argument: str = "targe
     return float((frames @ target[0]).mean())
 
 
-def clip_t(frame_embeddings, text_embedding) -> float:
+def clip_t(frame_embeddings: ArrayLike, text_embedding: ArrayLike) -> float:
     """CLIP-T: mean over frames of cos(image_emb(frame), text_emb(prompt)); raw cosine, not x100."""
     return mean_cosine_to(frame_embeddings, text_embedding, argument="text_embedding")
 
 
-def clip_i(frame_embeddings, reference_embedding) -> float:
+def clip_i(frame_embeddings: ArrayLike, reference_embedding: ArrayLike) -> float:
     """CLIP-I: mean over frames of cos(image_emb(frame), image_emb(reference))."""
     return mean_cosine_to(frame_embeddings, reference_embedding, argument="reference_embedding")
 
 
-def dino_i(frame_embeddings, reference_embedding) -> float:
+def dino_i(frame_embeddings: ArrayLike, reference_embedding: ArrayLike) -> float:
     """DINO-I: mean over frames of cos(CLS(frame), CLS(reference))."""
     return mean_cosine_to(frame_embeddings, reference_embedding, argument="reference_embedding")
 
 
-def temporal_consistency(frame_embeddings) -> float:
+def temporal_consistency(frame_embeddings: ArrayLike) -> float:
     """T.Cons: mean over the consecutive pairs of cos(emb(f_i), emb(f_i+1))."""
     frames = _unit(_rows(frame_embeddings, "frame_embeddings"), "frame_embeddings")
     if frames.shape[0] < 2:
