@@ -74,6 +74,10 @@ def test_demo_runs_preprocess_train_evaluate_compare_as_ray_jobs(tmp_path):
         "HF_HOME": str(home / ".cache/huggingface"),
     }
     command = readme_commands()[0] + f" --output-dir {output}"
+    # The suite runs in this checkout's environment: an exact sync would uninstall the test group
+    # (pytest, openai-clip, ...) under the tests still to run. --inexact installs the same packages.
+    assert command.count("uv sync --locked") == 1, command
+    command = command.replace("uv sync --locked", "uv sync --inexact --locked")
     result = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((output / "demo.json").read_text())
