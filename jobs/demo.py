@@ -133,7 +133,7 @@ def run_demo(
 class DemoChain:
     """The jobs and the local glue between them (corpus, benchmark, metric models)."""
 
-    def __init__(self, output: Path, client: JobSubmissionClient, mlflow_tracking_uri: str, out: TextIO):
+    def __init__(self, output: Path, client: JobSubmissionClient, mlflow_tracking_uri: str, out: TextIO) -> None:
         self.output = output
         self.client = client
         self.mlflow = mlflow_tracking_uri

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from jobs.config import add_config_arguments, add_models_dir_argument
 from jobs.entry import add_allow_failures_argument
+
+if TYPE_CHECKING:  # the pipeline's imports load only when the job runs
+    from pipelines.evaluation.evaluate import EvaluationResult
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +71,7 @@ def flags_of(args: argparse.Namespace) -> dict[str, str]:
     return {attribute: key for attribute, key in FLAGS.items() if hasattr(args, attribute)}
 
 
-def report(result) -> None:
+def report(result: EvaluationResult) -> None:
     """The set table, the generation counts and where everything went."""
     from jobs.score import format_table
 

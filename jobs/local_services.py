@@ -49,7 +49,7 @@ class LocalService:
 
     name = "service"
 
-    def __init__(self, log_dir: str | Path):
+    def __init__(self, log_dir: str | Path) -> None:
         self.log_path = Path(log_dir) / f"{self.name}.log"
         self.process: subprocess.Popen | None = None
 
@@ -160,7 +160,7 @@ class LocalRayNode(LocalService):
         resources: dict[str, float] | None = None,
         head_address: str | None = None,
         label: str | None = None,
-    ):
+    ) -> None:
         if label:
             self.name = label
         super().__init__(log_dir)
@@ -241,7 +241,7 @@ class LocalRayHead(LocalRayNode):
 
     name = "ray-head"
 
-    def __init__(self, log_dir: str | Path, *, num_cpus: int | None = None, resources: dict[str, float] | None = None):
+    def __init__(self, log_dir: str | Path, *, num_cpus: int | None = None, resources: dict[str, float] | None = None) -> None:
         temp_dir = tempfile.mkdtemp(prefix="vmray-")
         token_path = Path(temp_dir) / "auth_token"
         with os.fdopen(os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as token:
@@ -320,7 +320,7 @@ class LocalMlflowServer(LocalService):
 
     name = "mlflow-server"
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path) -> None:
         directory = Path(directory).resolve()
         super().__init__(directory)
         self.database = directory / "mlflow.db"

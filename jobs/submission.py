@@ -12,7 +12,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # ray loads only when a job is submitted
+    from ray.job_submission import JobSubmissionClient
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # Never uploaded with the working_dir (Ray also leaves out what .gitignore lists).
@@ -33,7 +36,7 @@ class SubmittedJob:
     logs: str
 
 
-def jobs_api_client(address: str, headers: dict[str, str] | None = None):
+def jobs_api_client(address: str, headers: dict[str, str] | None = None) -> JobSubmissionClient:
     """A Jobs API client of exactly `address`.
 
     Ray's client lets RAY_ADDRESS (or RAY_API_SERVER_ADDRESS) in this process's environment win over
@@ -60,7 +63,12 @@ def runtime_env(env_vars: dict[str, str] | None = None, working_dir: str | Path 
 
 
 def submit_and_stream(
-    client, entrypoint: str, *, env_vars: dict[str, str] | None = None, submission_id: str | None = None, out: TextIO = sys.stdout
+    client: JobSubmissionClient,
+    entrypoint: str,
+    *,
+    env_vars: dict[str, str] | None = None,
+    submission_id: str | None = None,
+    out: TextIO = sys.stdout,
 ) -> SubmittedJob:
     """Submit `entrypoint` on the cluster `client` talks to, echo its logs as they come, wait for the end.
 

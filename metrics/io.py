@@ -17,7 +17,7 @@ GIF_FRAMES = ("expand", "decoded")
 class MediaError(Exception):
     """A video or image that cannot be scored; `code` is the record's error code."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 

@@ -154,7 +154,7 @@ class MetricSuite:
         >>> scores = suite.score([VideoToScore(frames, "A person wearing sunglasses.", reference)])
     """
 
-    def __init__(self, backends: MetricBackends, *, face_protocol: FaceProtocol = "corrected"):
+    def __init__(self, backends: MetricBackends, *, face_protocol: FaceProtocol = "corrected") -> None:
         """
         Args:
             backends: The loaded models.

@@ -211,7 +211,9 @@ class IPAdapterBaseline:
         >>> out = baseline([reference], ["A person wearing a blue hoodie."], seeds=[42])
     """
 
-    def __init__(self, pipe: AnimateDiffPipeline, *, preset: Preset, variant: str, provenance: dict, reference_size: int | None = None):
+    def __init__(
+        self, pipe: AnimateDiffPipeline, *, preset: Preset, variant: str, provenance: dict, reference_size: int | None = None
+    ) -> None:
         self.pipe = pipe
         self.preset = preset
         self.variant = variant

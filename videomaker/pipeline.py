@@ -67,7 +67,7 @@ class VideoMakerPipeline:
         checkpoint: str | None = None,
         checkpoint_report: dict | None = None,
         trained_switches: PISASwitches | None = None,
-    ):
+    ) -> None:
         self.components = components
         self.switches = switches
         self.trained_switches = trained_switches or switches  # the checkpoint's, when inference overrides them

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pa_fs
 
 
@@ -126,7 +127,7 @@ def read_bytes(location: str | Path) -> bytes:
         raise
 
 
-def open_input(location: str | Path):
+def open_input(location: str | Path) -> pa.NativeFile:
     """A seekable pyarrow input file (what pyarrow's CSV, JSON and Parquet readers take)."""
     fs, path = resolve(location)
     if fs.get_file_info(path).type != pa_fs.FileType.File:

@@ -13,7 +13,7 @@ the same for a single process:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,7 +69,7 @@ def prepare_for_training(components: VideoMakerComponents, switches: PISASwitche
     return [p for n, p in components.unet.named_parameters() if n in names]
 
 
-def make_optimizer(parameters, *, lr: float = 1e-5, weight_decay: float = 1e-2) -> torch.optim.AdamW:
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], *, lr: float = 1e-5, weight_decay: float = 1e-2) -> torch.optim.AdamW:
     """AdamW with the paper's recipe (betas 0.9/0.999, eps 1e-8)."""
     return torch.optim.AdamW(parameters, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
 
@@ -118,7 +118,7 @@ def lr_at(step: int, *, lr: float, warmup_steps: int = 0) -> float:
 class EMA:
     """Exponential moving average of the trainable parameters, kept in float32."""
 
-    def __init__(self, named_parameters: dict[str, torch.nn.Parameter], decay: float):
+    def __init__(self, named_parameters: dict[str, torch.nn.Parameter], decay: float) -> None:
         self.decay = decay
         self.shadow = {name: p.detach().float().clone() for name, p in named_parameters.items()}
 

@@ -73,7 +73,7 @@ class MetricBackends:
         }
 
 
-def load_backend(role: str, spec: BackendSpec, *, device: str = "cpu"):
+def load_backend(role: str, spec: BackendSpec, *, device: str = "cpu") -> ImageTextEmbedder | ImageEmbedder | FaceEmbedder | FlowEstimator:
     """One backend by role, e.g. the face embedder that IP-Adapter-FaceID is conditioned on."""
     if role not in ROLES:
         raise ValueError(f"Unknown backend role {role!r}; choose from {list(ROLES)}.")

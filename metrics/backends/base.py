@@ -7,11 +7,15 @@ score can be traced to the exact weights that produced it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch loads only with a torch backend
+    import torch
 
 DIGEST_CHARS = 16
 
@@ -80,7 +84,7 @@ class FlowEstimator(Protocol):
     def describe(self) -> dict: ...
 
 
-def check_images(images, argument: str = "images") -> list[np.ndarray]:
+def check_images(images: Iterable[np.ndarray], argument: str = "images") -> list[np.ndarray]:
     """Refuse anything but a non-empty list of uint8 RGB (H, W, 3) arrays."""
     images = list(images)
     if not images:
@@ -102,7 +106,7 @@ def file_digest(*paths: str | Path) -> str:
     return f"sha256:{digest.hexdigest()[:DIGEST_CHARS]}"
 
 
-def state_dict_digest(module) -> str:
+def state_dict_digest(module: torch.nn.Module) -> str:
     """`sha256:` and a prefix of the digest of a torch module's weights (names, shapes, values).
 
     Works the same whether the weights came from a hub, a cache or a local file.

@@ -14,12 +14,15 @@ import logging
 import posixpath
 import zipfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from metrics.backends.base import DIGEST_CHARS, check_images, state_dict_digest
 from metrics.backends.registry import WeightSource, option_or_default
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ class OpenCLIPEmbedder:
         quick_gelu: bool | Literal["auto"] = "auto",
         device: str = "cpu",
         batch_size: int = 32,
-    ):
+    ) -> None:
         import open_clip
         import torch
 
@@ -181,7 +184,7 @@ class OpenCLIPEmbedder:
             return self.model.encode_text(tokens).float().cpu().numpy()
 
 
-def built_activation(model) -> str:
+def built_activation(model: torch.nn.Module) -> str:
     """The MLP activation a built open_clip model uses: "QuickGELU", "GELU" or the class name found."""
     from open_clip.transformer import QuickGELU
     from torch import nn

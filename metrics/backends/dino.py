@@ -6,12 +6,15 @@ The hub conversion of `facebook/dino-vits16` stores transformers' default LayerN
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from metrics.backends.base import check_images, state_dict_digest
 from metrics.backends.registry import WeightSource, option_or_default, weight_at
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,7 +65,7 @@ class DINOEmbedder:
         layer_norm_eps: float | Literal["config"] = DINO_LAYER_NORM_EPS,
         device: str = "cpu",
         batch_size: int = 32,
-    ):
+    ) -> None:
         import torch
         import transformers
 
@@ -101,7 +104,7 @@ class DINOEmbedder:
     def describe(self) -> dict:
         return dict(self._description)
 
-    def pixel_values(self, images: list[np.ndarray]):
+    def pixel_values(self, images: list[np.ndarray]) -> torch.Tensor:
         """uint8 RGB images of one size -> normalised (N, 3, S, S) float tensor on the model's device."""
         import torch
         import torch.nn.functional as F

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from metrics.backends.base import DetectedFace, check_images, file_digest
 from metrics.backends.registry import WeightSource, required_option, weight_at
+
+if TYPE_CHECKING:
+    from insightface.app import FaceAnalysis
 
 _STAGE_HINT = (
     "download https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip on a "
@@ -37,7 +41,7 @@ def load_face_analysis(
     det_size: int = 640,
     det_thresh: float = 0.5,
     hint: str = _STAGE_HINT,
-):
+) -> FaceAnalysis:
     """insightface's `FaceAnalysis` over a model pack directory (e.g. `buffalo_l`), with only `modules` kept.
 
     The one loader of the pack: Face Sim's embedder, the preprocessing face detector and IP-Adapter-FaceID's
@@ -129,7 +133,7 @@ class InsightFacePack:
 
     def __init__(
         self, model_dir: str | Path, *, det_size: int = 640, det_thresh: float = 0.5, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    ):
+    ) -> None:
         self.model_dir = Path(model_dir).expanduser()
         self.det_size, self.det_thresh = det_size, det_thresh
         self._check_pack(self.model_dir)
@@ -149,7 +153,7 @@ class InsightFaceEmbedder(InsightFacePack):
 
     def __init__(
         self, model_dir: str | Path, *, det_size: int = 640, det_thresh: float = 0.5, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    ):
+    ) -> None:
         import insightface
 
         super().__init__(model_dir, det_size=det_size, det_thresh=det_thresh, providers=providers)

@@ -52,7 +52,7 @@ class RAFTFlow:
 
     def __init__(
         self, weights: str = "C_T_V1", *, num_flow_updates: int = 20, crop_to_frame: bool = False, device: str = "cpu", batch_size: int = 8
-    ):
+    ) -> None:
         import torch
         import torchvision
         from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
@@ -134,7 +134,7 @@ class OpenCVFlow:
 
     name = "opencv"
 
-    def __init__(self, method: Literal["dis", "farneback"] = "dis"):
+    def __init__(self, method: Literal["dis", "farneback"] = "dis") -> None:
         import cv2
 
         if method not in ("dis", "farneback"):

@@ -52,7 +52,7 @@ class WeightSource:
 class MissingOption(ValueError):
     """A backend's `weights(options)` needs an option that is not set; the registry names the config key."""
 
-    def __init__(self, option: str):
+    def __init__(self, option: str) -> None:
         super().__init__(f"`{option}` is not set; the backend needs it to find its weights.")
         self.option = option
 
@@ -113,7 +113,7 @@ class BackendRegistry:
             is looked up, so listing names needs none of the backends' libraries.
     """
 
-    def __init__(self, entries: Mapping[str, Mapping[str, type | str]]):
+    def __init__(self, entries: Mapping[str, Mapping[str, type | str]]) -> None:
         self._entries = {kind: dict(names) for kind, names in entries.items()}
 
     @property
@@ -196,7 +196,7 @@ class BackendRegistry:
         """The classes registered as `name` under any kind."""
         return [self.get(kind, name) for kind, names in self._entries.items() if name in names]
 
-    def build(self, kind: str, spec: BackendSpec, *, where: str = "", **defaults: Any):
+    def build(self, kind: str, spec: BackendSpec, *, where: str = "", **defaults: Any) -> Any:
         """The backend instance: `spec.options` plus the `defaults` its constructor takes (e.g. `device`)."""
         cls = self.check(kind, spec, where=where, provided=tuple(defaults))
         parameters = inspect.signature(cls).parameters

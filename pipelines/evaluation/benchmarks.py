@@ -209,7 +209,7 @@ class BenchmarkItem:
 class BenchmarkManifestError(ValueError):
     """A benchmark manifest with bad rows; the message lists every one of them."""
 
-    def __init__(self, manifest: str, problems: list[str]):
+    def __init__(self, manifest: str, problems: list[str]) -> None:
         self.problems = problems
         listing = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(

@@ -93,7 +93,7 @@ class GenerateBatch:
     IP-Adapter-FaceID) costs only that item; failed items have no sidecar and are retried on re-run.
     """
 
-    def __init__(self, method: MethodConfig, settings: GenerationSettings, videos_dir: str, lossless: bool = True):
+    def __init__(self, method: MethodConfig, settings: GenerationSettings, videos_dir: str, lossless: bool = True) -> None:
         from pipelines.evaluation.methods import VideoGenerator
 
         self.generator = VideoGenerator(method, settings)

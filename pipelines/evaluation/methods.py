@@ -23,7 +23,7 @@ class GeneratedBatch:
 class VideoGenerator:
     """A loaded method: references + prompts + seeds -> videos, with docs/method.md, section 6 sampler settings."""
 
-    def __init__(self, method: MethodConfig, settings: GenerationSettings):
+    def __init__(self, method: MethodConfig, settings: GenerationSettings) -> None:
         self.method = method
         self.settings = settings
         dtype = _DTYPES[settings.dtype]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,6 +33,9 @@ from pipelines.tracking import (
     flatten_params,
 )
 from videomaker import storage
+
+if TYPE_CHECKING:  # mlflow is imported where a run is looked up, not with this module
+    from mlflow.entities import Run
 
 SAMPLES_ARTIFACT = "scores/samples.parquet"
 TABLE_COLUMNS = (
@@ -161,7 +165,7 @@ def log_evaluation(
         return parent.info.run_id
 
 
-def find_evaluation_run(reference: str, *, tracking_uri: str, experiment: str | None = None):
+def find_evaluation_run(reference: str, *, tracking_uri: str, experiment: str | None = None) -> Run:
     """An evaluation's parent run by run id, or by run name (the newest of that name).
 
     Names are looked up in `experiment` when given, else in every experiment.
@@ -200,7 +204,7 @@ def find_evaluation_run(reference: str, *, tracking_uri: str, experiment: str | 
     return runs[0]
 
 
-def load_samples(run, *, tracking_uri: str) -> list[dict]:
+def load_samples(run: Run, *, tracking_uri: str) -> list[dict]:
     """The per-sample records an evaluation run logged."""
     import mlflow
 

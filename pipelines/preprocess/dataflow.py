@@ -35,6 +35,7 @@ import pyarrow.fs as pa_fs
 import ray
 from ray.data import ActorPoolStrategy
 from ray.data.block import BlockMetadata
+from ray.data.context import DataContext
 from ray.data.datasource import Datasource, ReadTask
 from tqdm.auto import tqdm
 
@@ -153,7 +154,7 @@ def detect_arguments(config: PreprocessConfig) -> dict:
 class PlanDatasource(Datasource):
     """The `_plan/` files of a run: one read task per shard."""
 
-    def __init__(self, output_dir: str, shards: list[tuple[int, int]]):
+    def __init__(self, output_dir: str, shards: list[tuple[int, int]]) -> None:
         super().__init__()
         self.output_dir = output_dir
         self.shards = shards  # (shard, sources to do)
@@ -161,7 +162,9 @@ class PlanDatasource(Datasource):
     def estimate_inmemory_data_size(self) -> int:
         return 1024 * sum(n for _, n in self.shards)
 
-    def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: DataContext | None = None
+    ) -> list[ReadTask]:
         # `read_plan` lives in a light module: a read task's worker must not import the stages' libraries.
         return [
             ReadTask(
@@ -199,7 +202,7 @@ def block_rows(config: PreprocessConfig, shards: list[tuple[int, int]]) -> int:
     return max(1, min(config.output.sources_per_block, math.ceil(total / (4 * slots))))
 
 
-def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]):
+def build_dataset(config: PreprocessConfig, shards: list[tuple[int, int]]) -> ray.data.Dataset:
     """The lazy Ray dataset of the whole pipeline over the planned `shards`."""
     # The read is light and must not fuse with decode (a shard would become one task): own resources.
     # One read task per shard, its rows then cut into blocks of `block_rows` as they stream: a block is

@@ -120,7 +120,7 @@ class Commit:
 class OutputState:
     """What earlier runs committed, read from marker names; interrupted commits are removed on load."""
 
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str) -> None:
         self.fs, self.root = resolve(output_dir)
         self.commits: dict[int, Commit] = {}
         stale = []

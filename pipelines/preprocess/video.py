@@ -17,7 +17,7 @@ from videomaker.storage import resolve
 class Rejected(Exception):
     """A source that must go to quarantine; `reason` is a key of `schema.REASONS`."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message

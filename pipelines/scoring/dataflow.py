@@ -37,7 +37,9 @@ class ScoreBatch:
     records back in manifest order.
     """
 
-    def __init__(self, backends, expected_frames: int | None, face_protocol: str = "corrected", dd_gif_frames: str = "expand"):
+    def __init__(
+        self, backends: MetricBackendsConfig, expected_frames: int | None, face_protocol: str = "corrected", dd_gif_frames: str = "expand"
+    ) -> None:
         from metrics.backends import load_backends
         from metrics.suite import MetricSuite
 

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 
 from metrics.io import decode_image
 from videomaker import storage
 
 if TYPE_CHECKING:  # decode tasks import this module; keep them free of torch and diffusers
+    import ray.data
     import torch
 
     from pipelines.training.config import ReferenceAugmentation
@@ -53,7 +55,7 @@ def dataset_path(dataset: str) -> str:
     return data if storage.is_dir(data) else storage.absolute(dataset)
 
 
-def parquet_parts(path: str):
+def parquet_parts(path: str) -> tuple[list[str], pa_fs.FileSystem, int]:
     """(part files in order, their pyarrow filesystem, total rows) of a Parquet dataset path or URI."""
     dataset = pq.ParquetDataset(path)
     if not dataset.files:
@@ -163,7 +165,14 @@ def epoch_part_order(files: int, *, seed: int, epoch: int, shuffle: bool) -> lis
 
 
 def read_and_decode_parts(
-    batch: dict, *, files: list[str], filesystem, use_latents: bool, failures_dir: str, seed: int = 0, shuffle: bool = True
+    batch: dict,
+    *,
+    files: list[str],
+    filesystem: pa_fs.FileSystem,
+    use_latents: bool,
+    failures_dir: str,
+    seed: int = 0,
+    shuffle: bool = True,
 ) -> dict:
     """Stream items (epoch * len(files) + position) -> decoded rows of that epoch's part at that position."""
     columns = LATENT_COLUMNS if use_latents else PIXEL_COLUMNS
@@ -189,7 +198,7 @@ def read_and_decode_parts(
 
 def training_dataset(
     dataset: str, *, epochs: int, use_latents: bool, failures_dir: str, num_cpus: float = 0.5, seed: int = 0, shuffle: bool = True
-):
+) -> ray.data.Dataset:
     """The lazy Ray dataset of `epochs` passes over the decoded samples (shuffled per epoch when `shuffle`)."""
     import ray
 

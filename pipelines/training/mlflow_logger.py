@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,6 +13,9 @@ from pipelines.configs import to_yaml
 from pipelines.tracking import JOB_TAG, LATEST_CHECKPOINT_TAG, RUN_NAME_TAG, ensure_experiment, flatten_params
 from pipelines.training.config import TrainConfig
 from pipelines.training.state import CONFIG_FILE, Progress
+
+if TYPE_CHECKING:  # diffusers loads with the pipeline, only when videos are made
+    from videomaker.loading import VideoMakerComponents
 
 
 class TrainingRunLogger:
@@ -21,7 +25,7 @@ class TrainingRunLogger:
     dataset facts as `data.*` params and the resolved config as the `config.yaml` artifact.
     """
 
-    def __init__(self, config: TrainConfig, progress: Progress, data: dict | None = None):
+    def __init__(self, config: TrainConfig, progress: Progress, data: dict | None = None) -> None:
         import mlflow
 
         self.mlflow = mlflow
@@ -46,7 +50,7 @@ class TrainingRunLogger:
     def checkpoint(self, location: str, step: int) -> None:
         self.mlflow.set_tags({LATEST_CHECKPOINT_TAG: location, f"checkpoint.step_{step:08d}": location})
 
-    def validation_videos(self, components, config: TrainConfig, step: int) -> None:
+    def validation_videos(self, components: VideoMakerComponents, config: TrainConfig, step: int) -> None:
         """Generate the fixed validation prompts from the fixed reference and log mp4 + GIF."""
         from videomaker.export import write_gif, write_mp4
         from videomaker.pipeline import VideoMakerPipeline

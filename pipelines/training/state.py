@@ -11,11 +11,15 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from videomaker.checkpoint import save_checkpoint
 from videomaker.training import EMA
+
+if TYPE_CHECKING:
+    from videomaker.pisa import PISASwitches
 
 STATE_FILE = "training_state.pt"
 CONFIG_FILE = "config.yaml"
@@ -36,7 +40,7 @@ def save_training_state(
     *,
     unet: torch.nn.Module,
     preset: str,
-    switches,
+    switches: PISASwitches,
     progress: Progress,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,

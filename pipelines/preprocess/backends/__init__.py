@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from metrics.backends.registry import BackendRegistry, BackendSpec
 from pipelines.preprocess.backends.base import FaceDetector, ObjectDetector, Segmenter
 from pipelines.preprocess.backends.cascade import CascadeFaceDetector
@@ -17,6 +19,9 @@ from pipelines.preprocess.backends.grabcut import CenterGrabCutObjectDetector, G
 from pipelines.preprocess.backends.grounding_dino import GroundingDinoDetector
 from pipelines.preprocess.backends.sam import SAMSegmenter
 from pipelines.preprocess.backends.scrfd import InsightFaceDetector
+
+if TYPE_CHECKING:
+    from pipelines.preprocess.config import PreprocessConfig
 
 SHP_BACKENDS = BackendRegistry(
     {
@@ -34,7 +39,7 @@ def backend_class(kind: str, name: str) -> type:
     return SHP_BACKENDS.get(kind, name)
 
 
-def check_backends(config) -> None:
+def check_backends(config: PreprocessConfig) -> None:
     """Refuse an unknown backend name or option of `config` (a `PreprocessConfig`) before anything launches.
 
     Every model backend is checked against its constructor's signature, with a message naming the
@@ -44,16 +49,16 @@ def check_backends(config) -> None:
         SHP_BACKENDS.check(kind, getattr(config.models, key), where=f"PreprocessConfig(models.{key}.options)")
 
 
-def make_face_detector(name: str, **options) -> FaceDetector:
+def make_face_detector(name: str, **options: Any) -> FaceDetector:
     """A face detector by name ("cascade", "insightface") with its constructor options."""
     return SHP_BACKENDS.build("face detector", BackendSpec(name, options))
 
 
-def make_object_detector(name: str, **options) -> ObjectDetector:
+def make_object_detector(name: str, **options: Any) -> ObjectDetector:
     """An object detector by name ("grounding-dino", "center-grabcut") with its constructor options."""
     return SHP_BACKENDS.build("object detector", BackendSpec(name, options))
 
 
-def make_segmenter(name: str, **options) -> Segmenter:
+def make_segmenter(name: str, **options: Any) -> Segmenter:
     """A segmenter by name ("grabcut", "sam") with its constructor options."""
     return SHP_BACKENDS.build("segmenter", BackendSpec(name, options))

@@ -65,7 +65,7 @@ class CascadeFaceDetector:
     name = "cascade"
     weight_free = True
 
-    def __init__(self, *, min_face_fraction: float = 0.1, scale_factor: float = 1.1, min_neighbors: int = 6):
+    def __init__(self, *, min_face_fraction: float = 0.1, scale_factor: float = 1.1, min_neighbors: int = 6) -> None:
         if not 0 < min_face_fraction <= 1:
             raise ValueError(f"`min_face_fraction` must be in (0, 1], got {min_face_fraction}.")
         if not scale_factor > 1:

@@ -86,7 +86,7 @@ class GrabCutSegmenter:
     name = "grabcut"
     weight_free = True
 
-    def __init__(self, *, iterations: int = 3, seed: int = 0, context: float = 0.25, max_side: int = 128):
+    def __init__(self, *, iterations: int = 3, seed: int = 0, context: float = 0.25, max_side: int = 128) -> None:
         _check_grabcut_options(iterations, seed)
         if context < 0 or max_side < 16:
             raise ValueError(f"`context` must be >= 0 and `max_side` >= 16, got {context} and {max_side}.")
@@ -139,7 +139,7 @@ class CenterGrabCutObjectDetector:
     name = "center-grabcut"
     weight_free = True
 
-    def __init__(self, *, margin: float = 0.1, iterations: int = 2, seed: int = 0):
+    def __init__(self, *, margin: float = 0.1, iterations: int = 2, seed: int = 0) -> None:
         if not 0 < margin < 0.5:
             raise ValueError(f"`margin` must be in (0, 0.5) (share of each side left outside), got {margin}.")
         _check_grabcut_options(iterations, seed)

@@ -79,7 +79,7 @@ class GroundingDinoDetector:
         box_threshold: float = 0.35,
         text_threshold: float = 0.25,
         device: str = "cpu",
-    ):
+    ) -> None:
         for argument, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if not 0 <= value <= 1:
                 raise ValueError(f"`{argument}` must be in [0, 1], got {value}.")

@@ -42,7 +42,7 @@ class SAMSegmenter:
         basename = Path(value).expanduser().name
         return [weight_at("sam", value, hub=False, published=("url", SAM_URL + basename) if basename in SAM_CHECKPOINTS else None)]
 
-    def __init__(self, checkpoint_path: str | Path, *, model_type: str = "vit_b", device: str = "cpu"):
+    def __init__(self, checkpoint_path: str | Path, *, model_type: str = "vit_b", device: str = "cpu") -> None:
         path = Path(checkpoint_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(

@@ -89,7 +89,7 @@ class StageChain:
     the rows as Python dicts between its stages.
     """
 
-    def __init__(self, stages: list[RowStage]):
+    def __init__(self, stages: list[RowStage]) -> None:
         self.stages = list(stages)
 
     @property

@@ -12,7 +12,9 @@ from pipelines.preprocess.video import Rejected
 class ClipSamplingStage(RowStage):
     name = "clip_sampling"
 
-    def __init__(self, *, num_frames: int, stride: int, candidates: int, seed: int, max_clips: int = 1, span_frames: int | None = None):
+    def __init__(
+        self, *, num_frames: int, stride: int, candidates: int, seed: int, max_clips: int = 1, span_frames: int | None = None
+    ) -> None:
         self.options = dict(
             num_frames=num_frames, stride=stride, candidates=candidates, seed=seed, max_clips=max_clips, span_frames=span_frames
         )

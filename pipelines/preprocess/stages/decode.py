@@ -12,7 +12,7 @@ from pipelines.preprocess.video import decode_frames, read_bytes
 class DecodeStage(RowStage):
     name = "decode"
 
-    def __init__(self, *, size: int, resize_policy: str):
+    def __init__(self, *, size: int, resize_policy: str) -> None:
         self.size = size
         self.resize_policy = resize_policy
 

@@ -58,7 +58,7 @@ class DetectStage(RowStage):
         min_face_fraction: float,
         min_object_fraction: float = 0.1,
         references: int = 1,
-    ):
+    ) -> None:
         self.arguments = dict(
             face_detector=face_detector,
             object_detector=object_detector,

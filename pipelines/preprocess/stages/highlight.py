@@ -33,7 +33,7 @@ def crop_to_square(image: np.ndarray, box: list[float], size: int) -> np.ndarray
 class HighlightStage(RowStage):
     name = "highlight"
 
-    def __init__(self, *, human_classes: tuple[str, ...], size: int, mode: str = "shp"):
+    def __init__(self, *, human_classes: tuple[str, ...], size: int, mode: str = "shp") -> None:
         if mode not in ("shp", "raw_frame"):
             raise ValueError(f"HighlightStage(mode={mode!r}): use 'shp' or 'raw_frame'.")
         self.human_classes = set(human_classes)

@@ -20,7 +20,7 @@ def to_fp16_bytes(tensor: torch.Tensor) -> tuple[bytes, list[int]]:
 class EncodeLatentsStage(RowStage):
     name = "encode_latents"
 
-    def __init__(self, *, preset: str, device: str | None = None):
+    def __init__(self, *, preset: str, device: str | None = None) -> None:
         self.preset = preset
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # the actor's GPU when it has one
         self.components = load_components(preset, device=device)

@@ -7,7 +7,7 @@ from pipelines.preprocess.video import probe, read_bytes
 class ProbeStage(RowStage):
     name = "probe"
 
-    def __init__(self, *, supported_codecs: tuple[str, ...] | None = None):
+    def __init__(self, *, supported_codecs: tuple[str, ...] | None = None) -> None:
         self.supported_codecs = frozenset(supported_codecs) if supported_codecs else None
 
     def process(self, row: dict) -> None:

@@ -17,7 +17,7 @@ MIN_MASK_BOX_SHARE = 0.02
 class SegmentStage(RowStage):
     name = "segment"
 
-    def __init__(self, *, segmenter: BackendSpec):
+    def __init__(self, *, segmenter: BackendSpec) -> None:
         self.config = segmenter
         self.segmenter = make_segmenter(segmenter.name, **segmenter.options)
 

@@ -8,7 +8,7 @@ from pipelines.preprocess.video import read_bytes
 class ShotsStage(RowStage):
     name = "shots"
 
-    def __init__(self, *, detector: str, threshold: float, min_shot_frames: int):
+    def __init__(self, *, detector: str, threshold: float, min_shot_frames: int) -> None:
         self.detector = detector
         self.threshold = threshold
         self.min_shot_frames = min_shot_frames

@@ -7,7 +7,7 @@ from pipelines.preprocess.video import Rejected
 class ValidateStage(RowStage):
     name = "validate"
 
-    def __init__(self, *, num_frames: int, min_source_side: int):
+    def __init__(self, *, num_frames: int, min_source_side: int) -> None:
         self.num_frames = num_frames
         self.min_source_side = min_source_side
 

@@ -52,7 +52,7 @@ class WriteStage:
     A timer thread stages rows that have waited `flush_interval_s`, whether or not more rows arrive.
     """
 
-    def __init__(self, *, output_dir: str, flush_interval_s: float):
+    def __init__(self, *, output_dir: str, flush_interval_s: float) -> None:
         self.output_dir = output_dir
         self.flush_interval_s = flush_interval_s
         self.open: dict[int, _OpenShard] = {}
