@@ -1,4 +1,8 @@
-"""PISA against an independent naive implementation, and the ablation switches' behaviour."""
+"""PISA against an independent naive implementation, and the ablation switches' behaviour.
+
+Both processors are checked against the naive definition written here: the merged one that runs
+(`PISAAttnProcessor`, fused kernels or explicit ops) and the previous paired one, a second reference.
+"""
 
 import itertools
 
@@ -6,10 +10,22 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from torch.utils.flop_counter import FlopCounterMode
 
-from videomaker.pisa import PISAAttnProcessor, PISASwitches, VideoFramesCrossAttnProcessor, install_pisa
+from videomaker.pisa import (
+    PairedPISAAttnProcessor,
+    PISAAttnProcessor,
+    PISASwitches,
+    VideoFramesCrossAttnProcessor,
+    install_pisa,
+)
 
 ALL_SWITCHES = [PISASwitches(*combo) for combo in itertools.product([True, False], repeat=3)]
+PROCESSORS = {
+    "merged": lambda frames: PISAAttnProcessor(frames),
+    "merged-explicit": lambda frames: PISAAttnProcessor(frames, kernel="explicit"),
+    "paired": lambda frames: PairedPISAAttnProcessor(frames),
+}
 
 
 def plain_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
@@ -51,29 +67,129 @@ def make_layer(channels: int, heads: int, seed: int = 0) -> Attention:
     return Attention(query_dim=channels, heads=heads, dim_head=channels // heads, bias=False).eval()
 
 
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("processor", PROCESSORS)
 @pytest.mark.parametrize("batch", [1, 2, 4], ids=["batch1", "batch2", "cfg-doubled-batch2"])
-@pytest.mark.parametrize("tokens", [1, 16, 64])
+@pytest.mark.parametrize("tokens", [1, 16, 64, 257])
 @pytest.mark.parametrize("heads", [1, 2, 8])
-def test_pisa_matches_naive_definition(batch, tokens, heads):
+def test_pisa_matches_naive_definition(processor, batch, tokens, heads):
     frames = 17
     layer = make_layer(channels=64, heads=heads)
     hidden = torch.randn(batch * frames, tokens, 64)
     with torch.no_grad():
         expected = naive_pisa(layer, hidden, frames)
-        actual = PISAAttnProcessor(frames)(layer, hidden)
+        actual = PROCESSORS[processor](frames)(layer, hidden)
     assert actual.shape == hidden.shape
-    assert (actual - expected).abs().max().item() < 1e-5
+    assert max_diff(actual, expected) < 1e-5
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("tokens,batch", [(1024, 4), (4096, 1)], ids=["T1024-cfg", "T4096"])
+def test_merged_matches_naive_definition_at_large_token_counts(tokens, batch):
+    # 4096 tokens per frame is the paper's C=320 level (64x64 latent); few channels keep the naive loop affordable.
+    layer = make_layer(channels=16, heads=2)
+    hidden = torch.randn(batch * 17, tokens, 16)
+    with torch.no_grad():
+        expected = naive_pisa(layer, hidden, 17)
+        for processor in ("merged", "paired"):
+            assert max_diff(PROCESSORS[processor](17)(layer, hidden), expected) < 1e-5, processor
+
+
+@pytest.mark.parametrize("processor", ["merged", "merged-explicit"])
+@pytest.mark.parametrize("batch,tokens,heads", [(1, 1, 1), (1, 16, 8), (2, 64, 2), (4, 33, 8)])
+def test_merged_gradients_match_naive_definition(processor, batch, tokens, heads):
+    """The fused kernels' backward with merged normalisers gives the definition's gradients (input and weights)."""
+    layer = make_layer(channels=64, heads=heads)
+    hidden = torch.randn(batch * 17, tokens, 64, requires_grad=True)
+    upstream = torch.randn(batch * 17, tokens, 64)
+    inputs = [hidden, *layer.parameters()]
+    expected = torch.autograd.grad((naive_pisa(layer, hidden, 17) * upstream).sum(), inputs)
+    actual = torch.autograd.grad((PROCESSORS[processor](17)(layer, hidden) * upstream).sum(), inputs)
+    for name, a, e in zip(["hidden_states", *(n for n, _ in layer.named_parameters())], actual, expected):
+        assert max_diff(a, e) < 1e-5 * max(1.0, e.abs().max().item()), name
+
+
+def test_merged_is_exact_in_float64():
+    # In float64 the merge is exact to float64 rounding, forward and backward: no approximation anywhere.
+    layer = make_layer(channels=32, heads=4).double()
+    hidden = torch.randn(2 * 17, 24, 32, dtype=torch.float64, requires_grad=True)
+    expected = naive_pisa(layer, hidden, 17)
+    actual = PISAAttnProcessor(17)(layer, hidden)
+    assert max_diff(actual, expected) < 1e-12
+    upstream = torch.randn_like(expected)
+    grads = [torch.autograd.grad((y * upstream).sum(), hidden)[0] for y in (expected, actual)]
+    assert max_diff(*grads) < 1e-12
+
+
+def stock_pisa(attn: Attention, hidden_states: torch.Tensor) -> torch.Tensor:
+    """The definition with diffusers' stock SDPA processor for each (frame, reference) pairing."""
+    stock = AttnProcessor2_0()
+    video = hidden_states.unflatten(0, (-1, 17))
+    tokens = video.shape[2]
+    pairs = [stock(attn, torch.cat([video[:, i], video[:, -1]], dim=1)) for i in range(16)]
+    reference = torch.stack([y[:, tokens:] for y in pairs]).mean(0)
+    return torch.stack([*(y[:, :tokens] for y in pairs), reference], dim=1).flatten(0, 1)
+
+
+@pytest.mark.parametrize("tokens,channels", [(64, 64), (256, 320)])
+def test_merged_in_bfloat16_within_the_error_stock_sdpa_shows(tokens, channels):
+    """bf16 error against the float64 definition, bounded by stock SDPA's own bf16 error on the same inputs.
+
+    The bound is twice the measured stock error, the convention of FlashAttention's own tests: the merge
+    rounds two partial outputs to bf16 where stock rounds one (measured here at about 1.1x).
+    """
+    layer = make_layer(channels=channels, heads=8).to(torch.bfloat16)
+    exact = make_layer(channels=channels, heads=8).double()
+    exact.load_state_dict({k: v.double() for k, v in layer.state_dict().items()})  # the same bf16 weights
+    hidden = torch.randn(2 * 17, tokens, channels).to(torch.bfloat16)
+    upstream = torch.randn(2 * 17, tokens, channels).to(torch.bfloat16)
+    hidden64 = hidden.double().requires_grad_()
+    truth = naive_pisa(exact, hidden64, 17)
+    truth_grad = torch.autograd.grad((truth * upstream.double()).sum(), hidden64)[0]
+
+    def error(fn):
+        x = hidden.clone().requires_grad_()
+        y = fn(layer, x)
+        grad = torch.autograd.grad((y * upstream).sum(), x)[0]
+        return max_diff(y.double(), truth), max_diff(grad.double(), truth_grad)
+
+    stock_out, stock_grad = error(stock_pisa)
+    merged_out, merged_grad = error(PISAAttnProcessor(17))
+    assert 0 < stock_out and 0 < stock_grad  # bf16 really rounds: the bound is not vacuous
+    assert merged_out <= 2 * stock_out, (merged_out, stock_out)
+    assert merged_grad <= 2 * stock_grad, (merged_grad, stock_grad)
+
+
+def attention_flops(processor, attn: Attention, hidden: torch.Tensor) -> int:
+    """FLOPs FlopCounterMode counts in the fused attention kernels (forward and backward), projections excluded."""
+    with FlopCounterMode(display=False) as counter:
+        processor(attn, hidden).sum().backward()
+    return sum(n for op, n in counter.get_flop_counts()["Global"].items() if "attention" in str(op))
+
+
+@pytest.mark.parametrize("tokens", [16, 64])
+def test_merged_counts_49_of_64_attention_flops_of_the_paired_processor(tokens):
+    # Frame rows 16 x (T x 2T) and reference rows T x T + 16 x (T x T), against 16 x (2T x 2T) pairings.
+    attn = make_layer(channels=64, heads=8)
+    hidden = torch.randn(17, tokens, 64, requires_grad=True)
+    merged = attention_flops(PISAAttnProcessor(17), attn, hidden)
+    paired = attention_flops(PairedPISAAttnProcessor(17), attn, hidden)
+    assert merged > 0 and merged / paired == pytest.approx(49 / 64, abs=1e-9)
+
+
+@pytest.mark.parametrize("implementation", ["merged", "paired"])
 @pytest.mark.parametrize("switches", ALL_SWITCHES, ids=str)
-def test_installed_layers_match_naive_for_every_switch_combination(tiny, switches):
+def test_installed_layers_match_naive_for_every_switch_combination(tiny, switches, implementation):
     unet = tiny.unet
-    layers = install_pisa(unet, switches, num_frames=17)
+    layers = install_pisa(unet, switches, num_frames=17, implementation=implementation)
     modules = dict(unet.named_modules())
     torch.manual_seed(1)
     for name in layers:
         attn = modules[name.removesuffix(".processor")]
-        assert isinstance(attn.processor, PISAAttnProcessor)
+        assert type(attn.processor) is {"merged": PISAAttnProcessor, "paired": PairedPISAAttnProcessor}[implementation]
         hidden = torch.randn(2 * 17, 16, attn.to_q.in_features)
         with torch.no_grad():
             assert (attn(hidden) - naive_pisa(attn, hidden, 17)).abs().max().item() < 1e-5
@@ -82,33 +198,41 @@ def test_installed_layers_match_naive_for_every_switch_combination(tiny, switche
     sample = torch.randn(2, 4, 17, 8, 8)
     timesteps = torch.tensor([10, 900])
     text = torch.randn(2 * 17, 77, unet.config.cross_attention_dim)
-    with torch.no_grad():
-        fast = unet(sample, timesteps, encoder_hidden_states=text).sample
-        for name in layers:
-            modules[name.removesuffix(".processor")].set_processor(NaivePISAProcessor(17))
-        naive = unet(sample, timesteps, encoder_hidden_states=text).sample
-    assert (fast - naive).abs().max().item() < 1e-5
+    parameters = [p.requires_grad_() for p in unet.parameters()]  # gradients for every weight, PISA layers' included
+
+    def forward_backward() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = unet(sample, timesteps, encoder_hidden_states=text).sample
+        return out.detach(), torch.autograd.grad(out.square().mean(), parameters)
+
+    fast, fast_grads = forward_backward()
+    for name in layers:
+        modules[name.removesuffix(".processor")].set_processor(NaivePISAProcessor(17))
+    naive, naive_grads = forward_backward()
+    assert max_diff(fast, naive) < 1e-5
+    assert max(max_diff(a, b) for a, b in zip(fast_grads, naive_grads)) < 1e-5
 
 
-def test_reference_equal_to_a_frame_gives_stock_self_attention_for_that_frame():
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_reference_equal_to_a_frame_gives_stock_self_attention_for_that_frame(processor):
     layer = make_layer(channels=32, heads=4)
     video = torch.randn(17, 16, 32)
     video[-1] = video[5]  # the reference duplicates frame 5: attention over duplicated keys
     with torch.no_grad():
-        pisa = PISAAttnProcessor(17)(layer, video)
+        pisa = PROCESSORS[processor](17)(layer, video)
         stock = AttnProcessor2_0()(layer, video[5:6])
     assert (pisa[5] - stock[0]).abs().max().item() < 1e-5
     assert (pisa[4] - AttnProcessor2_0()(layer, video[4:5])[0]).abs().max().item() > 1e-3
 
 
-def test_pisa_refuses_bad_inputs():
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_pisa_refuses_bad_inputs(processor):
     layer = make_layer(channels=32, heads=4)
     with pytest.raises(ValueError, match="multiple of num_frames=17"):
-        PISAAttnProcessor(17)(layer, torch.randn(16, 4, 32))
+        PROCESSORS[processor](17)(layer, torch.randn(16, 4, 32))
     with pytest.raises(ValueError, match="self-attention only"):
-        PISAAttnProcessor(17)(layer, torch.randn(17, 4, 32), encoder_hidden_states=torch.randn(17, 7, 32))
+        PROCESSORS[processor](17)(layer, torch.randn(17, 4, 32), encoder_hidden_states=torch.randn(17, 7, 32))
     with pytest.raises(ValueError, match="num_frames"):
-        PISAAttnProcessor(1)
+        PROCESSORS[processor](1)
 
 
 def test_installer_touches_only_spatial_self_attention(tiny):
@@ -124,6 +248,13 @@ def test_installer_touches_only_spatial_self_attention(tiny):
 def test_installer_refuses_a_model_without_spatial_attention():
     with pytest.raises(ValueError, match="no spatial self-attention"):
         install_pisa(torch.nn.Linear(2, 2))
+
+
+def test_installer_and_processor_refuse_unknown_implementations(tiny):
+    with pytest.raises(ValueError, match="'merged', 'paired'"):
+        install_pisa(tiny.unet, implementation="flash")
+    with pytest.raises(ValueError, match="'auto' or 'explicit'"):
+        PISAAttnProcessor(17, kernel="triton")
 
 
 def _motion_modules(unet):
