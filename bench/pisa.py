@@ -1,13 +1,17 @@
-"""Benchmark PISA: one layer against its naive definition, and the UNet training step against stock attention.
+"""Benchmark PISA's processors: one layer against the naive definition, and the UNet step against stock attention.
 
 Why: docs/method.md, section 3 defines PISA as 16 separate attentions over (frame_i tokens ++ reference tokens).
-`PISAAttnProcessor` instead projects the 17 frames once and runs one batched SDPA. This script checks
-that it matches the definition, that it is not slower, and what it adds to a training step of the
-paper-size UNet, in time and in FLOPs (torch.utils.flop_counter, which counts SDPA).
+`PISAAttnProcessor` ("merged") computes the reference's self-attention once and merges partial softmaxes by
+their log-sum-exp (49 T^2 score entries per head); `PairedPISAAttnProcessor` ("paired", the previous one)
+runs one batched SDPA over the 16 materialised pairings (64 T^2). This script checks both against the
+definition and measures, in one run: attention FLOPs (torch.utils.flop_counter counts the fused attention
+kernels), forward and forward+backward time, peak memory of one layer forward+backward, the paper UNet's
+training step against stock attention, and prints the merged processor's targets with a verdict each.
 
-CPU (default): layers at latent 32x32 (the paper's 64x64 has 4x the tokens per frame, too slow on
-2 cores) and UNet forward+backward at latent 8x8, random weights, float32. `--device cuda`: paper
-size (latent 64x64, 512 px) in bfloat16, with and without gradient checkpointing, plus peak memory.
+CPU (default): layer timings at latent 32x32 (the paper's 64x64 has 4x the tokens per frame, too slow on
+2 cores; its FLOPs are counted on fake tensors) and UNet forward+backward at latent 8x8, random weights,
+float32; peak memory from torch's MemTracker. `--device cuda`: paper size (latent 64x64) in bfloat16, with
+and without gradient checkpointing, peak memory from the CUDA allocator.
 
     HF_HUB_OFFLINE=1 python bench/pisa.py [--device cuda]
 """
@@ -28,7 +32,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from videomaker.loading import build_unet_skeleton
-from videomaker.pisa import PISAAttnProcessor, install_pisa, is_pisa_layer
+from videomaker.pisa import PairedPISAAttnProcessor, PISAAttnProcessor, install_pisa, is_pisa_layer
 from videomaker.trainable import select_trainable
 
 FRAMES = 17  # 16 generated frames + the reference, last
@@ -82,34 +86,138 @@ def interleaved(fns: dict[Hashable, Callable[[], object]], repeats: int, device:
     return {name: Timing(statistics.median(seconds[name]), min(seconds[name]), peak[name]) for name in fns}
 
 
-def count_call_flops(fn: Callable[[], object]) -> int:
+PROCESSORS = ("naive", "paired", "merged")
+
+
+@dataclass
+class LayerRow:
+    """One width's figures; dicts are keyed by processor."""
+
+    width: int
+    tokens: int
+    max_diff: dict[str, float]  # forward, against the naive definition
+    flops: dict[str, int]  # attention kernels, forward+backward, at the timed size
+    paper_flops: dict[str, int]  # the same at the paper's 64x64 latent (fake tensors)
+    forward: dict[str, Timing]
+    train: dict[str, Timing]  # forward+backward
+    peak_bytes: dict[str, int]  # one forward+backward; no naive entry on the CPU
+
+
+def layer_call(name: str) -> Callable[[Attention, torch.Tensor], torch.Tensor]:
+    return {"naive": naive_pisa, "paired": PairedPISAAttnProcessor(FRAMES), "merged": PISAAttnProcessor(FRAMES)}[name]
+
+
+def forward_backward(fn: Callable, attn: Attention, x: torch.Tensor) -> None:
+    fn(attn, x).sum().backward()
+    attn.zero_grad(set_to_none=True)
+    x.grad = None
+
+
+def attention_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of the fused attention kernels (SDPA and the aten flash/efficient ops), forward and backward."""
     with FlopCounterMode(display=False) as counter:
         fn()
-    return counter.get_total_flops()
+    return sum(n for op, n in counter.get_flop_counts()["Global"].items() if "attention" in str(op))
 
 
-def bench_layers(latent: int, device: torch.device, dtype: torch.dtype, repeats: int) -> list[tuple]:
-    """Per width: (C, T, naive Timing, PISA Timing, naive/PISA FLOP ratio, max abs difference)."""
+def count_layer_flops(width: int, tokens: int) -> dict[str, int]:
+    """Forward+backward attention FLOPs per processor on fake CPU tensors: no memory, any size."""
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        attn = Attention(query_dim=width, heads=8, dim_head=width // 8, bias=False)
+        x = torch.randn(FRAMES, tokens, width, requires_grad=True)
+        return {name: attention_flops(partial(forward_backward, layer_call(name), attn, x)) for name in PROCESSORS}
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes during `fn` beyond what was allocated before it: the CUDA allocator, or MemTracker on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    tracker = MemTracker()
+    with tracker:
+        fn()
+    # Tensors created inside `fn` only: parameters and inputs existed before and are not tracked.
+    return int(tracker.get_tracker_snapshot("peak")[device]["Total"])
+
+
+def bench_layers(latent: int, device: torch.device, dtype: torch.dtype, repeats: int) -> list[LayerRow]:
     rows = []
     for level, width in enumerate(WIDTHS):
         tokens = (latent // 2**level) ** 2
         print(f"  layer C={width}, T={tokens} ...", flush=True)
-        attn = Attention(query_dim=width, heads=8, dim_head=width // 8, bias=False).to(device, dtype).eval()
+        attn = Attention(query_dim=width, heads=8, dim_head=width // 8, bias=False).to(device, dtype)
         x = torch.randn(FRAMES, tokens, width, device=device, dtype=dtype)
-        pisa = PISAAttnProcessor(FRAMES)
         with torch.inference_mode():
-            max_diff = (pisa(attn, x) - naive_pisa(attn, x)).abs().max().item()
-            calls = {"naive": partial(naive_pisa, attn, x), "pisa": partial(pisa, attn, x)}
-            flop_ratio = count_call_flops(calls["naive"]) / count_call_flops(calls["pisa"])
-            times = interleaved(calls, repeats, device)
-        rows.append((width, tokens, times["naive"], times["pisa"], flop_ratio, max_diff))
+            expected = naive_pisa(attn, x)
+            max_diff = {name: (layer_call(name)(attn, x) - expected).abs().max().item() for name in PROCESSORS}
+            forward = interleaved({name: partial(layer_call(name), attn, x) for name in PROCESSORS}, repeats, device)
+        del expected
+        xg = x.clone().requires_grad_()
+        calls = {name: partial(forward_backward, layer_call(name), attn, xg) for name in PROCESSORS}
+        flops = {name: attention_flops(call) for name, call in calls.items()}
+        # MemTracker refuses a module called twice in one pass, as the naive loop calls to_q: paired and merged only.
+        peak = {name: peak_memory(call, device) for name, call in calls.items() if name != "naive" or device.type == "cuda"}
+        train = interleaved(calls, repeats, device)
+        paper_tokens = (PAPER_LATENT // 2**level) ** 2
+        paper_flops = flops if paper_tokens == tokens else count_layer_flops(width, paper_tokens)
+        rows.append(LayerRow(width, tokens, max_diff, flops, paper_flops, forward, train, peak))
     return rows
 
 
+def peak_mib(row: LayerRow, name: str) -> str:
+    return f"{row.peak_bytes[name] / 2**20:.1f}" if name in row.peak_bytes else "-"
+
+
+def print_layers(rows: list[LayerRow], latent: int, where: str, repeats: int) -> list[tuple[str, bool]]:
+    """The layer tables; returns (target, held) for the merged processor's targets."""
+    print(f"\n== PISA layer, {FRAMES} frames, 8 heads, latent {latent}x{latent}, {where}; median (min) of {repeats} ==")
+    print(f"{'C':>5} {'T':>5} {'':<9} {'forward ms':>17} {'fwd+bwd ms':>17} {'peak MiB':>9} {'attn GFLOP':>11} {'max|diff|':>9}")
+    for row in rows:
+        for name in PROCESSORS:
+            fwd, train = row.forward[name], row.train[name]
+            print(
+                f"{row.width:>5} {row.tokens:>5} {name:<9} {fwd.median_s * 1e3:>8.1f} ({fwd.min_s * 1e3:>6.1f})"
+                f" {train.median_s * 1e3:>8.1f} ({train.min_s * 1e3:>6.1f}) {peak_mib(row, name):>9}"
+                f" {row.flops[name] / 1e9:>11.2f} {row.max_diff[name]:>9.1e}"
+            )
+    print("\n== merged vs paired (today's) and vs naive; ratios > 1 favour merged; time as median (min) ==")
+    print(f"{'C':>5} {'fwd speed-up':>14} {'fwd+bwd speed-up':>17} {'vs naive fwd':>13} {'peak mem':>9} {'FLOPs':>6} {'FLOPs 64x64':>12}")
+    held = []
+    for row in rows:
+        m, p = "merged", "paired"
+        fwd = (row.forward[p].median_s / row.forward[m].median_s, row.forward[p].min_s / row.forward[m].min_s)
+        train = (row.train[p].median_s / row.train[m].median_s, row.train[p].min_s / row.train[m].min_s)
+        naive = row.forward["naive"].median_s / row.forward[m].median_s
+        memory = row.peak_bytes[m] / row.peak_bytes[p]
+        flops, paper_flops = row.flops[m] / row.flops[p], row.paper_flops[m] / row.paper_flops[p]
+        print(
+            f"{row.width:>5} {fwd[0]:>7.2f} ({fwd[1]:.2f}) {train[0]:>10.2f} ({train[1]:.2f}) {naive:>13.2f}"
+            f" {memory:>9.2f} {flops:>6.3f} {paper_flops:>12.3f}"
+        )
+        held += [
+            (f"C={row.width}: attention FLOPs <= 0.78x paired (here and at 64x64)", max(flops, paper_flops) <= 0.78),
+            (f"C={row.width}: not slower than paired (forward and fwd+bwd medians)", min(fwd[0], train[0]) >= 1.0),
+            (f"C={row.width}: peak layer memory below paired", memory < 1.0),
+        ]
+        if row.width == WIDTHS[0]:
+            held.append((f"C={row.width}: >= 1.15x faster than paired (forward and fwd+bwd medians)", min(fwd[0], train[0]) >= 1.15))
+    print("peak mem, FLOPs: merged/paired (lower is better); FLOPs = fused attention kernels, forward+backward")
+    return held
+
+
+UNET_VARIANTS = ("stock", "paired", "merged")
+
+
 def set_variant(unet: torch.nn.Module, variant: str, checkpointing: bool = False) -> None:
-    """`stock`: AnimateDiff's attention everywhere (the reference is just a 17th frame); `pisa`: PISA installed."""
-    if variant == "pisa":
-        install_pisa(unet, num_frames=FRAMES)
+    """`stock`: AnimateDiff's attention everywhere (the reference is just a 17th frame); else that PISA implementation."""
+    if variant in ("paired", "merged"):
+        install_pisa(unet, num_frames=FRAMES, implementation=variant)
     else:
         unet.set_attn_processor(AttnProcessor2_0())
     if checkpointing:
@@ -171,7 +279,7 @@ def count_flops(latent: int) -> dict[str, tuple[float, float, float]]:
         unet = unet.to_empty(device="cpu").train()
         select_trainable(unet, update_motion=True)
         inputs = unet_inputs(latent, torch.device("cpu"), torch.float32)
-        for variant in ("stock", "pisa"):
+        for variant in UNET_VARIANTS:
             set_variant(unet, variant)
             with FlopCounterMode(display=False) as counter:
                 train_step(unet, inputs)
@@ -212,37 +320,26 @@ def main() -> None:
     if dtype != torch.float32:  # a no-op cast would still trigger diffusers' keep-in-fp32 warning
         unet.to(dtype)
     select_trainable(unet, update_motion=True)
-    configs = [(variant, ckpt) for ckpt in ((False, True) if cuda else (False,)) for variant in ("stock", "pisa")]
+    configs = [(variant, ckpt) for ckpt in ((False, True) if cuda else (False,)) for variant in UNET_VARIANTS]
     steps = bench_unet(unet, unet_latent, configs, device, dtype, args.repeats)
     del unet
 
     print("[3/3] FLOPs (FlopCounterMode, forward+backward)", flush=True)
     flops = {latent: count_flops(latent) for latent in sorted({unet_latent, PAPER_LATENT})}
 
-    print(
-        f"\n== PISA layer forward, {FRAMES} frames, 8 heads, latent {layer_latent}x{layer_latent}, {where}; "
-        f"median (min) of {args.repeats} =="
-    )
-    print(f"{'C':>5} {'T':>5} {'naive ms':>15} {'PISA ms':>15} {'naive/PISA':>13} {'FLOP n/P':>9} {'max|diff|':>9}")
-    for width, tokens, naive, pisa, flop_ratio, max_diff in layers:
-        naive_ms = f"{naive.median_s * 1e3:.1f} ({naive.min_s * 1e3:.1f})"
-        pisa_ms = f"{pisa.median_s * 1e3:.1f} ({pisa.min_s * 1e3:.1f})"
-        speedup = f"{naive.median_s / pisa.median_s:.2f} ({naive.min_s / pisa.min_s:.2f})"
-        print(f"{width:>5} {tokens:>5} {naive_ms:>15} {pisa_ms:>15} {speedup:>13} {flop_ratio:>9.2f} {max_diff:>9.1e}")
+    held = print_layers(layers, layer_latent, where, args.repeats)
 
     print(
         f"\n== paper UNet forward+backward, {FRAMES} frames, latent {unet_latent}x{unet_latent}, {where}; median (min) of {args.repeats} =="
     )
-    print(f"{'attention':<9} {'ckpt':<4} {'s/step':>13} {'peak GiB':>8}")
+    print(f"{'attention':<9} {'ckpt':<4} {'s/step':>13} {'peak GiB':>8} {'time/stock':>14} {'FLOPs/stock':>11}")
     for (variant, ckpt), timing in steps.items():
-        memory = f"{timing.peak_bytes / 2**30:.1f}" if cuda else "-"  # CPU peak memory is not tracked by torch
+        memory = f"{timing.peak_bytes / 2**30:.1f}" if cuda else "-"  # the UNet's CPU peak is not measured
         seconds = f"{timing.median_s:.2f} ({timing.min_s:.2f})"
-        print(f"{variant:<9} {'on' if ckpt else 'off':<4} {seconds:>13} {memory:>8}")
-    if ("stock", False) in steps and ("pisa", False) in steps:
-        pisa, stock = steps[("pisa", False)], steps[("stock", False)]
-        time_ratio = f"{pisa.median_s / stock.median_s:.3f} ({pisa.min_s / stock.min_s:.3f})"
-        flop_ratio = flops[unet_latent]["pisa"][0] / flops[unet_latent]["stock"][0]
-        print(f"PISA/stock: time {time_ratio}, FLOPs {flop_ratio:.3f}")
+        stock = steps.get(("stock", ckpt))
+        ratio = f"{timing.median_s / stock.median_s:.3f} ({timing.min_s / stock.min_s:.3f})" if stock else "-"
+        flop_ratio = flops[unet_latent][variant][0] / flops[unet_latent]["stock"][0]
+        print(f"{variant:<9} {'on' if ckpt else 'off':<4} {seconds:>13} {memory:>8} {ratio:>14} {flop_ratio:>11.3f}")
 
     print("\n== FLOPs, forward+backward, paper UNet, 17 frames ==")
     print(f"{'latent':>6} {'attention':<9} {'TFLOP':>7} {'SDPA %':>7} {'attn1 %':>7} {'vs stock':>8}")
@@ -252,6 +349,11 @@ def main() -> None:
             print(f"{latent:>6} {variant:<9} {total / 1e12:>7.2f} {sdpa_share:>7.1%} {attn1_share:>7.1%} {ratio:>8.3f}")
     print("attn1 % = the 16 spatial self-attention layers PISA replaces (projections + SDPA)")
     print("SDPA % = all attention kernels (spatial self, text cross, temporal)")
+    paper = flops[PAPER_LATENT]
+    held.append(("paper UNet at 64x64: merged fwd+bwd FLOPs below paired's", paper["merged"][0] < paper["paired"][0]))
+    print("\n== targets of the merged processor ==")
+    for target, ok in held:
+        print(f"{'held' if ok else 'NOT HELD':<8} {target}")
     if not cuda:  # other jobs on a shared CPU inflate medians; say how busy it was
         load = f"{load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end"
         print(f"1-min load average: {load} ({args.threads} threads used here)")
