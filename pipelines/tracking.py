@@ -27,11 +27,19 @@ def ensure_experiment(tracking_uri: str, name: str, *, output_dir: str, artifact
 
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    if artifact_location is None and not tracking_uri.startswith(("http://", "https://")):
-        artifact_location = artifact_root(output_dir)
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
+    if experiment is None:
+        if artifact_location is None and not tracking_uri.startswith(("http://", "https://")):
+            artifact_location = artifact_root(output_dir)
+        return mlflow.create_experiment(name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: TRAINING_RUNS_KIND})
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # experiments made before the tag existed; a user's own kind stays
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_RUNS_KIND)
+    return experiment.experiment_id
+
+
+# MLflow 3's UI opens an experiment by this tag: without it, a videomaker experiment opened in the GenAI
+# overview (traces, judges) instead of the runs table with params, metrics and datasets.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_RUNS_KIND = "custom_model_development"
 
 
 # Tag names every job sets, so runs are found by the same keys whichever job wrote them.

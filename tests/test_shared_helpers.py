@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from pipelines.tracking import MAX_PARAM_LENGTH, flatten_params
+from pipelines.tracking import MAX_PARAM_LENGTH, ensure_experiment, flatten_params
 
 
 @dataclasses.dataclass
@@ -47,6 +47,25 @@ def test_flatten_params_refuses_a_bare_value():
 
 
 # --- manifests ------------------------------------------------------------------------------------
+
+
+def test_experiments_open_in_the_training_runs_view(tmp_path):
+    """MLflow 3's UI picks an experiment's view by `mlflow.experimentKind`; ours is the runs table."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    new = ensure_experiment(uri, "videomaker-train", output_dir=str(tmp_path))
+    client = mlflow.MlflowClient(uri)
+    assert client.get_experiment(new).tags["mlflow.experimentKind"] == "custom_model_development"
+    # An experiment made before the tag existed gets it; one a user tagged keeps the user's kind.
+    old = client.create_experiment("older", artifact_location=(tmp_path / "a").as_uri())
+    mine = client.create_experiment(
+        "mine", artifact_location=(tmp_path / "b").as_uri(), tags={"mlflow.experimentKind": "genai_development"}
+    )
+    assert ensure_experiment(uri, "older", output_dir=str(tmp_path)) == old
+    assert ensure_experiment(uri, "mine", output_dir=str(tmp_path)) == mine
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_experiment(mine).tags["mlflow.experimentKind"] == "genai_development"
 
 
 def test_read_manifest_strips_text_keeps_ids_as_text_and_empties_become_none(tmp_path):
