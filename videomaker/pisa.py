@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from torch.autograd.function import once_differentiable
 
 # Processor keys and parameter names of the spatial transformer blocks; motion modules live under
 # `.motion_modules.` and never match.
@@ -124,20 +125,29 @@ class _CUDAEfficientKernel(_AttentionKernel):
 
     def backward(self, grad, q, k, v, part, lse):
         seed, offset, padded = part.aux
-        lse = F.pad(lse, (0, padded - lse.shape[-1])).contiguous()
+        # +inf on the padding rows, as the forward writes them (their probabilities are then 0).
+        lse = F.pad(lse, (0, padded - lse.shape[-1]), value=float("inf")).contiguous()
+        # Its 16-bit backward reads `out` with the row stride of a (batch, rows, heads, d) layout.
+        out = part.out.transpose(1, 2).contiguous().transpose(1, 2)
         dq, dk, dv, _ = torch.ops.aten._scaled_dot_product_efficient_attention_backward(
-            grad, q, k, v, None, part.out, lse, seed, offset, 0.0, [True, True, True, False], False
+            grad, q, k, v, None, out, lse, seed, offset, 0.0, [True, True, True, False], False
         )
         return dq, dk, dv
 
 
 def _fused_kernel(q: torch.Tensor) -> _AttentionKernel | None:
+    """The fused kernel for `q`'s device and dtype, or None for the explicit path."""
     if q.device.type == "cpu":
         return _CPUFlashKernel()
-    if q.device.type == "cuda":
-        if q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256:
-            return _CUDAFlashKernel()
-        return _CUDAEfficientKernel()
+    if q.device.type == "cuda" and q.dtype != torch.float64:  # no fused CUDA kernel takes float64
+        flash = (
+            q.dtype in (torch.float16, torch.bfloat16)
+            and q.shape[-1] % 8 == 0
+            and q.shape[-1] <= 256
+            and torch.backends.cuda.is_flash_attention_available()
+            and torch.cuda.get_device_capability(q.device) >= (8, 0)  # FlashAttention-2 needs Ampere or newer
+        )
+        return _CUDAFlashKernel() if flash else _CUDAEfficientKernel()
     return None
 
 
@@ -171,15 +181,17 @@ class _MergedPISA(torch.autograd.Function):
     output is the mean of the g pairings. Backward runs each kernel's own backward per block with the merged
     outputs and normalisers, as flash attention does over key blocks. The shared block S_ref folds all g
     pairings into one call: its probabilities in pairing i are its local ones times w_i = exp(lse_ref - lse_i),
-    so it takes grad sum_i w_i dO_i and output sum_i w_i O_i / sum_i w_i, exactly the sum of the pairings'
-    gradients. Videos run one at a time, so every kernel input is a view of q, k or v.
+    and every pairing gets the same grad dO_ref / g (the reference's output is their mean), so one call
+    with grad sum_i w_i dO_ref / g and output sum_i w_i O_i / sum_i w_i gives exactly the sum of the
+    pairings' gradients (its D term included). Videos run one at a time, so every kernel input is a view of q, k or v.
     """
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: _AttentionKernel) -> torch.Tensor:
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: _AttentionKernel, need_grad: bool) -> torch.Tensor:
+        # The CPU kernel silently misreads a last dimension with a stride other than 1.
+        q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
         out = torch.empty_like(q, memory_format=torch.contiguous_format)  # b, f, T, h, d
         pairs = torch.empty_like(out[:, :-1])
-        need_grad = any(ctx.needs_input_grad[:3])
         # One video at a time: every kernel input is then a view of q, k, v, whatever the batch.
         videos = [_video_forward(*(x[n : n + 1] for x in (q, k, v, out, pairs)), kernel, need_grad) for n in range(q.shape[0])]
         if need_grad:
@@ -189,6 +201,7 @@ class _MergedPISA(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # the kernels' backward ops have no derivative of their own
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q, k, v, out, pairs, *stats = ctx.saved_tensors
         grad = grad.to(q.dtype)
@@ -196,7 +209,7 @@ class _MergedPISA(torch.autograd.Function):
         for n, aux in enumerate(ctx.aux):
             video = (x[n : n + 1] for x in (grad, q, k, v, out, pairs, *stats, dq, dk, dv))
             _video_backward(*video, ctx.kernel, aux)
-        return dq, dk, dv, None
+        return dq, dk, dv, None, None
 
 
 def _video_forward(
@@ -214,7 +227,7 @@ def _video_forward(
     part_s = kernel.forward(*(_rows(x, b * f, t) for x in (q, k, v)))
     part_r = kernel.forward(_rows(q[:, :g], b, g * t), _rows(k[:, g], b, t), _rows(v[:, g], b, t))
     part_x = kernel.forward(_rows(q[:, g:].expand(b, g, t, h, d), b * g, t), _rows(k[:, :g], b * g, t), _rows(v[:, :g], b * g, t))
-    # Kernel outputs are contiguous (batch, heads, rows, d); read them as (b, frames, heads, T, d) views.
+    # Kernel outputs are (batch, heads, rows, d), whatever their strides: split the batch or rows into frames.
     out_s, lse_s = part_s.out.view(b, f, h, t, d), part_s.lse.view(b, f, h, t)
     out_r, lse_r = part_r.out.view(b, h, g, t, d).transpose(1, 2), part_r.lse.view(b, h, g, t).transpose(1, 2)
     out_x, lse_x = part_x.out.view(b, g, h, t, d), part_x.lse.view(b, g, h, t)
@@ -228,8 +241,7 @@ def _video_forward(
     ref_lse = lse_s[:, g:].to(acc)
     frames_lse = torch.logaddexp(lse_s[:, :g].to(acc), lse_r.to(acc))
     pairs_lse = torch.logaddexp(lse_x.to(acc), ref_lse)
-    shared = torch.sigmoid(ref_lse - lse_x.to(acc))
-    return (frames_lse, pairs_lse, shared, ref_lse), (part_s.aux, part_r.aux, part_x.aux)
+    return (frames_lse, pairs_lse, ref_lse), (part_s.aux, part_r.aux, part_x.aux)
 
 
 def _video_backward(
@@ -241,7 +253,6 @@ def _video_backward(
     pairs: torch.Tensor,
     frames_lse: torch.Tensor,
     pairs_lse: torch.Tensor,
-    shared: torch.Tensor,
     ref_lse: torch.Tensor,
     dq: torch.Tensor,
     dk: torch.Tensor,
@@ -295,9 +306,11 @@ def _video_backward(
     heads_view(dv[:, :g]).add_(grads[2].view(b, g, h, t, d))
     del grads
     # S, the reference's rows: the g pairings folded into one call (see `_MergedPISA`).
-    total = shared.sum(dim=1)  # b, h, T
+    # In log space: the weights w_i = exp(ref_lse - pairs_lse_i) can all underflow, and 0/0 would be NaN.
+    log_w = ref_lse - pairs_lse  # b, g, h, T; <= 0
+    total = log_w.logsumexp(dim=1).exp()  # b, h, T; 0 in the limit, which is the right gradient
     ref_grad = (total / g).unsqueeze(-1) * heads_view(grad[:, g:]).squeeze(1).to(acc)
-    ref_out = (shared.unsqueeze(-1) * heads_view(pairs).to(acc)).sum(dim=1) / total.unsqueeze(-1)
+    ref_out = (torch.softmax(log_w, dim=1).unsqueeze(-1) * heads_view(pairs).to(acc)).sum(dim=1)
     grads = kernel.backward(
         ref_grad.to(q.dtype),
         *(_rows(x[:, g], b, t) for x in (q, k, v)),
@@ -395,7 +408,11 @@ class PISAAttnProcessor:
         if attn.norm_k is not None:
             k = attn.norm_k(k)
         kernel = None if self.kernel == "explicit" else _fused_kernel(q)
-        out = _merged_pisa_explicit(q, k, v) if kernel is None else _MergedPISA.apply(q, k, v, kernel)
+        if kernel is None:
+            out = _merged_pisa_explicit(q, k, v)
+        else:  # grad mode is off inside `forward`: say here whether backward will come
+            need_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+            out = _MergedPISA.apply(q, k, v, kernel, need_grad)
         out = attn.to_out[1](attn.to_out[0](out.flatten(-2).flatten(0, 1)))  # (b f), T, C
         if attn.residual_connection:
             out = out + residual
