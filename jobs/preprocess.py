@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.dataflow import run_preprocess
     from pipelines.preprocess.reporting import log_curation_run
+    from videomaker import storage
 
     flags = {"input": "input", "output_dir": "output_dir", "mlflow_tracking_uri": "tracking.mlflow_tracking_uri"}
     config = job_config(PreprocessConfig, args, flags)
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     summary = result.summary
     if config.tracking.mlflow_tracking_uri:
         summary["mlflow_run_id"] = log_curation_run(config, summary)
+        # Saved with the dataset, so a training run on it can name the run that made it.
+        storage.write_text(storage.join(config.output_dir, "summary.json"), json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("samples", "quarantined", "dataset_by_status", "clips_per_s", "wall_s")}))
     print(f"dataset: {config.output_dir}/data  quarantine: {config.output_dir}/quarantine  summary: {config.output_dir}/summary.json")
     return 0

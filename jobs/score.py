@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("paper", "corrected"),
         help="Face Sim as the author computed it (paper) or corrected (BGR, largest face); overrides the config.",
     )
+    parser.add_argument("--mlflow-tracking-uri", help="Log a run there (sqlite:///mlflow.db or http://HOST:PORT); overrides the config.")
+    parser.add_argument("--run-name", help="Name of the MLflow run; overrides the config.")
     add_models_dir_argument(parser)
     add_allow_failures_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
@@ -64,7 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.scoring.config import ScoringConfig
     from pipelines.scoring.dataflow import run_scoring
 
-    flags = {"manifest": "manifest", "videos": "videos_dir", "output_dir": "output_dir", "face_protocol": "face_protocol"}
+    flags = {
+        "manifest": "manifest",
+        "videos": "videos_dir",
+        "output_dir": "output_dir",
+        "face_protocol": "face_protocol",
+        "mlflow_tracking_uri": "mlflow_tracking_uri",
+        "run_name": "run_name",
+    }
     config = job_config(ScoringConfig, args, flags)
     if config is None:  # --print-config
         return 0
@@ -75,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     for record in errors:
         print(f"error: {record['error']}: {record['message']}", file=sys.stderr)
     print(f"records: {config.output_dir}/records.parquet (.csv)  aggregates: {config.output_dir}/aggregates.json (.csv)")
+    if config.mlflow_tracking_uri:  # after the tables are written, so a tracking failure loses no scores
+        from pipelines.scoring.mlflow_logger import log_scoring
+
+        print(f"mlflow run: {log_scoring(config, result.records, result.aggregates)}")
     return failures_exit_code(len(errors), args)
 
 

@@ -56,6 +56,10 @@ NIGHTLY_VERDICT_TAG = "nightly.verdict"
 NIGHTLY_BASELINE_TAG = "nightly.baseline_run_id"
 NIGHTLY_FAILED_TAG = "nightly.failed_metrics"
 LATEST_CHECKPOINT_TAG = "checkpoint.latest"
+# Lineage: the run that made what this run consumed.
+CURATION_RUN_TAG = "videomaker.curation_run_id"  # on a training run: the preprocess run of its dataset
+TRAINING_RUN_TAG = "videomaker.training_run_id"  # on an evaluation: the training run of its checkpoint
+CHECKPOINT_STEP_TAG = "videomaker.checkpoint_step"
 
 # MLflow refuses longer param values (6000 characters since MLflow 2.x).
 MAX_PARAM_LENGTH = 6000
@@ -70,6 +74,63 @@ def _param_value(value: Any) -> str:
     if len(text) > MAX_PARAM_LENGTH:  # keep the run loggable; the full value is in the saved config
         text = text[: MAX_PARAM_LENGTH - 3] + "..."
     return text
+
+
+def backend_params(records: list[dict]) -> dict[str, str]:
+    """`backend.<role>.<key>` params (name, weights, digest, ...) from the first score record that describes its backends."""
+    described = next((json.loads(r["backends"]) for r in records if r.get("backends")), {})
+    params = {}
+    for role, backend in described.items():
+        for key, value in (backend or {"name": None}).items():
+            params[f"backend.{role}.{key}"] = str(value)
+    return params
+
+
+def aggregate_metrics(aggregate_row: dict) -> dict[str, float]:
+    """The metrics and counts of one aggregate row (`metrics.aggregate`) as MLflow metrics; missing ones left out."""
+    from metrics.aggregate import METRIC_LABELS
+
+    keys = (*METRIC_LABELS, "videos", "errors", "subjects", "face_detection_rate", "videos_without_face")
+    return {key: float(aggregate_row[key]) for key in keys if aggregate_row.get(key) is not None}
+
+
+def file_dataset(location: str, *, name: str, digest: str) -> object:
+    """An MLflow dataset naming a file or folder by location and content digest (nothing is loaded), for `mlflow.log_input`."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns that it is ambiguous
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(location)
+    return MetaDataset(source, name=name, digest=digest)
+
+
+def content_digest(data: bytes) -> str:
+    """The digest datasets are logged with: the first 16 hex digits of SHA-256."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def checkpoint_lineage(checkpoint: str | None) -> dict[str, str]:
+    """Tags naming the training run and step a VideoMaker training checkpoint came from; {} for other weights.
+
+    Reads the checkpoint's `videomaker.json` (an `ema/` checkpoint: its parent's, which holds the progress).
+    """
+    from videomaker import storage
+    from videomaker.checkpoint import METADATA_FILE
+
+    if not checkpoint or (":" in checkpoint.split("/")[0] and not storage.is_uri(checkpoint)):  # hf:..., models:...
+        return {}
+    directories = [checkpoint, storage.parent(checkpoint)] if storage.name(checkpoint) == "ema" else [checkpoint]
+    for directory in directories:
+        location = storage.join(directory, METADATA_FILE)
+        progress = json.loads(storage.read_text(location)).get("progress") if storage.exists(location) else None
+        if progress and progress.get("mlflow_run_id"):
+            return {TRAINING_RUN_TAG: progress["mlflow_run_id"], CHECKPOINT_STEP_TAG: str(progress["global_step"])}
+    return {}
 
 
 def flatten_params(value: Any, prefix: str = "") -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The one-command demo and job submission through the Ray Jobs API, against a real local Ray head."""
 
+import hashlib
 import json
 import os
 import socket
@@ -105,7 +106,26 @@ def test_demo_runs_preprocess_train_evaluate_compare_as_ray_jobs(tmp_path):
     for experiment, runs in (("videomaker-curation", 1), ("videomaker-train", 1), ("videomaker-eval", 1 + 2)):
         found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
         assert len(found) == runs, experiment  # eval: the parent and a nested run per set
+        assert client.get_experiment_by_name(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
     assert list((output / "mlflow" / "artifacts").rglob("grid.html"))
+
+    # Lineage: each run names what it consumed and the run that made it.
+    def only_run(experiment: str, job: str):
+        (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], f"tags.`videomaker.job` = '{job}'")
+        return run
+
+    curation, training = only_run("videomaker-curation", "preprocess"), only_run("videomaker-train", "train")
+    evaluation_run = only_run("videomaker-eval", "evaluate")
+    assert json.loads((output / "dataset" / "summary.json").read_text())["mlflow_run_id"] == curation.info.run_id
+    assert training.data.tags["videomaker.curation_run_id"] == curation.info.run_id
+    (data_input,) = training.inputs.dataset_inputs
+    assert data_input.dataset.name == "preprocess-output" and {t.key: t.value for t in data_input.tags}["rows"] == "5"
+    assert str(output / "dataset" / "data") in data_input.dataset.source
+    assert evaluation_run.data.tags["videomaker.training_run_id"] == training.info.run_id
+    assert evaluation_run.data.tags["videomaker.checkpoint_step"] == "2"
+    (benchmark_input,) = evaluation_run.inputs.dataset_inputs
+    benchmark_file = Path(json.loads(benchmark_input.dataset.source)["uri"])
+    assert benchmark_input.dataset.digest == hashlib.sha256(benchmark_file.read_bytes()).hexdigest()[:16]
 
     # Only what the demo started is stopped, and it is stopped; the empty home stayed empty of Ray state.
     assert not listening(summary["ray_address"]) and not listening(summary["mlflow_tracking_uri"])

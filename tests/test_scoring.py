@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pacsv
@@ -125,6 +126,10 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
         "--output-dir",
         str(out),
         "--no-progress",
+        "--mlflow-tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--run-name",
+        "score-test",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     # One video could not be scored: the others are, and the job says so with exit 1 (jobs/entry.py).
@@ -159,3 +164,27 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert "video_unreadable" in allowed.stderr and "INFO pipelines." not in allowed.stderr  # Ray keeps its own level
     assert pq.read_table(out / "records.parquet").to_pylist() == records  # the same records again
+
+    # Each run logged one MLflow run like an evaluation's scoring part, with the manifest as its input.
+    import hashlib
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("videomaker-score")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.info.run_name for r in runs] == ["score-test", "score-test"]
+    run = runs[0]
+    assert run.data.tags["videomaker.job"] == "score" and run.data.tags["videomaker.face_protocol"] == "corrected"
+    assert run.data.params["manifest"] == str(manifest) and run.data.params["N"] == "6"
+    assert run.data.metrics["celebrity.clip_t"] == pytest.approx(np.mean(per_subject))
+    assert run.data.metrics["errors"] == 1 and run.data.metrics["videos"] == 6
+    assert "object.face_sim" not in run.data.metrics  # no face in the object set: left out, not zero
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "scores")}
+    assert logged == {f"scores/{name}" for name in ("records.parquet", "records.csv", "aggregates.json", "aggregates.csv")}
+    config_text = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))).read_text()
+    assert yaml.safe_load(config_text)["manifest"] == str(manifest)
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "manifest" and dataset.dataset.digest == hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    assert str(manifest) in dataset.dataset.source and dataset.tags[0].value == "scoring"

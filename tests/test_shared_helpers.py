@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from pipelines.tracking import MAX_PARAM_LENGTH, ensure_experiment, flatten_params
+from pipelines.tracking import MAX_PARAM_LENGTH, checkpoint_lineage, ensure_experiment, flatten_params
 
 
 @dataclasses.dataclass
@@ -66,6 +66,23 @@ def test_experiments_open_in_the_training_runs_view(tmp_path):
     assert ensure_experiment(uri, "mine", output_dir=str(tmp_path)) == mine
     assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
     assert client.get_experiment(mine).tags["mlflow.experimentKind"] == "genai_development"
+
+
+def test_checkpoint_lineage_names_the_training_run_and_step(tmp_path):
+    import json
+
+    checkpoint = tmp_path / "run" / "checkpoint_00000040"
+    (checkpoint / "ema").mkdir(parents=True)
+    (checkpoint / "videomaker.json").write_text(json.dumps({"progress": {"global_step": 40, "mlflow_run_id": "abc123"}}))
+    (checkpoint / "ema" / "videomaker.json").write_text(json.dumps({"ema_decay": 0.999}))  # EMA weights keep no progress
+    expected = {"videomaker.training_run_id": "abc123", "videomaker.checkpoint_step": "40"}
+    assert checkpoint_lineage(str(checkpoint)) == expected
+    assert checkpoint_lineage(str(checkpoint / "ema")) == expected  # from the checkpoint it belongs to
+    untracked = tmp_path / "untracked"
+    untracked.mkdir()
+    (untracked / "videomaker.json").write_text(json.dumps({"progress": {"global_step": 3, "mlflow_run_id": None}}))
+    for other in (str(untracked), "hf:SugerWu/VideoMaker/human_pytorch_model.bin", str(tmp_path / "missing"), None):
+        assert checkpoint_lineage(other) == {}, other
 
 
 def test_read_manifest_strips_text_keeps_ids_as_text_and_empties_become_none(tmp_path):

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from metrics.aggregate import METRIC_LABELS
 from pipelines.configs import to_yaml
 from pipelines.evaluation.benchmarks import BenchmarkItem
 from pipelines.evaluation.config import EvaluationConfig
@@ -29,7 +28,12 @@ from pipelines.tracking import (
     METHOD_TAG,
     PRESET_TAG,
     SET_TAG,
+    aggregate_metrics,
+    backend_params,
+    checkpoint_lineage,
+    content_digest,
     ensure_experiment,
+    file_dataset,
     flatten_params,
 )
 from videomaker import storage
@@ -58,20 +62,6 @@ TABLE_COLUMNS = (
     "video",
     "dd_video",
 )
-
-
-def _backend_params(records: list[dict]) -> dict[str, str]:
-    described = next((json.loads(r["backends"]) for r in records if r.get("backends")), {})
-    params = {}
-    for role, backend in described.items():
-        for key, value in (backend or {"name": None}).items():
-            params[f"backend.{role}.{key}"] = str(value)
-    return params
-
-
-def _set_metrics(aggregate_row: dict) -> dict[str, float]:
-    keys = (*METRIC_LABELS, "videos", "errors", "subjects", "face_detection_rate", "videos_without_face")
-    return {key: float(aggregate_row[key]) for key in keys if aggregate_row.get(key) is not None}
 
 
 def _log_table(mlflow, samples, artifact_file: str) -> None:
@@ -107,7 +97,12 @@ def log_evaluation(
                 PRESET_TAG: method.preset,
                 FACE_PROTOCOL_TAG: config.face_protocol,
             }
+            | checkpoint_lineage(method.checkpoint)  # the training run and step of the checkpoint, if ours
         )
+        benchmark = file_dataset(
+            storage.absolute(config.benchmark), name="benchmark", digest=content_digest(storage.read_bytes(config.benchmark))
+        )
+        mlflow.log_input(benchmark, context="benchmark", tags={"subjects": str(len({item.subject.subject_id for item in items}))})
         params = flatten_params(
             {
                 "method": method.name,
@@ -127,12 +122,12 @@ def log_evaluation(
         # inference switches overriding the checkpoint's as one JSON value (null: the checkpoint's own)
         params["method.switches"] = json.dumps(method.switches, sort_keys=True)
         params |= {f"generation.{k}": v for k, v in config.as_params().items() if k.startswith("generation.")}
-        params |= _backend_params(records)
+        params |= backend_params(records)
         mlflow.log_params(params)
         mlflow.log_text(to_yaml(config), "config.yaml")  # every key, where the params above keep a summary
         metrics = {"generated": generation.generated, "skipped": generation.skipped, "failed": len(generation.failed)}
         for row in aggregates:
-            metrics |= {f"{row['set']}.{key}": value for key, value in _set_metrics(row).items()}
+            metrics |= {f"{row['set']}.{key}": value for key, value in aggregate_metrics(row).items()}
         mlflow.log_metrics(metrics)
         with storage.local_dir(storage.join(output, "scores")) as scores:  # a download when on object storage
             mlflow.log_artifacts(str(scores), artifact_path="scores")
@@ -154,7 +149,7 @@ def log_evaluation(
                         }
                     )
                 )
-                mlflow.log_metrics(_set_metrics(row))
+                mlflow.log_metrics(aggregate_metrics(row))
                 set_samples = samples.filter(pc.equal(samples["set"], set_name))
                 _log_table(mlflow, set_samples, "samples.json")
                 with tempfile.TemporaryDirectory() as tmp:

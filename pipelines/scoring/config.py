@@ -31,6 +31,11 @@ class ScoringConfig:
         dd_gif_frames: How DD reads a GIF whose identical consecutive frames were merged:
             `expand` (back to `expected_frames` by duration; default) or `decoded` (as decoded,
             what the author's DD script iterated over). Recorded per video.
+        mlflow_tracking_uri: MLflow backend (sqlite:///... or http://...) for a run with the
+            aggregates as metrics, the tables and config as artifacts and the manifest as its input
+            dataset; None (default) logs nothing.
+        mlflow_experiment: Experiment of the scoring runs.
+        run_name: Name of the MLflow run (default: MLflow's).
     """
 
     manifest: str
@@ -41,6 +46,9 @@ class ScoringConfig:
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
     face_protocol: Literal[FACE_PROTOCOLS] = "corrected"
     dd_gif_frames: Literal[GIF_FRAMES] = "expand"
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "videomaker-score"
+    run_name: str | None = None
 
     def __post_init__(self):
         if self.expected_frames is not None and self.expected_frames < 2:

@@ -64,6 +64,18 @@ def parquet_parts(path: str) -> tuple[list[str], pa_fs.FileSystem, int]:
     return list(dataset.files), dataset.filesystem, rows
 
 
+def dataset_lineage(dataset: str, path: str) -> dict:
+    """Where the training data came from, for MLflow: its location, rows, a digest of its part files
+    (names and sizes; nothing is read) and the preprocess run that logged it (from `summary.json`)."""
+    from pipelines.tracking import content_digest
+
+    files, filesystem, rows = parquet_parts(path)
+    listing = [(storage.name(info.path), info.size) for info in filesystem.get_file_info(files)]
+    summary = storage.join(storage.absolute(dataset), "summary.json")
+    curation_run = json.loads(storage.read_text(summary)).get("mlflow_run_id") if storage.exists(summary) else None
+    return {"location": path, "rows": rows, "digest": content_digest(json.dumps(listing).encode()), "curation_run_id": curation_run}
+
+
 def has_latents(path: str, preset: str) -> bool:
     """Whether the dataset carries pre-encoded latents made with `preset`'s encoders."""
     dataset = pq.ParquetDataset(path)

@@ -172,7 +172,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if rank == 0 and config.tracking.mlflow_tracking_uri:
         from pipelines.training.mlflow_logger import TrainingRunLogger
 
-        tracker = TrainingRunLogger(config, progress, loop_config.get("data"))
+        tracker = TrainingRunLogger(config, progress, loop_config.get("data"), loop_config.get("lineage"))
     training_facts = {
         "loss": asdict(config.loss),
         "switches": asdict(config.model.switches),

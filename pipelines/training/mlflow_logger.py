@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from pipelines.configs import to_yaml
-from pipelines.tracking import JOB_TAG, LATEST_CHECKPOINT_TAG, RUN_NAME_TAG, ensure_experiment, flatten_params
+from pipelines.tracking import (
+    CURATION_RUN_TAG,
+    JOB_TAG,
+    LATEST_CHECKPOINT_TAG,
+    RUN_NAME_TAG,
+    ensure_experiment,
+    file_dataset,
+    flatten_params,
+)
 from pipelines.training.config import TrainConfig
 from pipelines.training.state import CONFIG_FILE, Progress
 
@@ -22,10 +30,12 @@ class TrainingRunLogger:
     """One MLflow run per training run; a resumed run (its id in `progress`) continues it.
 
     A new run gets the config as params (dotted keys, `pipelines.tracking.flatten_params`), the
-    dataset facts as `data.*` params and the resolved config as the `config.yaml` artifact.
+    dataset facts as `data.*` params and the resolved config as the `config.yaml` artifact; with
+    `lineage` (`pipelines.training.data.dataset_lineage`) the dataset as its input and the preprocess
+    run that made it as a tag.
     """
 
-    def __init__(self, config: TrainConfig, progress: Progress, data: dict | None = None) -> None:
+    def __init__(self, config: TrainConfig, progress: Progress, data: dict | None = None, lineage: dict | None = None) -> None:
         import mlflow
 
         self.mlflow = mlflow
@@ -40,6 +50,11 @@ class TrainingRunLogger:
             if data:
                 params |= flatten_params(data, "data")
             mlflow.log_params(params)
+            if lineage:
+                dataset = file_dataset(lineage["location"], name="preprocess-output", digest=lineage["digest"])
+                mlflow.log_input(dataset, context="training", tags={"rows": str(lineage["rows"])})
+                if lineage["curation_run_id"]:
+                    mlflow.set_tag(CURATION_RUN_TAG, lineage["curation_run_id"])
             progress.mlflow_run_id = self.run.info.run_id
         # Every attempt logs the config it runs with: a resume may change keys such as max_steps.
         mlflow.log_text(to_yaml(config), CONFIG_FILE)

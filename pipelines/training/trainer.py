@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pipelines.cluster import connect_or_start_ray
 from pipelines.configs import write_resolved
 from pipelines.training.config import TrainConfig
-from pipelines.training.data import dataset_facts, dataset_path, has_latents, parquet_parts, training_dataset
+from pipelines.training.data import dataset_facts, dataset_lineage, dataset_path, has_latents, parquet_parts, training_dataset
 from pipelines.training.loop import train_loop_per_worker
 from videomaker import storage
 
@@ -50,6 +50,7 @@ def run_training(config: TrainConfig) -> ray.train.Result:
             "use_latents": use_latents,
             "failures_dir": failures_dir,
             "data": dataset_facts(path),
+            "lineage": dataset_lineage(config.dataset, path),
             "run_dir": run_dir,
         },
         scaling_config=ScalingConfig(
