@@ -64,12 +64,15 @@ def parquet_parts(path: str) -> tuple[list[str], pa_fs.FileSystem, int]:
     return list(dataset.files), dataset.filesystem, rows
 
 
-def dataset_lineage(dataset: str, path: str) -> dict:
+def dataset_lineage(dataset: str, path: str, parts: tuple[list[str], pa_fs.FileSystem, int]) -> dict:
     """Where the training data came from, for MLflow: its location, rows, a digest of its part files
-    (names and sizes; nothing is read) and the preprocess run that logged it (from `summary.json`)."""
+    (names and sizes; nothing is read) and the preprocess run that logged it (from `summary.json`).
+
+    `parts` is what `parquet_parts(path)` returned, so the footers are not read twice.
+    """
     from pipelines.tracking import content_digest
 
-    files, filesystem, rows = parquet_parts(path)
+    files, filesystem, rows = parts
     listing = [(storage.name(info.path), info.size) for info in filesystem.get_file_info(files)]
     summary = storage.join(storage.absolute(dataset), "summary.json")
     curation_run = json.loads(storage.read_text(summary)).get("mlflow_run_id") if storage.exists(summary) else None

@@ -35,7 +35,8 @@ def run_training(config: TrainConfig) -> ray.train.Result:
         raise FileNotFoundError(f"`dataset` {config.dataset!r} has no Parquet at {path!r}; run `videomaker preprocess` first.")
     connect_or_start_ray()
     use_latents = config.data.use_latents and has_latents(path, config.model.preset)
-    _, _, rows = parquet_parts(path)
+    parts = parquet_parts(path)
+    rows = parts[2]
     resources = config.resources
     samples = config.max_steps * config.data.batch_size_per_worker * config.optimizer.grad_accumulation * resources.num_workers
     epochs = math.ceil(samples / max(rows, 1)) + 1  # one spare epoch covers dropped samples and skipped batches
@@ -50,7 +51,7 @@ def run_training(config: TrainConfig) -> ray.train.Result:
             "use_latents": use_latents,
             "failures_dir": failures_dir,
             "data": dataset_facts(path),
-            "lineage": dataset_lineage(config.dataset, path),
+            "lineage": dataset_lineage(config.dataset, path, parts),
             "run_dir": run_dir,
         },
         scaling_config=ScalingConfig(
