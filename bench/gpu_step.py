@@ -2,7 +2,8 @@
 
 The "paper" preset's UNetMotionModel with random weights, 512x512 (latent 64x64), 16 frames + the
 reference = 17. Before any timing, "merged" is checked against "paired" in float32 (one PISA layer,
-one UNet forward). Then, per attention (stock: the reference is just a 17th frame; pisa-paired;
+one UNet forward), and the layer's bf16-autocast output and input gradient (the kernels training
+runs) against float32, merged within 2x paired's error. Then, per attention (stock: the reference is just a 17th frame; pisa-paired;
 pisa-merged), with and without gradient checkpointing:
   train: the project's `training_step` on one pre-encoded video (GIRL loss under bf16 autocast over
          float32 weights, backward, gradient clipping, AdamW over the trainable parameters);
@@ -168,7 +169,8 @@ def check_exactness(unet: torch.nn.Module, frames: int, latent: int, device: tor
             set_attention(unet, f"pisa-{implementation}", frames)
             outputs[implementation] = (unet.attn_processors[key](attn, x), unet(**inputs).sample)
     (layer_paired, unet_paired), (layer_merged, unet_merged) = outputs["paired"], outputs["merged"]
-    return {
+    low = low_precision_errors(unet, key, attn, x, frames)
+    return low | {
         "layer": key.removesuffix(".processor"),
         "layer_tokens": latent * latent,
         "layer_max_abs_diff": (layer_merged - layer_paired).abs().max().item(),
@@ -176,6 +178,28 @@ def check_exactness(unet: torch.nn.Module, frames: int, latent: int, device: tor
         "unet_max_abs_diff": (unet_merged - unet_paired).abs().max().item(),
         "unet_max_abs_output": unet_paired.abs().max().item(),
     }
+
+
+def low_precision_errors(unet: torch.nn.Module, key: str, attn: torch.nn.Module, x: torch.Tensor, frames: int) -> dict:
+    """The layer in bf16 autocast (the kernels training uses: FlashAttention-2 on a GPU), output and input
+    gradient, each implementation's max error against paired in float32; merged may be up to 2x paired's
+    (it rounds two partial outputs where paired rounds one; tests/test_pisa.py bounds it the same way)."""
+    upstream = torch.randn_like(x)
+    results = {}
+    for implementation, autocast in (("paired", False), ("paired", True), ("merged", True)):
+        set_attention(unet, f"pisa-{implementation}", frames)
+        xg = x.clone().requires_grad_()
+        with exact_float32(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = unet.attn_processors[key](attn, xg)
+            (grad,) = torch.autograd.grad((out.float() * upstream).sum(), xg)
+        results[implementation, autocast] = out.detach().float(), grad
+    reference_out, reference_grad = results["paired", False]
+    errors = {}
+    for implementation in ("paired", "merged"):
+        out, grad = results[implementation, True]
+        errors[f"bf16_{implementation}_out_error"] = (out - reference_out).abs().max().item()
+        errors[f"bf16_{implementation}_grad_error"] = (grad - reference_grad).abs().max().item()
+    return errors
 
 
 def training_batch(unet: torch.nn.Module, frames: int, latent: int, device: torch.device) -> TrainingBatch:
@@ -347,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {what}: max|merged - paired| = {diff:.2e} (max|paired| = {exactness[f'{what}_max_abs_output']:.2e})", flush=True)
         if not diff <= EXACTNESS_TOLERANCE:  # `not <=` also catches NaN
             print(f"WARNING: {what} merged vs paired differ by {diff:.2e} > {EXACTNESS_TOLERANCE:g}: NOT EXACT", flush=True)
+    for what in ("out", "grad"):
+        paired, merged = exactness[f"bf16_paired_{what}_error"], exactness[f"bf16_merged_{what}_error"]
+        print(f"  layer bf16 {what}: max error vs float32, paired {paired:.2e}, merged {merged:.2e}", flush=True)
+        if not merged <= 2 * paired:
+            print(f"WARNING: merged bf16 {what} error {merged:.2e} is over 2x paired's {paired:.2e}", flush=True)
 
     precision = "bf16 autocast" if setup.train_precision == "bf16" else "float32"
     print(f"[3/4] training step, {precision}, {setup.warmup} warm-up + {setup.repeats} timed per configuration ...", flush=True)
