@@ -165,11 +165,6 @@ def _merge(a_out: torch.Tensor, a_lse: torch.Tensor, b_out: torch.Tensor, b_lse:
     return torch.lerp(b_out.to(acc), a_out.to(acc), a_weight)
 
 
-def _heads_first(x: torch.Tensor) -> torch.Tensor:
-    """(batch, tokens, heads, head_dim) -> (batch, heads, tokens, head_dim), as the kernels take it (a view)."""
-    return x.transpose(1, 2)
-
-
 class _MergedPISA(torch.autograd.Function):
     """PISA's attention core on per-head q, k, v of shape (b, f, T, heads, d), reference last; returns the same shape.
 
