@@ -25,7 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="Evaluation run ids or names (the newest run of a name).")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="Evaluation run ids, names (the newest run of a name) or registered versions (models:/NAME/VERSION, "
+        "models:/NAME@champion: the version's newest evaluation).",
+    )
     parser.add_argument("--mlflow-tracking-uri", required=True, help="Where the runs are, e.g. sqlite:///mlflow.db.")
     parser.add_argument("--experiment", default=None, help="Look names up in this experiment only (default: all).")
     parser.add_argument("--output-dir", default="comparison", help="Where comparison.txt/.json/.png go.")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the services and Ray are imported when the demo runs, not b
     from jobs.local_services import LocalMlflowServer
 
 RUN_NAME = "demo"
+REGISTERED_MODEL = "videomaker-demo"  # the train job registers its final checkpoint as a version of it
 JOBS = ("preprocess", "train", "evaluate", "compare")
 SERVICE_LABELS = {"ray-head": "a Ray head", "mlflow-server": "an MLflow server (sqlite)"}
 EVAL_EXPERIMENT = "videomaker-eval"
@@ -48,8 +49,10 @@ class DemoResult:
     samples: int
     quarantined: int
     checkpoint: str
+    registered: str  # models:/videomaker-demo/VERSION: the same weights from the Model Registry
     evaluation: str
     comparison: str
+    runs_table: str | None  # the evaluation experiment's runs table in the MLflow UI
     job_ids: dict[str, str]
     wall_s: float
 
@@ -148,8 +151,12 @@ class DemoChain:
         self.job_ids[label] = job.job_id
 
     def run(self, train_steps: int, ray_address: str) -> DemoResult:
+        import mlflow
+
         from pipelines.evaluation.nightly import newest_checkpoint
         from pipelines.preprocess.synthetic import make_corpus
+        from pipelines.registry import resolve
+        from pipelines.tracking import runs_table_url
 
         _say(self.out, "making the synthetic corpus")
         corpus = make_corpus(self.output / "corpus", **CORPUS)
@@ -185,8 +192,13 @@ class DemoChain:
             self.mlflow,
             "--set",
             f"max_steps={train_steps}",
+            "--set",
+            f"tracking.registered_model={REGISTERED_MODEL}",  # the final checkpoint as a Model Registry version
+            "--set",
+            "tracking.register_checkpoints=final",
         )
         checkpoint = newest_checkpoint(runs / RUN_NAME)
+        registered = resolve(f"models:/{REGISTERED_MODEL}/latest", self.mlflow).uri
 
         benchmark = write_benchmark_from_dataset(dataset, self.output / "benchmark")
         evaluation = self.output / "eval" / "trained"
@@ -229,8 +241,10 @@ class DemoChain:
             samples,
             quarantined,
             str(checkpoint),
+            registered,
             str(evaluation),
             str(comparison / "comparison.txt"),
+            runs_table_url(self.mlflow, mlflow.MlflowClient(self.mlflow).get_experiment_by_name(EVAL_EXPERIMENT).experiment_id),
             self.job_ids,
             0.0,
         )
@@ -282,8 +296,10 @@ def _report(result: DemoResult, mlflow_server: LocalMlflowServer | None, out: Te
         f"MLflow:      {result.mlflow_tracking_uri} (experiments videomaker-curation, videomaker-train, {EVAL_EXPERIMENT})",
         f"dataset:     {result.dataset} ({result.samples} samples; {result.quarantined} quarantined, see ../quarantine)",
         f"checkpoint:  {result.checkpoint}",
+        f"registered:  {result.registered} (generate/evaluate/nightly/compare take this URI)",
         f"evaluation:  {result.evaluation} (videos/<set>/grid.html, scores/samples.parquet)",
         f"comparison:  {result.comparison} (.json, .png beside it)",
+        *([f"runs table:  {result.runs_table}"] if result.runs_table else []),
         f"took {result.wall_s:.0f} s",
     ]
     if mlflow_server is not None:

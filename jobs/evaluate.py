@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_checkpoint: bool = Tr
             "--checkpoint",
             help="VideoMaker weights to evaluate; overrides method.checkpoint: a checkpoint "
             "directory, or the authors' released .bin (a file, a directory holding "
-            "one, or hf:SugerWu/VideoMaker/<file>; with --models-dir its staged copy).",
+            "one, or hf:SugerWu/VideoMaker/<file>; with --models-dir its staged copy), or a registered "
+            "version (models:/NAME/VERSION, models:/NAME@ALIAS; the registry is --mlflow-tracking-uri).",
         )
     parser.add_argument("--run-name", help="MLflow run name (default: the method name); overrides the config.")
     parser.add_argument("--mlflow-tracking-uri", help="e.g. sqlite:///mlflow.db or http://127.0.0.1:5000; overrides the config.")

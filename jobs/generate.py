@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from jobs.config import add_models_dir_argument
@@ -27,7 +29,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="Trained weights: a checkpoint directory of this project (switches are read from it), or "
         "the authors' released weights as a local .bin file, a directory holding one, or "
         "hf:SugerWu/VideoMaker/human_pytorch_model.bin (object_pytorch_model.bin for objects; "
-        "they fit --preset paper). See docs/inference.md.",
+        "they fit --preset paper), or a registered version: models:/NAME/VERSION, models:/NAME@ALIAS "
+        "(with --mlflow-tracking-uri). See docs/inference.md.",
+    )
+    parser.add_argument(
+        "--mlflow-tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="The Model Registry a models:/ checkpoint is read from (default: $MLFLOW_TRACKING_URI).",
     )
     add_models_dir_argument(parser)
     parser.add_argument(
@@ -71,8 +79,17 @@ def run(args: argparse.Namespace) -> int:
         from jobs.staging import resolve_weight
 
         checkpoint = resolve_weight(checkpoint, args.models_dir)  # the staged copy of the hub file
-    logger.info("Loading preset %s", args.preset)
-    pipe = VideoMakerPipeline.from_preset(args.preset, checkpoint=checkpoint, device=args.device, dtype=getattr(torch, args.dtype))
+    registered = None
+    with tempfile.TemporaryDirectory(prefix="videomaker-generate-") as scratch:
+        if checkpoint is not None and checkpoint.startswith("models:/"):
+            from pipelines.registry import download_checkpoint, resolve
+
+            registered = resolve(checkpoint, args.mlflow_tracking_uri)
+            checkpoint = download_checkpoint(registered.uri, args.mlflow_tracking_uri, scratch)
+        logger.info("Loading preset %s", args.preset)
+        pipe = VideoMakerPipeline.from_preset(args.preset, checkpoint=checkpoint, device=args.device, dtype=getattr(torch, args.dtype))
+    if registered is not None:  # the sidecars name the version, not the temporary download
+        pipe.checkpoint = registered.uri
     out = pipe(
         [reference] * len(args.prompt),
         args.prompt,

@@ -1,11 +1,18 @@
-"""`videomaker nightly`: evaluate a training run's newest checkpoint and gate it against a pinned baseline.
+"""`videomaker nightly`: evaluate the newest checkpoint and gate it against a baseline.
+
+Two ways to name what is gated:
+  --train-run DIR --baseline RUN   the newest checkpoint Ray Train wrote in DIR, against evaluation run RUN;
+  --model NAME [--promote]         registered model NAME's `candidate` alias (else its newest version),
+                                   against its `champion` alias's evaluation; --promote moves `champion`
+                                   to the candidate when the gate passes (a failing gate never moves it).
 
 Exits 3 when a metric falls by more than its tolerance beyond its 95 % confidence interval (the
 verdict names every such metric), 0 when the gate passes, 1 when the evaluation itself failed and
-2 on bad input (jobs/entry.py); the verdict is also written to the MLflow run.
+2 on bad input (jobs/entry.py); the verdict is also written to the MLflow run (and the version).
 
     videomaker nightly --config jobs/configs/eval_paper.yaml --train-run /ckpt/videomaker-paper \\
         --baseline videomaker-paper-v1 --tolerance clip_t=0.005
+    videomaker nightly --config jobs/configs/eval_paper.yaml --model videomaker-paper --promote
 """
 
 from __future__ import annotations
@@ -39,8 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_evaluate_arguments(parser, with_checkpoint=False)
     # Required to run, checked in run(): `--print-config` needs neither.
-    parser.add_argument("--train-run", help="Training run folder (TrainConfig storage_path/run_name); required.")
-    parser.add_argument("--baseline", help="Pinned baseline evaluation run (id or name); required.")
+    # One of --train-run / --model is required, checked in run(): `--print-config` needs neither.
+    parser.add_argument("--train-run", help="Training run folder (TrainConfig storage_path/run_name): gate its newest checkpoint.")
+    parser.add_argument("--model", help="Registered model: gate its `candidate` (else newest) version against `champion`.")
+    parser.add_argument(
+        "--baseline", help="Baseline evaluation run (id, name or models:/ URI); required with --train-run, overrides champion with --model."
+    )
+    parser.add_argument("--promote", action="store_true", help="With --model: move `champion` to the candidate when the gate passes.")
     parser.add_argument(
         "--tolerance",
         type=_tolerance,
@@ -61,19 +73,39 @@ def run(args: argparse.Namespace) -> int:
     config = job_config(EvaluationConfig, args, flags_of(args))
     if config is None:  # --print-config
         return 0
-    missing = [flag for flag, value in (("--train-run", args.train_run), ("--baseline", args.baseline)) if not value]
-    if missing:
-        raise ValueError(f"the following arguments are required: {', '.join(missing)}.")
-    verdict, result = run_nightly(
-        config,
-        train_run=args.train_run,
-        baseline=args.baseline,
-        tolerances=dict(args.tolerance),
-        ema=args.ema,
-        progress=not args.no_progress,
-    )
+    if bool(args.train_run) == bool(args.model):
+        raise ValueError("Give one of --train-run DIR (with --baseline RUN) or --model NAME.")
+    if args.train_run and not args.baseline:
+        raise ValueError("the following arguments are required: --baseline (with --train-run).")
+    if args.model and args.ema:
+        raise ValueError("--ema gates a training folder's EMA weights; with --model, register the weights to gate and drop --ema.")
+    if args.promote and not args.model:
+        raise ValueError("--promote moves the `champion` alias of a registered model: use it with --model.")
+    if args.model:
+        from pipelines.evaluation.nightly import run_registry_nightly
+
+        verdict, result = run_registry_nightly(
+            config,
+            model=args.model,
+            baseline=args.baseline,
+            tolerances=dict(args.tolerance),
+            promote=args.promote,
+            progress=not args.no_progress,
+        )
+    else:
+        verdict, result = run_nightly(
+            config,
+            train_run=args.train_run,
+            baseline=args.baseline,
+            tolerances=dict(args.tolerance),
+            ema=args.ema,
+            progress=not args.no_progress,
+        )
     from jobs.entry import ExitCode, failures_exit_code
 
+    if result is None:  # the candidate already is the champion
+        print(verdict.report)
+        return ExitCode.OK
     report(result)
     print(verdict.report)
     print(verdict.summary())

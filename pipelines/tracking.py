@@ -36,10 +36,18 @@ def ensure_experiment(tracking_uri: str, name: str, *, output_dir: str, artifact
     return experiment.experiment_id
 
 
-# MLflow 3's UI opens an experiment by this tag: without it, a videomaker experiment opened in the GenAI
-# overview (traces, judges) instead of the runs table with params, metrics and datasets.
+# MLflow 3's kind for experiments of training runs. MLflow 3.17's UI does not route by it (its GenAI /
+# Model training switch does, GenAI in a fresh browser): links to the runs table carry the switch
+# (`runs_table_url`); the tag still tells other readers of the store what the experiment holds.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_RUNS_KIND = "custom_model_development"
+
+
+def runs_table_url(tracking_uri: str, experiment_id: str) -> str | None:
+    """The UI's page of an experiment's runs table in Model training mode; None without a tracking server."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 # Tag names every job sets, so runs are found by the same keys whichever job wrote them.
@@ -55,6 +63,9 @@ SET_TAG = "videomaker.set"
 NIGHTLY_VERDICT_TAG = "nightly.verdict"
 NIGHTLY_BASELINE_TAG = "nightly.baseline_run_id"
 NIGHTLY_FAILED_TAG = "nightly.failed_metrics"
+NIGHTLY_RUN_TAG = "nightly.run_id"  # on a registered version: the evaluation run its verdict came from
+NIGHTLY_CHAMPION_TAG = "nightly.champion_version"  # on a registered version: the champion it was gated against
+NIGHTLY_PROMOTED_TAG = "nightly.promoted"
 LATEST_CHECKPOINT_TAG = "checkpoint.latest"
 # Lineage: the run that made what this run consumed.
 CURATION_RUN_TAG = "videomaker.curation_run_id"  # on a training run: the preprocess run of its dataset

@@ -279,8 +279,13 @@ def test_write_resolved_writes_config_yaml_locally_and_by_uri(tmp_path):
 def test_nightly_prints_its_config_without_a_train_run_but_needs_one_to_run(capsys):
     printed = print_config(capsys, "nightly", "--benchmark", "b.csv", "--output-dir", "o", "--print-config")
     assert yaml.safe_load(printed)["benchmark"] == "b.csv"
-    err = refusal(capsys, "nightly", "--benchmark", "b.csv", "--output-dir", "o", "--baseline", "v1")
-    assert "--train-run" in err and "--baseline" not in err.split("required:")[-1]
+    common = ("nightly", "--benchmark", "b.csv", "--output-dir", "o")
+    err = refusal(capsys, *common, "--baseline", "v1")
+    assert "--train-run" in err and "--model" in err  # the two ways to name what is gated
+    assert "required: --baseline" in refusal(capsys, *common, "--train-run", "/runs/r")
+    assert "Give one of" in refusal(capsys, *common, "--train-run", "/runs/r", "--model", "m")
+    assert "--promote" in refusal(capsys, *common, "--train-run", "/runs/r", "--baseline", "v1", "--promote")
+    assert "--ema" in refusal(capsys, *common, "--model", "m", "--ema")
 
 
 def test_flags_override_the_config_in_print(capsys):
@@ -301,3 +306,13 @@ def test_flags_override_the_config_in_print(capsys):
     )
     config = yaml.safe_load(printed)
     assert (config["manifest"], config["face_protocol"], config["expected_frames"]) == ("m.csv", "corrected", 8)
+
+
+def test_checkpoint_registration_is_checked_with_the_config():
+    from pipelines.training.config import TrackingConfig
+
+    assert TrackingConfig(mlflow_tracking_uri="sqlite:///m.db", registered_model="vm").register_checkpoints == "every"
+    with pytest.raises(ValueError, match="`tracking.register_checkpoints` is 'last'; expected `every` or `final`"):
+        TrackingConfig(mlflow_tracking_uri="sqlite:///m.db", registered_model="vm", register_checkpoints="last")
+    with pytest.raises(ValueError, match="`tracking.registered_model` needs `tracking.mlflow_tracking_uri`"):
+        TrackingConfig(registered_model="vm")

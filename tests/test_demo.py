@@ -127,6 +127,15 @@ def test_demo_runs_preprocess_train_evaluate_compare_as_ray_jobs(tmp_path):
     benchmark_file = Path(json.loads(benchmark_input.dataset.source)["uri"])
     assert benchmark_input.dataset.digest == hashlib.sha256(benchmark_file.read_bytes()).hexdigest()[:16]
 
+    # The final checkpoint is a version of the demo's registered model: metadata as tags, weights as artifacts.
+    name, version_number = summary["registered"].removeprefix("models:/").split("/")
+    version = client.get_model_version(name, version_number)
+    assert version.run_id == training.info.run_id and version.source == f"runs:/{training.info.run_id}/checkpoints/checkpoint_00000002"
+    assert (version.tags["videomaker.preset"], version.tags["videomaker.step"]) == ("tiny", "2")
+    (registered_weights,) = (output / "mlflow" / "artifacts").rglob(f"{training.info.run_id}/artifacts/checkpoints/*/trainable.safetensors")
+    assert registered_weights.read_bytes() == (checkpoint / "trainable.safetensors").read_bytes()
+    assert f"registered:  {summary['registered']}" in out
+
     # Only what the demo started is stopped, and it is stopped; the empty home stayed empty of Ray state.
     assert not listening(summary["ray_address"]) and not listening(summary["mlflow_tracking_uri"])
     assert not (home / ".ray").exists()

@@ -23,6 +23,7 @@ from pipelines.evaluation.benchmarks import (
 )
 from pipelines.evaluation.generation import is_complete, write_item
 from processes import kill_tree
+from tracking_checks import assert_whole_config_logged
 
 SUBJECTS = [  # two subjects per set, as the acceptance run asks
     ("ann", "celebrity", "person", "astronaut"),
@@ -329,6 +330,8 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
     resolved = validate(EvaluationConfig, yaml.safe_load((base / "config.yaml").read_text()))
     assert (resolved.seeds, resolved.method.preset, resolved.benchmark) == ([0, 1], "tiny", str(benchmark))
     assert "config.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    logged_config = Path(client.download_artifacts(parent.info.run_id, "config.yaml", str(tmp_path / "logged"))).read_text()
+    assert_whole_config_logged(parent.data.params, logged_config, summarised=("method.switches",))  # switches: one JSON value
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(c.data.tags["videomaker.set"] for c in children) == ["celebrity", "non_celebrity", "object"]
     samples = __import__("pyarrow.parquet", fromlist=["x"]).read_table(base / "scores" / "samples.parquet").to_pylist()

@@ -19,7 +19,9 @@ def test_ci_runs_exactly_the_readme_test_command():
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if line and not line.startswith(("#", "set ", "cd ", "export ", "unset ", "fresh_home="))
     ]
-    assert ci_lines == [test_command]  # the rest only sets up the fresh machine's environment
+    browser = [line for line in ci_lines if line.startswith("command -v chromium ")]  # tests/browser.py's Chromium, if missing
+    assert len(browser) == 1 and "apt-get install -y -q chromium;" in browser[0]
+    assert [line for line in ci_lines if line not in browser] == [test_command]  # the rest only sets up the fresh machine
     steps = [step.strip() for step in test_command.split("&&")]
     assert steps[-3:] == ["uv run --no-sync ruff check .", "uv run --no-sync ruff format --check .", "uv run --no-sync pytest"]
     assert main_job.endswith("uv run videomaker demo")  # run by tests/test_demo.py

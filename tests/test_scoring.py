@@ -15,6 +15,7 @@ from PIL import Image
 from metrics.records import RECORD_SCHEMA
 from pipelines.scoring.manifest import read_score_manifest
 from test_metric_backends import panning_video, two_faces, write_mp4
+from tracking_checks import assert_whole_config_logged
 
 
 def write_manifest(path, rows):
@@ -185,6 +186,7 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     assert logged == {f"scores/{name}" for name in ("records.parquet", "records.csv", "aggregates.json", "aggregates.csv")}
     config_text = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))).read_text()
     assert yaml.safe_load(config_text)["manifest"] == str(manifest)
+    assert_whole_config_logged(run.data.params, config_text)
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.name == "manifest" and dataset.dataset.digest == hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
     assert str(manifest) in dataset.dataset.source and dataset.tags[0].value == "scoring"

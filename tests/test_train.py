@@ -18,6 +18,7 @@ from pipelines.training.config import ReferenceAugmentation, TrainConfig
 from pipelines.training.data import augment_reference
 from pipelines.training.loop import step_seed
 from processes import kill_tree
+from tracking_checks import assert_whole_config_logged
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -303,6 +304,7 @@ def test_the_ray_job_trains_through_videomaker_training_steps_and_saves_its_reso
     for where, text in saved.items():
         assert validate(TrainConfig, yaml.safe_load(text)) == config, where
         assert text == to_yaml(config), where
+    assert_whole_config_logged(run.data.params, saved["mlflow"])
     assert yaml.safe_load(saved["checkpoint"])["optimizer"]["grad_accumulation"] == 2
     assert run.data.params["optimizer.grad_accumulation"] == "2" and run.data.params["data.reference_mode"] == "shp"
 

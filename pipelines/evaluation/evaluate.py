@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pyarrow as pa
 
@@ -24,6 +24,7 @@ from pipelines.configs import write_resolved
 from pipelines.evaluation.benchmarks import BenchmarkItem, benchmark_items, read_benchmark_manifest
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import FRAME_SUFFIXES, GenerationSummary, generate_items, item_stem
+from pipelines.registry import is_model_uri
 from pipelines.scoring.dataflow import score_videos, write_results
 from videomaker import storage
 
@@ -52,6 +53,22 @@ def _identity(config: EvaluationConfig) -> dict:
     generation = asdict(config.generation)
     generation.pop("device")  # the same model on another device makes the same videos
     return {"method": asdict(config.method), "generation": generation}
+
+
+def pin_registered_checkpoint(config: EvaluationConfig) -> EvaluationConfig:
+    """`models:/NAME@ALIAS` (or `latest`) -> `models:/NAME/VERSION`, read once: every actor, the resume
+    guard and the MLflow run then see one version even if the alias moves during the evaluation."""
+    checkpoint = config.method.checkpoint
+    if config.method.kind != "videomaker" or not is_model_uri(checkpoint):
+        return config
+    from pipelines.registry import resolve
+
+    if not config.mlflow_tracking_uri:
+        raise ValueError(f"`method.checkpoint` {checkpoint!r} is read from MLflow's Model Registry: set `mlflow_tracking_uri`.")
+    pinned = resolve(checkpoint, config.mlflow_tracking_uri).uri
+    if pinned != checkpoint:
+        logger.info("%s is %s", checkpoint, pinned)
+    return replace(config, method=replace(config.method, checkpoint=pinned))
 
 
 def check_output_dir(config: EvaluationConfig) -> None:
@@ -113,8 +130,9 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     started = time.perf_counter()
     storage.check_access(config.benchmark, argument="`benchmark`")  # unreachable storage fails before any work
     storage.check_access(config.output_dir, argument="`output_dir`", write=True)
+    config = pin_registered_checkpoint(config)
     for argument, location in (("`method.checkpoint`", config.method.checkpoint), ("`method.videos`", config.method.videos)):
-        if location:
+        if location and not is_model_uri(location):
             storage.check_access(location, argument=argument)
     subjects = read_benchmark_manifest(config.benchmark)  # every bad row is reported before any work
     items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)

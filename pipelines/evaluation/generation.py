@@ -93,10 +93,12 @@ class GenerateBatch:
     IP-Adapter-FaceID) costs only that item; failed items have no sidecar and are retried on re-run.
     """
 
-    def __init__(self, method: MethodConfig, settings: GenerationSettings, videos_dir: str, lossless: bool = True) -> None:
+    def __init__(
+        self, method: MethodConfig, settings: GenerationSettings, videos_dir: str, lossless: bool = True, tracking_uri: str | None = None
+    ) -> None:
         from pipelines.evaluation.methods import VideoGenerator
 
-        self.generator = VideoGenerator(method, settings)
+        self.generator = VideoGenerator(method, settings, tracking_uri)
         self.settings = settings
         self.videos_dir = videos_dir
         self.lossless = lossless
@@ -163,6 +165,7 @@ def generate_items(
             "settings": config.generation,
             "videos_dir": str(videos_dir),
             "lossless": "lossless" in (config.embedding_frames, config.dd_frames),
+            "tracking_uri": config.mlflow_tracking_uri,  # the registry of a models:/ checkpoint
         },
         **config.generators.map_batches_options(),
     )

@@ -23,17 +23,29 @@ class GeneratedBatch:
 class VideoGenerator:
     """A loaded method: references + prompts + seeds -> videos, with docs/method.md, section 6 sampler settings."""
 
-    def __init__(self, method: MethodConfig, settings: GenerationSettings) -> None:
+    def __init__(self, method: MethodConfig, settings: GenerationSettings, tracking_uri: str | None = None) -> None:
         self.method = method
         self.settings = settings
         dtype = _DTYPES[settings.dtype]
         self.face_embedder = None
         if method.kind == "videomaker":
+            from pipelines.registry import download_checkpoint, is_model_uri
             from videomaker.pipeline import VideoMakerPipeline
 
-            self.pipe = VideoMakerPipeline.from_preset(
-                method.preset, checkpoint=method.checkpoint, device=settings.device, dtype=dtype, switches=method.switches
-            )
+            checkpoint = method.checkpoint
+            if is_model_uri(checkpoint):  # each actor fetches the version from the registry: no shared disk needed
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix="videomaker-version-") as scratch:
+                    local = download_checkpoint(checkpoint, tracking_uri, scratch)
+                    self.pipe = VideoMakerPipeline.from_preset(
+                        method.preset, checkpoint=local, device=settings.device, dtype=dtype, switches=method.switches
+                    )
+                self.pipe.checkpoint = checkpoint  # sidecars name the version, not the download
+            else:
+                self.pipe = VideoMakerPipeline.from_preset(
+                    method.preset, checkpoint=checkpoint, device=settings.device, dtype=dtype, switches=method.switches
+                )
         else:
             from videomaker.baselines import IPAdapterBaseline
 

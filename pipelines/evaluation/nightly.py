@@ -1,4 +1,5 @@
-"""The nightly gate: evaluate a training run's newest checkpoint and compare it with a pinned baseline run.
+"""The nightly gate: evaluate a training run's newest checkpoint and compare it with a pinned baseline
+run, or a registered model's `candidate` with its `champion` (and move `champion` on a pass).
 
 A metric fails when it falls by more than its tolerance beyond its confidence interval (the upper
 end of the 95 % CI of candidate - baseline is below -tolerance; see `metrics.deltas.regressions`).
@@ -14,11 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metrics.deltas import MetricDelta, Regression, regressions
+from pipelines import registry
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.evaluate import EvaluationResult, run_evaluation
 from pipelines.evaluation.run_deltas import compare_records
 from pipelines.evaluation.runs import find_evaluation_run, load_samples
-from pipelines.tracking import NIGHTLY_BASELINE_TAG, NIGHTLY_FAILED_TAG, NIGHTLY_VERDICT_TAG
+from pipelines.registry import CANDIDATE, CHAMPION
+from pipelines.tracking import (
+    NIGHTLY_BASELINE_TAG,
+    NIGHTLY_CHAMPION_TAG,
+    NIGHTLY_FAILED_TAG,
+    NIGHTLY_PROMOTED_TAG,
+    NIGHTLY_RUN_TAG,
+    NIGHTLY_VERDICT_TAG,
+)
 from videomaker import storage
 
 logger = logging.getLogger(__name__)
@@ -68,10 +78,12 @@ class NightlyVerdict:
     regressions: list[Regression]
     deltas: list[MetricDelta]
     report: str
+    promoted: bool = False  # `--model ... --promote`: champion moved to the checkpoint
 
     def summary(self) -> str:
         if self.passed:
-            return f"NIGHTLY PASS: {self.checkpoint} holds against baseline run {self.baseline_run_id}."
+            moved = f" {CHAMPION} now points to it." if self.promoted else ""
+            return f"NIGHTLY PASS: {self.checkpoint} holds against baseline run {self.baseline_run_id}.{moved}"
         lines = [f"NIGHTLY FAIL: {self.checkpoint} regressed against baseline run {self.baseline_run_id}:"]
         return "\n".join(lines + [f"  {r.message}" for r in self.regressions])
 
@@ -98,25 +110,11 @@ def _log_verdict(verdict: NightlyVerdict, tracking_uri: str) -> None:
     )
 
 
-def run_nightly(
-    config: EvaluationConfig,
-    *,
-    train_run: str | Path,
-    baseline: str,
-    tolerances: dict[str, float] | None = None,
-    ema: bool = False,
-    progress: bool = True,
+def _gate(
+    config: EvaluationConfig, checkpoint: str, name: str, baseline_run, tolerances: dict[str, float] | None, progress: bool
 ) -> tuple[NightlyVerdict, EvaluationResult]:
-    """Evaluate the newest checkpoint of `train_run` into `config.output_dir/<checkpoint>`, then gate it."""
-    if not config.mlflow_tracking_uri:
-        raise ValueError("The nightly check needs `mlflow_tracking_uri`: the baseline run is read from MLflow.")
+    """Evaluate `checkpoint` into `config.output_dir/<name>` as run `nightly-<name>` and compare it with `baseline_run`."""
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    baseline_run = find_evaluation_run(
-        baseline, tracking_uri=config.mlflow_tracking_uri, experiment=config.mlflow_experiment
-    )  # fail fast before generating
-    checkpoint = newest_checkpoint(train_run, ema=ema)
-    checkpoint_name = storage.name(storage.parent(checkpoint)) if ema else storage.name(checkpoint)
-    name = f"{storage.name(train_run)}-{checkpoint_name}{'-ema' if ema else ''}"
     config = dataclasses.replace(
         config,
         method=dataclasses.replace(config.method, kind="videomaker", checkpoint=str(checkpoint)),
@@ -130,5 +128,97 @@ def run_nightly(
     deltas = comparison.deltas[config.run_name]
     found = regressions(deltas, tolerances)
     verdict = NightlyVerdict(not found, str(checkpoint), baseline_run.info.run_id, result.run_id, found, deltas, comparison.text())
+    return verdict, result
+
+
+def _needs_tracking(config: EvaluationConfig) -> None:
+    if not config.mlflow_tracking_uri:
+        raise ValueError("The nightly check needs `mlflow_tracking_uri`: the baseline run is read from MLflow.")
+
+
+def run_nightly(
+    config: EvaluationConfig,
+    *,
+    train_run: str | Path,
+    baseline: str,
+    tolerances: dict[str, float] | None = None,
+    ema: bool = False,
+    progress: bool = True,
+) -> tuple[NightlyVerdict, EvaluationResult]:
+    """Evaluate the newest checkpoint of `train_run` into `config.output_dir/<checkpoint>`, then gate it."""
+    _needs_tracking(config)
+    baseline_run = find_evaluation_run(
+        baseline, tracking_uri=config.mlflow_tracking_uri, experiment=config.mlflow_experiment
+    )  # fail fast before generating
+    checkpoint = newest_checkpoint(train_run, ema=ema)
+    checkpoint_name = storage.name(storage.parent(checkpoint)) if ema else storage.name(checkpoint)
+    name = f"{storage.name(train_run)}-{checkpoint_name}{'-ema' if ema else ''}"
+    verdict, result = _gate(config, checkpoint, name, baseline_run, tolerances, progress)
     _log_verdict(verdict, config.mlflow_tracking_uri)
+    return verdict, result
+
+
+def run_registry_nightly(
+    config: EvaluationConfig,
+    *,
+    model: str,
+    baseline: str | None = None,
+    tolerances: dict[str, float] | None = None,
+    promote: bool = False,
+    progress: bool = True,
+) -> tuple[NightlyVerdict, EvaluationResult | None]:
+    """Gate registered model `model`'s `candidate` (its newest version without one) against its `champion`.
+
+    The champion's newest evaluation is the baseline (`baseline`, a run id or name, overrides); a
+    champion never evaluated is evaluated first, with the same config. With `promote`, a pass moves
+    `champion` to the candidate; a fail never moves an alias. The verdict goes on the candidate's
+    evaluation run and on its version. When the candidate already is the champion nothing runs
+    (the result is None).
+    """
+    _needs_tracking(config)
+    tracking = config.mlflow_tracking_uri
+    candidate = registry.aliased_or_newest(model, CANDIDATE, tracking)
+    champion = registry.aliased(model, CHAMPION, tracking)
+    if champion is not None and champion.version == candidate.version and baseline is None:
+        verdict = NightlyVerdict(True, candidate.uri, "", None, [], [], f"{candidate.uri} already is {model}@{CHAMPION}; nothing to gate.")
+        return verdict, None
+    if baseline is not None:
+        baseline_run = find_evaluation_run(baseline, tracking_uri=tracking, experiment=config.mlflow_experiment)
+    elif champion is not None:
+        baseline_run = registry.find_version_evaluation(champion, tracking, config.mlflow_experiment)
+        if baseline_run is None:  # a champion set by hand: evaluate it with this config, once
+            logger.info("Nightly: %s has no evaluation yet; evaluating it as the baseline", champion.uri)
+            champion_config = dataclasses.replace(
+                config,
+                method=dataclasses.replace(config.method, kind="videomaker", checkpoint=champion.uri),
+                output_dir=storage.join(config.output_dir, f"{model}-v{champion.version}"),
+                run_name=f"{model}-v{champion.version}",
+            )
+            baseline_run = find_evaluation_run(run_evaluation(champion_config, progress=progress).run_id, tracking_uri=tracking)
+    else:
+        raise ValueError(
+            f"Registered model {model!r} has no `{CHAMPION}` alias to gate {candidate.uri} against: pass --baseline RUN, or set "
+            f"the alias on the version you trust (MLflow UI: the version's Aliases, or "
+            f"MlflowClient().set_registered_model_alias({model!r}, {CHAMPION!r}, VERSION))."
+        )
+    verdict, result = _gate(config, candidate.uri, f"{model}-v{candidate.version}", baseline_run, tolerances, progress)
+    if verdict.passed and promote:
+        registry.set_alias(candidate, CHAMPION, tracking)
+        verdict.promoted = True
+    _log_verdict(verdict, tracking)
+    registry.record_verdict(
+        candidate,
+        tracking,
+        {
+            NIGHTLY_VERDICT_TAG: "pass" if verdict.passed else "fail",
+            NIGHTLY_RUN_TAG: verdict.candidate_run_id,
+            NIGHTLY_BASELINE_TAG: verdict.baseline_run_id,
+            NIGHTLY_CHAMPION_TAG: champion.version if champion is not None else "",
+            NIGHTLY_FAILED_TAG: ",".join(f"{r.set}.{r.metric}" for r in verdict.regressions),
+            NIGHTLY_PROMOTED_TAG: str(verdict.promoted).lower(),
+        },
+    )
+    import mlflow
+
+    mlflow.MlflowClient(tracking).set_tag(verdict.candidate_run_id, NIGHTLY_PROMOTED_TAG, str(verdict.promoted).lower())
     return verdict, result

@@ -20,6 +20,7 @@ from pipelines.configs import to_yaml
 from pipelines.evaluation.benchmarks import BenchmarkItem
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import GenerationSummary
+from pipelines.registry import find_version_evaluation, is_model_uri, registered_lineage, resolve
 from pipelines.tracking import (
     CHECKPOINT_TAG,
     FACE_PROTOCOL_TAG,
@@ -98,12 +99,14 @@ def log_evaluation(
                 FACE_PROTOCOL_TAG: config.face_protocol,
             }
             | checkpoint_lineage(method.checkpoint)  # the training run and step of the checkpoint, if ours
+            | registered_lineage(method.checkpoint, config.mlflow_tracking_uri)  # the same for a models:/ version
         )
         benchmark = file_dataset(
             storage.absolute(config.benchmark), name="benchmark", digest=content_digest(storage.read_bytes(config.benchmark))
         )
         mlflow.log_input(benchmark, context="benchmark", tags={"subjects": str(len({item.subject.subject_id for item in items}))})
-        params = flatten_params(
+        # Every key of the resolved config (dotted), then the summary the runs table is read by.
+        params = flatten_params(config) | flatten_params(
             {
                 "method": method.name,
                 "kind": method.kind,
@@ -124,7 +127,7 @@ def log_evaluation(
         params |= {f"generation.{k}": v for k, v in config.as_params().items() if k.startswith("generation.")}
         params |= backend_params(records)
         mlflow.log_params(params)
-        mlflow.log_text(to_yaml(config), "config.yaml")  # every key, where the params above keep a summary
+        mlflow.log_text(to_yaml(config), "config.yaml")  # the same keys, to re-run exactly this evaluation
         metrics = {"generated": generation.generated, "skipped": generation.skipped, "failed": len(generation.failed)}
         for row in aggregates:
             metrics |= {f"{row['set']}.{key}": value for key, value in aggregate_metrics(row).items()}
@@ -161,13 +164,23 @@ def log_evaluation(
 
 
 def find_evaluation_run(reference: str, *, tracking_uri: str, experiment: str | None = None) -> Run:
-    """An evaluation's parent run by run id, or by run name (the newest of that name).
+    """An evaluation's parent run by run id, by run name (the newest of that name), or the newest
+    evaluation of a registered version (`models:/NAME/VERSION`, `models:/NAME@ALIAS`).
 
     Names are looked up in `experiment` when given, else in every experiment.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if is_model_uri(reference):  # a registered version: its newest evaluation
+        run = find_version_evaluation(resolve(reference, tracking_uri), tracking_uri, experiment)
+        if run is None:
+            raise ValueError(
+                f"No evaluation run of {reference!r} at {tracking_uri}"
+                + (f" in experiment {experiment!r}" if experiment else "")
+                + f"; evaluate it first (videomaker evaluate --checkpoint {reference})."
+            )
+        return run
     client = mlflow.MlflowClient(tracking_uri)
     try:
         run = client.get_run(reference)

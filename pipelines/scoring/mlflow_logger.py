@@ -39,8 +39,8 @@ def log_scoring(config: ScoringConfig, records: list[dict], aggregates: list[dic
             "dd_gif_frames": config.dd_gif_frames,
             "N": len(records),
         }
-        mlflow.log_params(flatten_params(summary) | backend_params(records))
-        mlflow.log_text(to_yaml(config), "config.yaml")  # every key, where the params keep a summary
+        mlflow.log_params(flatten_params(config) | flatten_params(summary) | backend_params(records))  # every config key, dotted
+        mlflow.log_text(to_yaml(config), "config.yaml")  # the same keys, to re-run exactly this scoring
         mlflow.log_input(file_dataset(storage.absolute(config.manifest), name="manifest", digest=manifest_digest), context="scoring")
         metrics = {"videos": float(len(records)), "errors": float(sum(r["status"] == "error" for r in records))}
         for row in aggregates:

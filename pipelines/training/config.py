@@ -146,14 +146,24 @@ class TrackingConfig:
         log_every_steps: Metrics to Ray Train and MLflow every N steps (and at the last step).
         mlflow_tracking_uri: MLflow from rank 0 (e.g. sqlite:///mlflow.db); null skips MLflow.
         mlflow_experiment: Experiment of the training run.
+        registered_model: Register checkpoints as versions of this MLflow registered model (weights,
+            metadata and config as the version's artifacts; `models:/NAME/VERSION` loads them); null
+            registers none.
+        register_checkpoints: `every` checkpoint written, or only the `final` one (at `max_steps`).
     """
 
     log_every_steps: int = 10
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "videomaker-train"
+    registered_model: str | None = None
+    register_checkpoints: str = "every"
 
     def __post_init__(self):
         _at_least_one("tracking", self, ("log_every_steps",))
+        if self.register_checkpoints not in ("every", "final"):
+            raise ValueError(f"`tracking.register_checkpoints` is {self.register_checkpoints!r}; expected `every` or `final`.")
+        if self.registered_model is not None and not self.mlflow_tracking_uri:
+            raise ValueError("`tracking.registered_model` needs `tracking.mlflow_tracking_uri`: versions live in MLflow's Model Registry.")
 
 
 @dataclass

@@ -210,8 +210,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             write_draws(run_dir, rank, progress.global_step, draws)
             draws.clear()
             ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=name)
-        if tracker is not None:
-            tracker.checkpoint(f"{config.run_dir}/{name}", progress.global_step)
+            if tracker is not None:  # rank 0: its copy of the checkpoint is still in `tmp`
+                tracker.checkpoint(f"{config.run_dir}/{name}", progress.global_step)
+                tracker.register(Path(tmp), name, progress.global_step, final=progress.global_step >= config.max_steps)
 
     def skip_nonfinite(loss: torch.Tensor) -> bool:
         return should_skip_batch(

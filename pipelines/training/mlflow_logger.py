@@ -39,6 +39,7 @@ class TrainingRunLogger:
         import mlflow
 
         self.mlflow = mlflow
+        self.config = config
         tracking = config.tracking
         experiment_id = ensure_experiment(tracking.mlflow_tracking_uri, tracking.mlflow_experiment, output_dir=config.storage_path)
         if progress.mlflow_run_id:
@@ -64,6 +65,28 @@ class TrainingRunLogger:
 
     def checkpoint(self, location: str, step: int) -> None:
         self.mlflow.set_tags({LATEST_CHECKPOINT_TAG: location, f"checkpoint.step_{step:08d}": location})
+
+    def register(self, directory: Path, name: str, step: int, *, final: bool) -> None:
+        """A version of `tracking.registered_model` from the checkpoint in `directory`, if the config asks for this one."""
+        tracking = self.config.tracking
+        if tracking.registered_model is None or (tracking.register_checkpoints == "final" and not final):
+            return
+        from dataclasses import asdict
+
+        from pipelines.registry import register_checkpoint
+
+        version = register_checkpoint(
+            tracking.mlflow_tracking_uri,
+            tracking.registered_model,
+            directory=directory,
+            run_id=self.run.info.run_id,
+            step=step,
+            preset=self.config.model.preset,
+            switches=asdict(self.config.model.switches),
+            run_name=self.config.run_name,
+            checkpoint_name=name,
+        )
+        self.mlflow.set_tag(f"registered.step_{step:08d}", version.uri)
 
     def validation_videos(self, components: VideoMakerComponents, config: TrainConfig, step: int) -> None:
         """Generate the fixed validation prompts from the fixed reference and log mp4 + GIF."""
