@@ -78,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if args.train_run and not args.baseline:
         raise ValueError("the following arguments are required: --baseline (with --train-run).")
     if args.model and args.ema:
-        raise ValueError("--ema gates a training folder's EMA weights; with --model, register the weights to gate and drop --ema.")
+        raise ValueError(
+            "--ema gates a training folder's EMA weights (--train-run DIR --ema); a registered version's EMA weights "
+            "cannot be gated yet: drop --ema."
+        )
     if args.promote and not args.model:
         raise ValueError("--promote moves the `champion` alias of a registered model: use it with --model.")
     if args.model:
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             baseline=args.baseline,
             tolerances=dict(args.tolerance),
             promote=args.promote,
+            allow_failures=args.allow_failures,
             progress=not args.no_progress,
         )
     else:

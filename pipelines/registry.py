@@ -6,8 +6,8 @@ whatever reads a checkpoint directory reads a downloaded version. Versions carry
 switches, step and training run as tags, and `models:/NAME/VERSION`, `models:/NAME@ALIAS` or
 `models:/NAME/latest` name them anywhere a checkpoint is taken.
 
-Each process that loads a version downloads it through MLflow (`download_checkpoint`), so nodes
-need only reach the tracking server, not the driver's disk.
+Each process that loads a version downloads it through MLflow (`download_checkpoint`), so with a
+tracking server that serves artifacts, nodes need only reach the server, not the driver's disk.
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +111,18 @@ def resolve(uri: str, tracking_uri: str | None) -> ModelVersionRef:
         else:
             found = client.get_model_version(name, version)
     except MlflowException as error:
+        if not _not_found(error):
+            raise
         raise ValueError(f"`checkpoint` {uri!r}: not found in the Model Registry at {tracking_uri} ({error.message}).") from None
     return ModelVersionRef(name=name, version=str(found.version), run_id=found.run_id, tags=dict(found.tags))
+
+
+# What MLflow answers for a model, version or alias that does not exist (a server that cannot be reached is another error).
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def _not_found(error) -> bool:
+    return getattr(error, "error_code", None) in _NOT_FOUND
 
 
 def _escape(text: str) -> str:
@@ -156,7 +171,9 @@ def register_checkpoint(
     client = _client(tracking_uri)
     try:
         client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as error:
+        if not _not_found(error):
+            raise
         client.create_registered_model(name, description="VideoMaker checkpoints registered by `videomaker train`.")
     for existing in client.search_model_versions(f"name = '{_escape(name)}' and run_id = '{run_id}'"):
         if existing.tags.get(STEP_TAG) == str(step):
@@ -201,8 +218,11 @@ def registered_lineage(checkpoint: str | None, tracking_uri: str | None) -> dict
     return tags
 
 
-def find_version_evaluation(ref: ModelVersionRef, tracking_uri: str, experiment: str | None = None):
-    """The newest evaluation run of a registered version (tagged by `registered_lineage`), or None."""
+def find_version_evaluation(
+    ref: ModelVersionRef, tracking_uri: str, experiment: str | None = None, *, accept: Callable[[Run], bool] | None = None
+) -> Run | None:
+    """The newest evaluation run of a registered version (tagged by `registered_lineage`) that `accept(run)`
+    (default: any), or None."""
     from pipelines.tracking import JOB_TAG
 
     client = _client(tracking_uri)
@@ -218,9 +238,9 @@ def find_version_evaluation(ref: ModelVersionRef, tracking_uri: str, experiment:
         experiment_ids,
         f"tags.`{JOB_TAG}` = 'evaluate' and {version}",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
+        max_results=1 if accept is None else 100,
     )
-    return runs[0] if runs else None
+    return next((run for run in runs if accept is None or accept(run)), None)
 
 
 def aliased(name: str, alias: str, tracking_uri: str) -> ModelVersionRef | None:
@@ -230,7 +250,9 @@ def aliased(name: str, alias: str, tracking_uri: str) -> ModelVersionRef | None:
     client = _client(tracking_uri)
     try:
         model = client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as error:
+        if not _not_found(error):
+            raise
         raise ValueError(f"No registered model {name!r} at {tracking_uri}; train with `tracking.registered_model={name}`.") from None
     version = model.aliases.get(alias)
     return resolve(f"{MODELS_PREFIX}{name}/{version}", tracking_uri) if version is not None else None
@@ -239,6 +261,11 @@ def aliased(name: str, alias: str, tracking_uri: str) -> ModelVersionRef | None:
 def aliased_or_newest(name: str, alias: str, tracking_uri: str) -> ModelVersionRef:
     """The version `alias` points to, else the model's newest version."""
     return aliased(name, alias, tracking_uri) or resolve(f"{MODELS_PREFIX}{name}/latest", tracking_uri)
+
+
+def delete_alias(ref: ModelVersionRef, alias: str, tracking_uri: str) -> None:
+    _client(tracking_uri).delete_registered_model_alias(ref.name, alias)
+    logger.info("%s@%s removed (it named version %s)", ref.name, alias, ref.version)
 
 
 def set_alias(ref: ModelVersionRef, alias: str, tracking_uri: str) -> None:

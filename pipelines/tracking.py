@@ -43,6 +43,13 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_RUNS_KIND = "custom_model_development"
 
 
+def absolute_tracking_uri(tracking_uri: str | None) -> str | None:
+    """A relative `sqlite:///mlflow.db` made absolute: Ray workers run in other working directories."""
+    if tracking_uri and tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(tracking_uri[len('sqlite:///') :]).resolve()}"
+    return tracking_uri
+
+
 def runs_table_url(tracking_uri: str, experiment_id: str) -> str | None:
     """The UI's page of an experiment's runs table in Model training mode; None without a tracking server."""
     if not tracking_uri.startswith(("http://", "https://")):

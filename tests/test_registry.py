@@ -170,13 +170,20 @@ def test_nightly_moves_champion_on_a_pass_and_never_on_a_fail(tmp_path, server, 
 
         client.set_registered_model_alias(MODEL, "champion", v1.version)
         client.set_registered_model_alias(MODEL, "candidate", v2.version)
+        code, out = nightly()  # a pass without --promote moves nothing
+        assert code == 0 and "NIGHTLY PASS" in out and "champion now points to it" not in out, out[-3000:]
+        assert client.get_model_version_by_alias(MODEL, "champion").version == v1.version
+        assert client.get_model_version(MODEL, v2.version).tags["nightly.promoted"] == "false"
+        first_baseline = client.get_model_version(MODEL, v2.version).tags["nightly.baseline_run_id"]
         code, out = nightly("--promote")
         assert code == 0, out[-3000:]
         assert "NIGHTLY PASS" in out and "champion now points to it" in out
         assert client.get_model_version_by_alias(MODEL, "champion").version == v2.version
+        assert "candidate" not in client.get_registered_model(MODEL).aliases  # consumed by the promotion
         passed = client.get_model_version(MODEL, v2.version).tags
         assert passed["nightly.verdict"] == "pass" and passed["nightly.promoted"] == "true"
         assert passed["nightly.champion_version"] == v1.version
+        assert passed["nightly.baseline_run_id"] == first_baseline  # the champion's evaluation, found again, not redone
         champion_eval = client.get_run(passed["nightly.baseline_run_id"])  # the champion, evaluated first
         assert champion_eval.data.tags["videomaker.model_version"] == v1.version
         candidate_run = client.get_run(passed["nightly.run_id"])

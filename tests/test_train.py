@@ -136,6 +136,10 @@ def train_command(dataset, storage, run_name, *sets):
     ]
 
 
+EVERY = ("tracking.registered_model=vm-every",)
+FINAL_ONLY = ("tracking.registered_model=vm-final", "tracking.register_checkpoints=final")
+
+
 def start(command):
     return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -185,16 +189,19 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
     # their start-ups are mostly single-threaded imports, so on 2 cores this costs little extra time.
     with open(tmp_path / "uninterrupted.log", "w") as reference_log:
         reference = subprocess.Popen(
-            train_command(dataset, tmp_path, "uninterrupted", *sets), start_new_session=True, stdout=reference_log, stderr=subprocess.STDOUT
+            train_command(dataset, tmp_path, "uninterrupted", *sets, *FINAL_ONLY),
+            start_new_session=True,
+            stdout=reference_log,
+            stderr=subprocess.STDOUT,
         )
-    job = start(train_command(dataset, tmp_path, "killed", *sets))
+    job = start(train_command(dataset, tmp_path, "killed", *sets, *EVERY))
     wait_for_registered_checkpoint(job, tmp_path / "killed")
     kill_tree(job)  # the driver, its Ray cluster and the training workers
     killed_at = registered_step(tmp_path / "killed")
     assert killed_at is not None and killed_at < 12, "the job finished before it could be killed"
     assert reference.wait(timeout=600) == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
 
-    resumed = subprocess.run(train_command(dataset, tmp_path, "killed", *sets), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(train_command(dataset, tmp_path, "killed", *sets, *EVERY), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     expected, got = losses_by_step(tmp_path, "uninterrupted"), losses_by_step(tmp_path, "killed")
     assert sorted(expected) == list(range(1, 13))
@@ -206,6 +213,21 @@ def test_killed_job_resumes_with_the_same_losses_and_final_weights(dataset, tmp_
     for name in final_a:
         torch.testing.assert_close(final_b[name], final_a[name], rtol=1e-6, atol=1e-7)
     assert len(checkpoints(tmp_path / "killed")) == 2  # keep_checkpoints
+
+    # Registered versions: every checkpoint of the killed run once (the resume made none twice, and
+    # those `keep` deleted stay registered), only the final one of the other.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    every = sorted(int(v.tags["videomaker.step"]) for v in client.search_model_versions("name = 'vm-every'"))
+    assert every == [2, 4, 6, 8, 10, 12]
+    (final,) = client.search_model_versions("name = 'vm-final'")
+    assert final.tags["videomaker.step"] == "12" and final.tags["videomaker.run_name"] == "uninterrupted"
+    registered = next(v for v in client.search_model_versions("name = 'vm-every'") if v.tags["videomaker.step"] == "12")
+    weights = Path(client.download_artifacts(registered.run_id, "checkpoints/checkpoint_00000012", str(tmp_path / "v12")))
+    assert load_file(weights / "trainable.safetensors").keys() == final_b.keys()
+    for name in final_b:
+        torch.testing.assert_close(load_file(weights / "trainable.safetensors")[name], final_b[name], rtol=0, atol=0)
 
     # The resumed run drew the same windows and references as the uninterrupted one, step for step.
     uninterrupted, resumed_draws = draws(tmp_path / "uninterrupted"), draws(tmp_path / "killed")

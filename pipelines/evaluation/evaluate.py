@@ -61,14 +61,20 @@ def pin_registered_checkpoint(config: EvaluationConfig) -> EvaluationConfig:
     checkpoint = config.method.checkpoint
     if config.method.kind != "videomaker" or not is_model_uri(checkpoint):
         return config
-    from pipelines.registry import resolve
+    from pipelines.registry import PRESET_TAG, resolve
 
     if not config.mlflow_tracking_uri:
         raise ValueError(f"`method.checkpoint` {checkpoint!r} is read from MLflow's Model Registry: set `mlflow_tracking_uri`.")
-    pinned = resolve(checkpoint, config.mlflow_tracking_uri).uri
-    if pinned != checkpoint:
-        logger.info("%s is %s", checkpoint, pinned)
-    return replace(config, method=replace(config.method, checkpoint=pinned))
+    ref = resolve(checkpoint, config.mlflow_tracking_uri)
+    trained_on = ref.tags.get(PRESET_TAG)
+    if trained_on is not None and trained_on != config.method.preset:  # before every actor downloads it to find out
+        raise ValueError(
+            f"`method.checkpoint` {checkpoint!r} ({ref.uri}) was trained on preset {trained_on!r}, but `method.preset` is "
+            f"{config.method.preset!r}: set method.preset={trained_on}."
+        )
+    if ref.uri != checkpoint:
+        logger.info("%s is %s", checkpoint, ref.uri)
+    return replace(config, method=replace(config.method, checkpoint=ref.uri))
 
 
 def check_output_dir(config: EvaluationConfig) -> None:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from pipelines.cluster import connect_or_start_ray
 from pipelines.evaluation.benchmarks import BenchmarkItem, BenchmarkSubject
 from pipelines.evaluation.config import EvaluationConfig, GenerationSettings, MethodConfig
+from pipelines.tracking import absolute_tracking_uri
 from videomaker import storage
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def generate_items(
             "settings": config.generation,
             "videos_dir": str(videos_dir),
             "lossless": "lossless" in (config.embedding_frames, config.dd_frames),
-            "tracking_uri": config.mlflow_tracking_uri,  # the registry of a models:/ checkpoint
+            "tracking_uri": absolute_tracking_uri(config.mlflow_tracking_uri),  # the registry of a models:/ checkpoint
         },
         **config.generators.map_batches_options(),
     )

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metrics.deltas import MetricDelta, Regression, regressions
 from pipelines import registry
@@ -30,6 +32,9 @@ from pipelines.tracking import (
     NIGHTLY_VERDICT_TAG,
 )
 from videomaker import storage
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +84,13 @@ class NightlyVerdict:
     deltas: list[MetricDelta]
     report: str
     promoted: bool = False  # `--model ... --promote`: champion moved to the checkpoint
+    note: str = ""  # why a passing candidate was not promoted
 
     def summary(self) -> str:
         if self.passed:
             moved = f" {CHAMPION} now points to it." if self.promoted else ""
-            return f"NIGHTLY PASS: {self.checkpoint} holds against baseline run {self.baseline_run_id}.{moved}"
+            note = f" Not promoted: {self.note}." if self.note else ""
+            return f"NIGHTLY PASS: {self.checkpoint} holds against baseline run {self.baseline_run_id}.{moved}{note}"
         lines = [f"NIGHTLY FAIL: {self.checkpoint} regressed against baseline run {self.baseline_run_id}:"]
         return "\n".join(lines + [f"  {r.message}" for r in self.regressions])
 
@@ -114,6 +121,13 @@ def _gate(
     config: EvaluationConfig, checkpoint: str, name: str, baseline_run, tolerances: dict[str, float] | None, progress: bool
 ) -> tuple[NightlyVerdict, EvaluationResult]:
     """Evaluate `checkpoint` into `config.output_dir/<name>` as run `nightly-<name>` and compare it with `baseline_run`."""
+    baseline_sets = json.loads(baseline_run.data.params.get("sets", "[]"))
+    unscored = [s for s in config.sets if s not in baseline_sets]
+    if unscored:  # a set without a baseline would have no deltas, and no deltas would pass
+        raise ValueError(
+            f"Baseline run {baseline_run.info.run_id} ({baseline_run.info.run_name}) scored the sets {baseline_sets}, "
+            f"not {unscored}: pick a baseline of the same sets, or narrow this run's `sets`."
+        )
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     config = dataclasses.replace(
         config,
@@ -129,6 +143,32 @@ def _gate(
     found = regressions(deltas, tolerances)
     verdict = NightlyVerdict(not found, str(checkpoint), baseline_run.info.run_id, result.run_id, found, deltas, comparison.text())
     return verdict, result
+
+
+# Evaluation params that must be equal for two runs' scores to be compared: what was generated and how
+# it was scored (not where it went, the pools or the device).
+COMPARABLE_PARAMS = ("seeds", "sets", "prompts_per_subject", "face_protocol", "embedding_frames", "dd_frames", "dd_gif_frames")
+COMPARABLE_PREFIXES = ("generation.", "backends.")
+NOT_COMPARED = ("generation.device", "backends.device")
+
+
+def comparable(config: EvaluationConfig) -> Callable[[Run], bool]:
+    """A test of an evaluation run: finished, on this benchmark (its bytes' digest) with this config's comparable params."""
+    from pipelines.tracking import content_digest, flatten_params
+
+    expected = {
+        key: value
+        for key, value in flatten_params(config).items()
+        if (key in COMPARABLE_PARAMS or key.startswith(COMPARABLE_PREFIXES)) and key not in NOT_COMPARED
+    }
+    benchmark = content_digest(storage.read_bytes(config.benchmark))
+
+    def accept(run: Run) -> bool:
+        digests = {i.dataset.digest for i in run.inputs.dataset_inputs if i.dataset.name == "benchmark"}
+        params = run.data.params
+        return run.info.status == "FINISHED" and benchmark in digests and all(params.get(k) == v for k, v in expected.items())
+
+    return accept
 
 
 def _needs_tracking(config: EvaluationConfig) -> None:
@@ -165,15 +205,18 @@ def run_registry_nightly(
     baseline: str | None = None,
     tolerances: dict[str, float] | None = None,
     promote: bool = False,
+    allow_failures: bool = False,
     progress: bool = True,
 ) -> tuple[NightlyVerdict, EvaluationResult | None]:
     """Gate registered model `model`'s `candidate` (its newest version without one) against its `champion`.
 
-    The champion's newest evaluation is the baseline (`baseline`, a run id or name, overrides); a
-    champion never evaluated is evaluated first, with the same config. With `promote`, a pass moves
-    `champion` to the candidate; a fail never moves an alias. The verdict goes on the candidate's
-    evaluation run and on its version. When the candidate already is the champion nothing runs
-    (the result is None).
+    The champion's newest finished evaluation on this benchmark with this config's generation and
+    metric settings is the baseline (`baseline`, a run id or name, overrides); a champion without one
+    is evaluated first, with this config. With `promote`, a pass moves `champion` to the candidate
+    (and drops a `candidate` alias naming it), unless items failed (`allow_failures` accepts that) or
+    `champion` moved meanwhile; a fail never moves an alias. The verdict goes on the candidate's
+    evaluation run and on its version. When the candidate already is the champion nothing runs (the
+    result is None).
     """
     _needs_tracking(config)
     tracking = config.mlflow_tracking_uri
@@ -185,8 +228,8 @@ def run_registry_nightly(
     if baseline is not None:
         baseline_run = find_evaluation_run(baseline, tracking_uri=tracking, experiment=config.mlflow_experiment)
     elif champion is not None:
-        baseline_run = registry.find_version_evaluation(champion, tracking, config.mlflow_experiment)
-        if baseline_run is None:  # a champion set by hand: evaluate it with this config, once
+        baseline_run = registry.find_version_evaluation(champion, tracking, config.mlflow_experiment, accept=comparable(config))
+        if baseline_run is None:  # a champion set by hand, or evaluated otherwise: evaluate it with this config, once
             logger.info("Nightly: %s has no evaluation yet; evaluating it as the baseline", champion.uri)
             champion_config = dataclasses.replace(
                 config,
@@ -203,8 +246,17 @@ def run_registry_nightly(
         )
     verdict, result = _gate(config, candidate.uri, f"{model}-v{candidate.version}", baseline_run, tolerances, progress)
     if verdict.passed and promote:
-        registry.set_alias(candidate, CHAMPION, tracking)
-        verdict.promoted = True
+        now = registry.aliased(model, CHAMPION, tracking)
+        if result.errors and not allow_failures:
+            verdict.note = f"{result.errors} item(s) failed (--allow-failures accepts that)"
+        elif (now.version if now else None) != (champion.version if champion else None):
+            verdict.note = f"{CHAMPION} moved to version {now.version if now else None} during the gate"
+        else:
+            registry.set_alias(candidate, CHAMPION, tracking)
+            verdict.promoted = True
+            named = registry.aliased(model, CANDIDATE, tracking)
+            if named is not None and named.version == candidate.version:  # consumed: the next night gates the newest version
+                registry.delete_alias(candidate, CANDIDATE, tracking)
     _log_verdict(verdict, tracking)
     registry.record_verdict(
         candidate,
@@ -213,7 +265,7 @@ def run_registry_nightly(
             NIGHTLY_VERDICT_TAG: "pass" if verdict.passed else "fail",
             NIGHTLY_RUN_TAG: verdict.candidate_run_id,
             NIGHTLY_BASELINE_TAG: verdict.baseline_run_id,
-            NIGHTLY_CHAMPION_TAG: champion.version if champion is not None else "",
+            NIGHTLY_CHAMPION_TAG: champion.version if champion is not None and baseline is None else "",
             NIGHTLY_FAILED_TAG: ",".join(f"{r.set}.{r.metric}" for r in verdict.regressions),
             NIGHTLY_PROMOTED_TAG: str(verdict.promoted).lower(),
         },

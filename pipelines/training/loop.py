@@ -173,6 +173,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
         from pipelines.training.mlflow_logger import TrainingRunLogger
 
         tracker = TrainingRunLogger(config, progress, loop_config.get("data"), loop_config.get("lineage"))
+        # An attempt that died registering its checkpoint: the one resumed from is never written again.
+        if checkpoint is not None and config.tracking.registered_model:
+            with checkpoint.as_directory() as directory:
+                step = progress.global_step
+                tracker.register(Path(directory), f"checkpoint_{step:08d}", step, final=step >= config.max_steps)
     training_facts = {
         "loss": asdict(config.loss),
         "switches": asdict(config.model.switches),
