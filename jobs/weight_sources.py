@@ -74,13 +74,13 @@ def _preset_weights(config: dict) -> list[WeightSource]:
 def _metric_weights(config: dict) -> list[WeightSource]:
     if not {"backends", "scorers", "method"} & set(config):  # only scoring and evaluation jobs load metric models
         return []
-    from metrics.backends import METRIC_BACKENDS, ROLES, MetricBackendsConfig
+    from metrics.backends import ALL_ROLES, METRIC_BACKENDS, MetricBackendsConfig
     from pipelines.configs import validate
 
     backends = validate(MetricBackendsConfig, config.get("backends") or {}, where="backends")
     return [
         weight
-        for role in ROLES
+        for role in ALL_ROLES
         if getattr(backends, role) is not None
         for weight in METRIC_BACKENDS.weights(role, getattr(backends, role), where=f"backends.{role}.options")
     ]

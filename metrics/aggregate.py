@@ -13,7 +13,12 @@ from collections import defaultdict
 
 import numpy as np
 
+from metrics.suite import METRIC_GROUPS
+
 PER_SUBJECT_METRICS = ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons")
+# The opt-in groups' metrics, averaged like the first five; in a set's row only when some video has
+# the value, so the paper's rows keep exactly their six.
+EXTRA_METRICS = tuple(metric for group, metrics in METRIC_GROUPS.items() if group != "paper" for metric in metrics)
 METRIC_LABELS = {
     "clip_t": "CLIP-T",
     "face_sim": "Face Sim",
@@ -46,6 +51,9 @@ def aggregate_set(records: list[dict]) -> dict:
     for metric in PER_SUBJECT_METRICS:
         result[metric], _ = _subject_mean(ok, metric)
     result["dd"] = float(np.mean([r["dd_dynamic"] for r in ok])) if ok else None
+    for metric in EXTRA_METRICS:
+        if any(r.get(metric) is not None for r in ok):
+            result[metric], _ = _subject_mean(ok, metric)
 
     faced = [r for r in ok if r["face_status"] not in (None, "not_scored")]
     frames = sum(r["frames"] for r in faced)

@@ -63,6 +63,15 @@ RECORD_SCHEMA = pa.schema(
         ("dd_file_frames", pa.int32()),  # frames that file holds (fewer for a GIF whose identical frames merged)
         ("dd_gif_frames", pa.string()),  # how a GIF was read for DD: expand or decoded
         ("backends", pa.string()),  # JSON: name, version, weights, digest per role
+        # The opt-in metric groups (metrics.suite.METRIC_GROUPS); null when their group was not asked for.
+        ("metric_groups", pa.string()),  # the groups scored, comma-separated ("paper" alone by default)
+        ("temporal_flickering", pa.float64()),  # vbench
+        ("i2v_subject", pa.float64()),  # vbench
+        ("motion_amplitude", pa.float64()),  # opens2v
+        ("aes_score", pa.float64()),  # opens2v, with backends.aesthetic
+        ("facesim_cur", pa.float64()),  # opens2v, with backends.face_cur: null without a face (the reason in `message`)
+        ("facesim_cur_opens2v", pa.float64()),  # the value OpenS2V's script writes (0.0 for a video without a face)
+        ("natural_score", pa.float64()),  # opens2v, with backends.natural; null with the judge's failure in `message`
     ]
 )
 
@@ -133,7 +142,10 @@ def _score_record(request: ScoreRequest, context: dict, scores: VideoScores, dd_
         dd_pair_scores=list(dynamics.pair_scores),
         dd_frames=scores.dd_frames,
         dd_file_frames=dd_file_frames,
+        **scores.extra,
     )
+    if scores.notes:
+        record["message"] = "; ".join(scores.notes)
     if scores.face is not None:
         record.update(
             face_sim=scores.face.score,
@@ -142,7 +154,8 @@ def _score_record(request: ScoreRequest, context: dict, scores: VideoScores, dd_
             face_detection_rate=scores.face.detection_rate,
         )
         if scores.face.status == "reference_has_no_face":
-            record["message"] = f"Reference image {request.reference!r} has no detectable face; Face Sim not scored."
+            note = f"Reference image {request.reference!r} has no detectable face; Face Sim not scored."
+            record["message"] = "; ".join(filter(None, (record["message"], note)))
     return record
 
 
@@ -173,6 +186,7 @@ def score_requests(
         "backends": json.dumps(suite.backends.describe(), sort_keys=True),
         "face_protocol": suite.face_protocol,
         "dd_gif_frames": dd_gif_frames,
+        "metric_groups": ",".join(suite.groups),
     }
     records: list[dict | None] = [None] * len(requests)
     ready: list[tuple[int, VideoToScore, int]] = []

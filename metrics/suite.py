@@ -10,12 +10,17 @@ Face Sim follows one of two protocols (`FACE_PROTOCOLS`):
   each frame's largest face (the last of a stable sort by box area, as `sorted(...)[-1]` picks).
 - `corrected`: BGR as insightface expects, the reference as read, the largest face everywhere.
 Both skip frames without a face, keep negative cosines and exclude a video with no face at all.
+
+The paper's six are always computed. Opt-in groups (`METRIC_GROUPS`) add newer metrics in the same
+pass, reusing its frames and embeddings (docs/metrics_opens2v.md): `vbench` (temporal flickering,
+I2V subject consistency from the DINO embeddings already computed) and `opens2v` (motion amplitude,
+and the aesthetic score, FaceSim-Cur and NaturalScore when their backends are configured).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -24,6 +29,15 @@ from metrics.backends import MetricBackends
 from metrics.backends.base import FaceEmbedder
 from metrics.definitions import FaceSimilarity, clip_i, clip_t, dino_i, face_similarity, temporal_consistency
 from metrics.dynamic_degree import DynamicVerdict, flow_threshold, judge_video, pair_score
+
+PAPER_METRICS = ("clip_t", "clip_i", "dino_i", "t_cons", "face_sim", "dd")
+METRIC_GROUPS = {
+    "paper": PAPER_METRICS,
+    "vbench": ("temporal_flickering", "i2v_subject"),
+    "opens2v": ("motion_amplitude", "aes_score", "facesim_cur", "natural_score"),
+}
+# Metrics of a group that need a backend of their own (`MetricBackendsConfig.<role>`); not computed without it.
+GROUP_BACKENDS = {"aes_score": "aesthetic", "facesim_cur": "face_cur", "natural_score": "natural"}
 
 FaceProtocol = Literal["paper", "corrected"]
 FACE_PROTOCOLS = ("paper", "corrected")
@@ -66,6 +80,8 @@ class VideoScores:
     width: int
     dd_frames: int
     face_protocol: str
+    extra: dict = field(default_factory=dict)  # the opt-in groups' metrics, by name; None: computed, no value
+    notes: tuple[str, ...] = ()  # why an opt-in metric has no value (a judge's failed reply, ...)
 
 
 @dataclass
@@ -74,6 +90,7 @@ class _ReferenceEmbeddings:
     dino: np.ndarray
     face: np.ndarray | None = None
     face_done: bool = False
+    face_cur: object | None = None  # metrics.backends.curricularface.CurReference, once computed
 
 
 def _is_video(frames) -> bool:
@@ -142,6 +159,20 @@ def protocol_face_embedding(backend: FaceEmbedder, image: np.ndarray, *, protoco
     return backend.embed(swapped, face)
 
 
+def check_groups(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """`groups` as a tuple with `paper` first, or an error naming the unknown ones."""
+    unknown = [g for g in groups if g not in METRIC_GROUPS]
+    if unknown:
+        raise ValueError(f"Unknown metric group(s) {unknown}; choose from {list(METRIC_GROUPS)} (the paper's six are always computed).")
+    return ("paper", *dict.fromkeys(g for g in groups if g != "paper"))
+
+
+def extra_metrics(groups: tuple[str, ...], backends: MetricBackends | None) -> tuple[str, ...]:
+    """The opt-in metrics `groups` compute with `backends`: a metric whose backend is not configured is left out."""
+    wanted = [m for g in check_groups(groups) if g != "paper" for m in METRIC_GROUPS[g]]
+    return tuple(m for m in wanted if m not in GROUP_BACKENDS or (backends is not None and getattr(backends, GROUP_BACKENDS[m], None)))
+
+
 def _image_key(image: np.ndarray) -> str:
     return hashlib.sha1(image.tobytes() + str(image.shape).encode()).hexdigest()
 
@@ -154,17 +185,22 @@ class MetricSuite:
         >>> scores = suite.score([VideoToScore(frames, "A person wearing sunglasses.", reference)])
     """
 
-    def __init__(self, backends: MetricBackends, *, face_protocol: FaceProtocol = "corrected") -> None:
+    def __init__(
+        self, backends: MetricBackends, *, face_protocol: FaceProtocol = "corrected", groups: tuple[str, ...] = ("paper",)
+    ) -> None:
         """
         Args:
             backends: The loaded models.
             face_protocol: How Face Sim is computed: `paper` (the author's steps, comparable with
                 the published tables) or `corrected` (BGR, largest face); see the module docstring.
+            groups: Metric groups (`METRIC_GROUPS`); the paper's six are always computed.
         """
         if face_protocol not in FACE_PROTOCOLS:
             raise ValueError(f"`face_protocol` must be one of {list(FACE_PROTOCOLS)}, got {face_protocol!r}.")
         self.backends = backends
         self.face_protocol = face_protocol
+        self.groups = check_groups(groups)
+        self.extra_metrics = extra_metrics(self.groups, backends)
         self._references: dict[str, _ReferenceEmbeddings] = {}
         self._prompts: dict[str, np.ndarray] = {}
 
@@ -198,9 +234,40 @@ class MetricSuite:
                     width=width,
                     dd_frames=count if video.dd_frames is None else len(video.dd_frames),
                     face_protocol=self.face_protocol,
+                    **self._extra(video, dino_emb, reference),
                 )
             )
         return results
+
+    def _extra(self, video: VideoToScore, dino_emb: np.ndarray, reference: _ReferenceEmbeddings) -> dict:
+        """The opt-in groups' metrics of one video, from this pass's frames and embeddings."""
+        from metrics import video_quality
+
+        if not self.extra_metrics:
+            return {}
+        values, notes = {}, []
+        for metric in self.extra_metrics:
+            if metric == "temporal_flickering":
+                values[metric] = video_quality.temporal_flickering(video.frames)
+            elif metric == "i2v_subject":
+                values[metric] = video_quality.i2v_subject(dino_emb, reference.dino)
+            elif metric == "motion_amplitude":
+                values[metric] = video_quality.opens2v_motion_amplitude(video.frames)
+            elif metric == "aes_score":
+                values[metric] = self.backends.aesthetic.score_video(video.frames).score
+            elif metric == "facesim_cur" and video.score_faces:  # human subjects only, like Face Sim
+                if reference.face_cur is None:
+                    reference.face_cur = self.backends.face_cur.reference(video.reference)
+                cur = self.backends.face_cur.score_video(video.frames, reference.face_cur)
+                values |= {"facesim_cur": cur.score, "facesim_cur_opens2v": cur.opens2v_score}
+                if cur.reason:
+                    notes.append(f"FaceSim-Cur: {cur.reason}")
+            elif metric == "natural_score":
+                judged = self.backends.natural.score(video.frames, video.prompt)
+                values[metric] = judged.value
+                if judged.value is None:
+                    notes.append(f"NaturalScore: {judged.error}")
+        return {"extra": values, "notes": tuple(notes)}
 
     def _embed_new_references(self, videos: list[VideoToScore], keys: list[str]) -> None:
         new = {key: video.reference for key, video in zip(keys, videos) if key not in self._references}

@@ -106,9 +106,9 @@ def backend_params(records: list[dict]) -> dict[str, str]:
 
 def aggregate_metrics(aggregate_row: dict) -> dict[str, float]:
     """The metrics and counts of one aggregate row (`metrics.aggregate`) as MLflow metrics; missing ones left out."""
-    from metrics.aggregate import METRIC_LABELS
+    from metrics.aggregate import EXTRA_METRICS, METRIC_LABELS
 
-    keys = (*METRIC_LABELS, "videos", "errors", "subjects", "face_detection_rate", "videos_without_face")
+    keys = (*METRIC_LABELS, *EXTRA_METRICS, "videos", "errors", "subjects", "face_detection_rate", "videos_without_face")
     return {key: float(aggregate_row[key]) for key in keys if aggregate_row.get(key) is not None}
 
 

@@ -131,6 +131,8 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
         f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--run-name",
         "score-test",
+        "--set",
+        "metric_groups=[vbench]",  # an opt-in group rides along in the same pass
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     # One video could not be scored: the others are, and the job says so with exit 1 (jobs/entry.py).
@@ -146,11 +148,12 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     assert [r["status"] for r in records] == ["ok"] * 5 + ["error"]
     assert pacsv.read_csv(out / "records.csv").num_rows == 6
 
-    suite = MetricSuite(load_backends(tiny_metric_models))
+    suite = MetricSuite(load_backends(tiny_metric_models), groups=("vbench",))
     requests = read_score_manifest(manifest, videos)
     expected = score_requests(suite, requests[:5])
+    assert all(r["metric_groups"] == "paper,vbench" and r["temporal_flickering"] is not None for r in records[:5])
     for got, want in zip(records, expected):
-        for metric in ("clip_t", "clip_i", "dino_i", "t_cons", "face_sim"):
+        for metric in ("clip_t", "clip_i", "dino_i", "t_cons", "face_sim", "temporal_flickering", "i2v_subject"):
             assert got[metric] == pytest.approx(want[metric], abs=1e-5), metric
         assert got["dd_dynamic"] == want["dd_dynamic"] and got["face_status"] == want["face_status"]
 
@@ -180,6 +183,7 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     assert run.data.tags["videomaker.job"] == "score" and run.data.tags["videomaker.face_protocol"] == "corrected"
     assert run.data.params["manifest"] == str(manifest) and run.data.params["N"] == "6"
     assert run.data.metrics["celebrity.clip_t"] == pytest.approx(np.mean(per_subject))
+    assert run.data.metrics["celebrity.temporal_flickering"] == pytest.approx(celebrity["temporal_flickering"])
     assert run.data.metrics["errors"] == 1 and run.data.metrics["videos"] == 6
     assert "object.face_sim" not in run.data.metrics  # no face in the object set: left out, not zero
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "scores")}

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from metrics.backends.base import FaceEmbedder, FlowEstimator, ImageEmbedder, ImageTextEmbedder
 from metrics.backends.registry import BackendRegistry, BackendSpec
 
-ROLES = ("clip", "dino", "face", "flow")
+ROLES = ("clip", "dino", "face", "flow")  # the paper's six metrics
+# Backends of the opt-in metric groups (`metrics.suite.METRIC_GROUPS`); None: that metric is not computed.
+OPTIONAL_ROLES = ("aesthetic", "natural", "face_cur")
+ALL_ROLES = ROLES + OPTIONAL_ROLES
 
 
 METRIC_BACKENDS = BackendRegistry(
@@ -20,6 +23,9 @@ METRIC_BACKENDS = BackendRegistry(
         "dino": {"transformers-dino": "metrics.backends.dino:DINOEmbedder"},
         "face": {"insightface": "metrics.backends.faces:InsightFaceEmbedder"},
         "flow": {"raft": "metrics.backends.flow:RAFTFlow", "opencv": "metrics.backends.flow:OpenCVFlow"},
+        "aesthetic": {"laion-aesthetic": "metrics.backends.aesthetic:LAIONAestheticScorer"},
+        "natural": {"openai-chat": "metrics.backends.natural:ChatNaturalScorer"},
+        "face_cur": {"curricularface": "metrics.backends.curricularface:CurricularFaceSim"},
     }
 )
 
@@ -35,6 +41,12 @@ class MetricBackendsConfig:
         face: Faces for Face Sim (`insightface`: model_dir of buffalo_l); None skips Face Sim.
         flow: Optical flow for DD (`raft`: weights, num_flow_updates, crop_to_frame; `opencv`: method,
             weight-free approximation).
+        aesthetic: OpenS2V's aesthetic score (`laion-aesthetic`: LAION's MLP on CLIP ViT-L/14), for the
+            `opens2v` metric group; None skips it.
+        natural: OpenS2V's NaturalScore by a multimodal chat model (`openai-chat`: base_url, model,
+            api_key_env of any OpenAI-compatible endpoint), for the `opens2v` group; None skips it.
+        face_cur: OpenS2V's FaceSim-Cur (`curricularface`: weights of the IR-101 backbone, model_dir
+            of the insightface pack it detects with), for the `opens2v` group; None skips it.
         device: Torch device of the torch backends ("cuda" on GPU workers).
     """
 
@@ -42,13 +54,16 @@ class MetricBackendsConfig:
     dino: BackendSpec = field(default_factory=lambda: BackendSpec("transformers-dino", {"model": "facebook/dino-vits16"}))
     face: BackendSpec | None = field(default_factory=lambda: BackendSpec("insightface", {"model_dir": "~/.insightface/models/buffalo_l"}))
     flow: BackendSpec = field(default_factory=lambda: BackendSpec("raft", {"weights": "C_T_V1"}))
+    aesthetic: BackendSpec | None = None
+    natural: BackendSpec | None = None
+    face_cur: BackendSpec | None = None
     device: str = "cpu"
 
     def __post_init__(self):
         # Every name and option is checked here, while the job plans, so a typo fails before any worker starts.
-        for role in ROLES:
+        for role in ALL_ROLES:
             spec = getattr(self, role)
-            if spec is None and role == "face":
+            if spec is None and role in ("face", *OPTIONAL_ROLES):
                 continue
             if spec is None:
                 raise ValueError(f"Invalid MetricBackendsConfig({role}=None): only `face` may be None.")
@@ -59,33 +74,35 @@ class MetricBackendsConfig:
 
 @dataclass
 class MetricBackends:
-    """The loaded models; `face` is None when Face Sim is not computed."""
+    """The loaded models; `face` is None when Face Sim is not computed, an optional role when its metric is not."""
 
     clip: ImageTextEmbedder
     dino: ImageEmbedder
     face: FaceEmbedder | None
     flow: FlowEstimator
+    aesthetic: object | None = None  # metrics.backends.aesthetic.LAIONAestheticScorer
+    natural: object | None = None  # metrics.backends.natural.ChatNaturalScorer
+    face_cur: object | None = None  # metrics.backends.curricularface.CurricularFaceSim
 
     def describe(self) -> dict:
-        """Name, library version, weights and digest of every backend, keyed by role."""
-        return {
-            role: (backend.describe() if backend is not None else None) for role, backend in ((role, getattr(self, role)) for role in ROLES)
-        }
+        """Name, library version, weights and digest of every backend, keyed by role (optional roles only when loaded)."""
+        described = {role: (getattr(self, role).describe() if getattr(self, role) is not None else None) for role in ROLES}
+        return described | {role: getattr(self, role).describe() for role in OPTIONAL_ROLES if getattr(self, role) is not None}
 
 
 def load_backend(role: str, spec: BackendSpec, *, device: str = "cpu") -> ImageTextEmbedder | ImageEmbedder | FaceEmbedder | FlowEstimator:
     """One backend by role, e.g. the face embedder that IP-Adapter-FaceID is conditioned on."""
-    if role not in ROLES:
-        raise ValueError(f"Unknown backend role {role!r}; choose from {list(ROLES)}.")
+    if role not in ALL_ROLES:
+        raise ValueError(f"Unknown backend role {role!r}; choose from {list(ALL_ROLES)}.")
     return METRIC_BACKENDS.build(role, spec, where=f"{role} backend options", device=device)
 
 
 def load_backends(config: MetricBackendsConfig) -> MetricBackends:
     """Build every backend the config names, on `config.device` where it is a torch model."""
-    specs = {role: getattr(config, role) for role in ROLES if getattr(config, role) is not None}
+    specs = {role: getattr(config, role) for role in ALL_ROLES if getattr(config, role) is not None}
     for role, spec in specs.items():  # all checked before any weights load
         METRIC_BACKENDS.check(role, spec, where=f"MetricBackendsConfig({role}.options)", provided=("device",))
-    loaded = dict.fromkeys(ROLES)
+    loaded = dict.fromkeys(ALL_ROLES)
     for role, spec in specs.items():
         loaded[role] = METRIC_BACKENDS.build(role, spec, device=config.device)
     return MetricBackends(**loaded)

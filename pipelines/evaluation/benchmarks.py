@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.manifests import missing_columns, read_manifest
 from videomaker import storage
 from videomaker.subjects import HUMAN_CLASSES
+from videomaker.subjects import is_human as is_human_class
 
 HUMAN_PROMPTS = (
     # clothing
@@ -188,7 +189,8 @@ class BenchmarkSubject:
 
     @property
     def is_human(self) -> bool:
-        return self.set in HUMAN_SETS
+        # A set beyond the paper's (OpenS2V's, pipelines/evaluation/opens2v.py) mixes people and objects: its class decides.
+        return self.set in HUMAN_SETS or (self.set not in SETS and is_human_class(self.subject_class))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 from metrics.backends import METRIC_BACKENDS, BackendSpec, MetricBackendsConfig
 from metrics.io import GIF_FRAMES
-from metrics.suite import FACE_PROTOCOLS
+from metrics.suite import FACE_PROTOCOLS, check_groups
 from pipelines.actor_pool import ActorPoolConfig
 from pipelines.evaluation.benchmarks import SETS
 from videomaker.variants import IP_ADAPTER_VARIANTS, IPAdapterVariant
@@ -35,7 +35,9 @@ class MethodConfig:
             base), or `imported` (videos another code base made: ID-Animator, PhotoMaker, VideoBooth).
         name: Label in tables, MLflow and file paths (default: the kind).
         preset: Model preset (name or saved directory); also the base of the IP-Adapter baselines.
-        checkpoint: VideoMaker weights directory (None: the preset's untrained weights).
+        checkpoint: VideoMaker weights: a checkpoint directory, released weights (a .bin, a folder
+            holding one, hf:OWNER/REPO/FILE) or a registered version (models:/NAME/VERSION,
+            models:/NAME@ALIAS, read from `mlflow_tracking_uri`); None: the preset's untrained weights.
         weights, weight_name, subfolder, image_encoder_folder, scale: IP-Adapter weights (hub id or
             directory) as `load_ip_adapter` takes them; None picks the variant's published defaults.
             FaceID: `weight_name: ip-adapter-faceid-portrait_sd15.bin` is the portrait variant the
@@ -169,6 +171,8 @@ class EvaluationConfig:
             rule on that number).
         face_protocol: Face Sim protocol: `paper` (the author's steps; comparable with the
             published tables) or `corrected` (BGR, largest face; default). See docs/scoring.md.
+        metric_groups: The paper's six (`paper`, always) plus opt-in `vbench` and `opens2v` metrics in
+            the same scoring pass (metrics.suite.METRIC_GROUPS; docs/metrics_opens2v.md).
         score_file: Replaced by `embedding_frames` and `dd_frames`; setting it is refused.
         backends, scorers, expected_frames: Metric models and their actor pool (see `metrics/`).
         mlflow_tracking_uri: MLflow backend (sqlite:///... or http://...); None skips MLflow.
@@ -188,6 +192,7 @@ class EvaluationConfig:
     dd_frames: FrameFile = "gif"
     dd_gif_frames: GifFrames = "expand"
     face_protocol: FaceProtocol = "corrected"
+    metric_groups: tuple[str, ...] = ("paper",)
     score_file: str | None = None
     backends: MetricBackendsConfig = field(default_factory=MetricBackendsConfig)
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
@@ -197,6 +202,7 @@ class EvaluationConfig:
     run_name: str | None = None
 
     def __post_init__(self):
+        self.metric_groups = check_groups(self.metric_groups)
         if not self.sets:
             raise ValueError(f"Invalid sets {self.sets}; choose one or more of {list(SETS)}.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

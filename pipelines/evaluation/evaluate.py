@@ -165,6 +165,7 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
         expected_frames=config.expected_frames,
         face_protocol=config.face_protocol,
         dd_gif_frames=config.dd_gif_frames,
+        metric_groups=config.metric_groups,
         progress=progress,
     )
     aggregates = aggregate(records)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metrics.deltas import MetricDelta, compare_table, format_deltas, paired_deltas, plot_comparison
+from metrics.opens2v import compare_section as opens2v_section
 from pipelines.evaluation.runs import find_evaluation_run, load_samples
 from videomaker import storage
 
@@ -40,9 +41,9 @@ def compare_records(
     labelled: list[tuple[str, list[dict]]], *, include_published: bool = True, ablation: bool = False, n_boot: int = 2000, seed: int = 0
 ) -> Comparison:
     """Table of every run; deltas of each later run against the first, per set both ran."""
-    comparison = Comparison(
-        [label for label, _ in labelled], compare_table(labelled, include_published=include_published, ablation=ablation)
-    )
+    table = compare_table(labelled, include_published=include_published, ablation=ablation)
+    opens2v = opens2v_section(labelled, include_published=include_published)  # OpenS2V sets: its TotalScore and leaderboard rows
+    comparison = Comparison([label for label, _ in labelled], f"{table}\n\n{opens2v}" if opens2v else table)
     baseline_label, baseline = labelled[0]
     for label, records in labelled[1:]:
         shared = sorted({r["set"] for r in baseline} & {r["set"] for r in records})

@@ -31,6 +31,9 @@ class ScoringConfig:
         dd_gif_frames: How DD reads a GIF whose identical consecutive frames were merged:
             `expand` (back to `expected_frames` by duration; default) or `decoded` (as decoded,
             what the author's DD script iterated over). Recorded per video.
+        metric_groups: Metric groups to compute: the paper's six (`paper`, always) plus opt-in
+            `vbench` (temporal flickering, I2V subject) and `opens2v` (motion amplitude; aesthetics
+            and NaturalScore with `backends.aesthetic` / `backends.natural`). docs/metrics_opens2v.md.
         mlflow_tracking_uri: MLflow backend (sqlite:///... or http://...) for a run with the
             aggregates as metrics, the tables and config as artifacts and the manifest as its input
             dataset; None (default) logs nothing.
@@ -46,10 +49,14 @@ class ScoringConfig:
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))
     face_protocol: Literal[FACE_PROTOCOLS] = "corrected"
     dd_gif_frames: Literal[GIF_FRAMES] = "expand"
+    metric_groups: tuple[str, ...] = ("paper",)
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "videomaker-score"
     run_name: str | None = None
 
     def __post_init__(self):
+        from metrics.suite import check_groups
+
+        self.metric_groups = check_groups(self.metric_groups)
         if self.expected_frames is not None and self.expected_frames < 2:
             raise ValueError(f"Invalid ScoringConfig(expected_frames={self.expected_frames}): need >= 2 or None.")

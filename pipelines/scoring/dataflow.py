@@ -38,12 +38,17 @@ class ScoreBatch:
     """
 
     def __init__(
-        self, backends: MetricBackendsConfig, expected_frames: int | None, face_protocol: str = "corrected", dd_gif_frames: str = "expand"
+        self,
+        backends: MetricBackendsConfig,
+        expected_frames: int | None,
+        face_protocol: str = "corrected",
+        dd_gif_frames: str = "expand",
+        metric_groups: tuple[str, ...] = ("paper",),
     ) -> None:
         from metrics.backends import load_backends
         from metrics.suite import MetricSuite
 
-        self.suite = MetricSuite(load_backends(backends), face_protocol=face_protocol)
+        self.suite = MetricSuite(load_backends(backends), face_protocol=face_protocol, groups=tuple(metric_groups))
         self.expected_frames = expected_frames
         self.dd_gif_frames = dd_gif_frames
 
@@ -74,6 +79,7 @@ def score_videos(
     expected_frames: int | None = 16,
     face_protocol: str = "corrected",
     dd_gif_frames: str = "expand",
+    metric_groups: tuple[str, ...] = ("paper",),
     progress: bool = True,
 ) -> list[dict]:
     """The records of `requests`, in their order, scored on the running (or a local) Ray cluster.
@@ -81,14 +87,16 @@ def score_videos(
     Args:
         face_protocol: `paper` or `corrected` Face Sim (see `metrics.suite`); every record says which.
         dd_gif_frames: How DD reads a GIF whose identical frames merged (see `metrics.records.score_requests`).
+        metric_groups: Opt-in metric groups beside the paper's six (`metrics.suite.METRIC_GROUPS`).
     """
     from metrics.io import GIF_FRAMES
-    from metrics.suite import FACE_PROTOCOLS
+    from metrics.suite import FACE_PROTOCOLS, check_groups
 
     if face_protocol not in FACE_PROTOCOLS:  # refused here, before any actor starts
         raise ValueError(f"`face_protocol` must be one of {list(FACE_PROTOCOLS)}, got {face_protocol!r}.")
     if dd_gif_frames not in GIF_FRAMES:
         raise ValueError(f"`dd_gif_frames` must be one of {list(GIF_FRAMES)}, got {dd_gif_frames!r}.")
+    metric_groups = check_groups(metric_groups)
     connect_or_start_ray()
     order = sorted(range(len(requests)), key=lambda i: (requests[i].reference, requests[i].video))
     rows = [{"row": i, **asdict(requests[i])} for i in order]
@@ -99,6 +107,7 @@ def score_videos(
             "expected_frames": expected_frames,
             "face_protocol": face_protocol,
             "dd_gif_frames": dd_gif_frames,
+            "metric_groups": metric_groups,
         },
         batch_format="pyarrow",
         **scorers.map_batches_options(),
@@ -142,6 +151,7 @@ def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResul
         expected_frames=config.expected_frames,
         face_protocol=config.face_protocol,
         dd_gif_frames=config.dd_gif_frames,
+        metric_groups=config.metric_groups,
         progress=progress,
     )
     aggregates = aggregate(records)
