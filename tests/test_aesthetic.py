@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from metrics.backends.aesthetic import EXPECTED_KEYS, OPENS2V_AESTHETIC_WEIGHTS, LAIONAestheticScorer
-from metrics.backends.random_aesthetic import save_random_aesthetic
-from metrics.backends.random_init import save_random_open_clip
+from metrics.backends.random_init import save_random_aesthetic, save_random_open_clip
 from metrics.backends.registry import WeightSource
 
 

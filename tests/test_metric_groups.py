@@ -8,7 +8,7 @@ import pytest
 
 from metrics.aggregate import aggregate
 from metrics.backends import BackendSpec, load_backends
-from metrics.backends.random_aesthetic import save_random_aesthetic
+from metrics.backends.random_init import save_random_aesthetic
 from metrics.records import ScoreRequest, score_requests
 from metrics.suite import MetricSuite, VideoToScore, check_groups, extra_metrics
 from metrics.video_quality import i2v_subject, opens2v_motion_amplitude, temporal_flickering

@@ -10,14 +10,13 @@ backend with OpenAI's ViT-L-14 weights (built with QuickGELU, as those weights n
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from metrics.backends.base import DIGEST_CHARS, check_images, file_digest
+from metrics.backends.base import DIGEST_CHARS, check_images, file_digest, is_hub_file, weight_file
 from metrics.backends.clip import OpenCLIPEmbedder
 from metrics.backends.registry import WeightSource, option_or_default
 from metrics.video_quality import OPENS2V_AESTHETIC_FRAMES, aesthetic_video_score, opens2v_frame_indices
@@ -30,7 +29,6 @@ MLP_LINEAR_INDICES = (0, 2, 4, 6, 7)  # positions of the Linear layers in the Se
 MLP_WIDTHS = (1024, 128, 64, 16, 1)
 MLP_DROPOUTS = (0.2, 0.2, 0.1)
 EXPECTED_KEYS = tuple(f"layers.{index}.{part}" for index in MLP_LINEAR_INDICES for part in ("weight", "bias"))
-_HUB_FILE = re.compile(r"[\w-][\w.-]*/[\w.-]+/.+")
 
 
 def build_aesthetic_mlp(input_size: int = 768) -> torch.nn.Sequential:
@@ -123,7 +121,7 @@ class LAIONAestheticScorer:
     def weights(cls, options: dict) -> list[WeightSource]:
         """The MLP file (hub file or local) and the CLIP's weights (as `OpenCLIPEmbedder` declares them)."""
         weights = option_or_default(cls, options, "weights")
-        if Path(weights).expanduser().exists() or not _HUB_FILE.fullmatch(weights):
+        if not is_hub_file(weights):
             mlp = WeightSource("aesthetic", "local", weights)
         else:
             mlp = WeightSource("aesthetic", "hf-file", weights)
@@ -160,7 +158,7 @@ class LAIONAestheticScorer:
 
         if not (isinstance(num_frames, int) and num_frames >= 1):
             raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
-        path = _weight_file(weights)
+        path = weight_file(weights)
         state = read_aesthetic_state_dict(path)
         input_size = state["layers.0.weight"].shape[1]
         self.clip = OpenCLIPEmbedder(clip_model, clip_pretrained, quick_gelu=quick_gelu, device=device, batch_size=batch_size)
@@ -230,24 +228,6 @@ def _clip_options(cls: type, options: dict) -> dict:
     if "quick_gelu" in options:
         clip["quick_gelu"] = options["quick_gelu"]
     return clip
-
-
-def _weight_file(weights: str) -> Path:
-    """The local file `weights` names: a path, or a hub file OWNER/REPO/FILE through the hub cache."""
-    path = Path(weights).expanduser()
-    if path.exists() or not _HUB_FILE.fullmatch(weights):
-        return path  # read_aesthetic_state_dict names a missing path
-    from huggingface_hub import hf_hub_download
-
-    owner, repo, filename = weights.split("/", 2)
-    try:
-        return Path(hf_hub_download(f"{owner}/{repo}", filename))
-    except Exception as error:  # noqa: BLE001 - offline misses, 404s and network errors get one actionable message
-        raise FileNotFoundError(
-            f"`weights` {weights!r}: could not get {filename!r} of hub repo {owner}/{repo} ({type(error).__name__}: {error}). "
-            f"Offline, stage it (`videomaker models stage DIR`, then `--models-dir DIR`) or download it with "
-            f"`hf download {owner}/{repo} {filename}` and pass the file's path."
-        ) from None
 
 
 def _sha(text: str) -> str:

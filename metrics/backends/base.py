@@ -7,6 +7,7 @@ score can be traced to the exact weights that produced it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,3 +124,34 @@ def _byte_dtype():
     import torch
 
     return torch.uint8
+
+
+_HUB_FILE = re.compile(r"[\w-][\w.-]*/[\w.-]+/.+")
+
+
+def is_hub_file(weights: str) -> bool:
+    """Whether `weights` names a hub file (OWNER/REPO/FILE) rather than an existing local path."""
+    return not Path(weights).expanduser().exists() and bool(_HUB_FILE.fullmatch(weights))
+
+
+def weight_file(weights: str) -> Path:
+    """The local file `weights` names: a path, or a hub file OWNER/REPO/FILE from the hub cache, else downloaded.
+
+    A local path is returned as it is, existing or not: the loader names a missing one.
+    """
+    if not is_hub_file(weights):
+        return Path(weights).expanduser()
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    owner, repo, filename = weights.split("/", 2)
+    cached = try_to_load_from_cache(f"{owner}/{repo}", filename)
+    if isinstance(cached, str):
+        return Path(cached)
+    try:
+        return Path(hf_hub_download(f"{owner}/{repo}", filename))
+    except Exception as error:  # noqa: BLE001 - offline misses, 404s and network errors get one actionable message
+        raise FileNotFoundError(
+            f"`weights` {weights!r}: could not get {filename!r} of hub repo {owner}/{repo} ({type(error).__name__}: {error}). "
+            f"Offline, stage it (`videomaker models stage DIR`, then `--models-dir DIR`) or download it with "
+            f"`hf download {owner}/{repo} {filename}` and pass the file's path."
+        ) from None

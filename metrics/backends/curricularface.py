@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metrics.backends.base import DIGEST_CHARS, DetectedFace, check_images, file_digest
+from metrics.backends.base import DIGEST_CHARS, DetectedFace, check_images, file_digest, is_hub_file, weight_file
 from metrics.backends.faces import InsightFacePack, pack_weight
 from metrics.backends.registry import WeightSource, option_or_default
 from metrics.video_quality import opens2v_frame_indices
@@ -54,7 +54,6 @@ PROTOCOL_VERSION = "opens2v-facesim-cur-1"
 ARCFACE_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64
 )
-_HUB_FILE = re.compile(r"[\w-][\w.-]*/[\w.-]+/.+")
 _STAGE_HINT = (
     "`hf download BestWishYsh/OpenS2V-Weight glint360k_curricular_face_r101_backbone.bin` on a machine with internet "
     "(or `videomaker models stage DIR`), then pass the file's path as `weights`"
@@ -386,7 +385,7 @@ class CurricularFaceSim:
     def weights(cls, options: dict) -> list[WeightSource]:
         """The backbone file (hub file or local) and the detector's insightface pack (the same entry Face Sim's pack has)."""
         weights = str(option_or_default(cls, options, "weights"))
-        kind = "local" if Path(weights).expanduser().exists() or not _HUB_FILE.fullmatch(weights) else "hf-file"
+        kind = "local" if not is_hub_file(weights) else "hf-file"
         return [WeightSource("curricularface", kind, weights), pack_weight(str(option_or_default(cls, options, "model_dir")))]
 
     def __init__(
@@ -408,7 +407,7 @@ class CurricularFaceSim:
             raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
         if pad_scale < 1:
             raise ValueError(f"`pad_scale` must be >= 1 (1: no second try), got {pad_scale}.")
-        path = _weight_file(weights)
+        path = weight_file(weights)
         self.model = load_curricularface(path, device)
         self.input_size = self.model.architecture["input_size"]
         self.detector = _FaceDetector(model_dir, det_size=det_size, det_thresh=det_thresh, providers=tuple(providers))
@@ -552,24 +551,3 @@ def _evidence(index: int, face: DetectedFace, padded: bool, similarity: float | 
 def _frame_list(indices: np.ndarray, limit: int = 8) -> str:
     shown = ", ".join(str(int(i)) for i in indices[:limit])
     return f"frames {shown}" + (", ..." if len(indices) > limit else "")
-
-
-def _weight_file(weights: str) -> Path:
-    """The local file `weights` names: a path, or a hub file OWNER/REPO/FILE from the hub cache, else downloaded."""
-    path = Path(weights).expanduser()
-    if path.exists() or not _HUB_FILE.fullmatch(weights):
-        return path  # read_curricularface_state_dict names a missing path
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    owner, repo, filename = weights.split("/", 2)
-    cached = try_to_load_from_cache(f"{owner}/{repo}", filename)
-    if isinstance(cached, str):
-        return Path(cached)
-    try:
-        return Path(hf_hub_download(f"{owner}/{repo}", filename))
-    except Exception as error:  # noqa: BLE001 - offline misses, 404s and network errors get one actionable message
-        raise FileNotFoundError(
-            f"`weights` {weights!r}: could not get {filename!r} of hub repo {owner}/{repo} ({type(error).__name__}: {error}). "
-            f"Offline, stage it (`videomaker models stage DIR`, then `--models-dir DIR`) or download it with "
-            f"`hf download {owner}/{repo} {filename}` and pass the file's path."
-        ) from None

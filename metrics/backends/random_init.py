@@ -1,4 +1,4 @@
-"""Random-initialised CLIP and DINO saved where the real loaders read them, for offline smoke runs.
+"""Random-initialised CLIP, DINO and the aesthetic MLP saved where the real loaders read them, for offline smoke runs.
 
 The demo and the tests run the real loading and scoring paths on machines without the published
 weights. Scores made with these models mean nothing: they only show that the plumbing works.
@@ -14,16 +14,16 @@ import torch
 from metrics.backends import BackendSpec, MetricBackendsConfig
 
 
-def save_random_open_clip(model_dir: str | Path, seed: int = 0) -> str:
+def save_random_open_clip(model_dir: str | Path, seed: int = 0, *, embed_dim: int = 32) -> str:
     """An open_clip `local-dir:` model (ViT, 1 layer, width 32) with CLIP's real BPE tokenizer.
 
     It says `quick_gelu` in its config, as the published (OpenAI) CLIP needs, so offline runs
-    build the same activation.
+    build the same activation. `embed_dim` 768 stands in for ViT-L/14 (the aesthetic MLP's input).
     """
     import open_clip
 
     model_cfg = {
-        "embed_dim": 32,
+        "embed_dim": embed_dim,
         "quick_gelu": True,
         "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
@@ -74,3 +74,30 @@ def save_random_metric_models(directory: str | Path, seed: int = 0) -> MetricBac
         face=None,
         flow=BackendSpec("opencv", {}),
     )
+
+
+AESTHETIC_EMBED_DIM = 768  # the MLP's input width, CLIP ViT-L/14's embedding size
+AESTHETIC_WEIGHT_GAIN = 4.0
+
+
+def save_random_aesthetic(directory: str | Path, seed: int = 0) -> dict:
+    """A tiny open_clip model with 768-dim embeddings and a random MLP in LAION's layout.
+
+    Returns:
+        `LAIONAestheticScorer` options reading them: `weights` (the `.pth`) and `clip_model` (`local-dir:`).
+    """
+    from metrics.backends.aesthetic import build_aesthetic_predictor
+
+    directory = Path(directory)
+    clip_model = save_random_open_clip(directory / "clip", seed, embed_dim=AESTHETIC_EMBED_DIM)
+    predictor = build_aesthetic_predictor(AESTHETIC_EMBED_DIM)
+    with torch.no_grad():
+        # The layers are linear and default init shrinks ~1/sqrt(3) per layer, so every image would score
+        # alike; scaled up, images of a tiny CLIP land tenths of a point apart, so a row mix-up shows.
+        for layer in predictor.layers:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.mul_(AESTHETIC_WEIGHT_GAIN)
+        predictor.layers[-1].bias.fill_(5.0)
+    weights = directory / "aesthetic-model.pth"
+    torch.save(predictor.state_dict(), weights)
+    return {"weights": str(weights), "clip_model": clip_model}
