@@ -383,7 +383,7 @@ RECORD_FIELDS = {
     "v1.0": {
         "aes_score": "aes_score",
         "motion_amplitude": "motion_score",
-        "facesim_cur": "facesim_cur",
+        "facesim_cur_opens2v": "facesim_cur",  # OpenS2V's value (0.0 for a faceless video), not the suite's null
         "gme_score": "gme_score",
         "nexus_score": "nexus_score",
         "natural_score": "natural_score",
@@ -392,7 +392,7 @@ RECORD_FIELDS = {
         "aes_score": "aes_score",
         "motion_amplitude": "motion_amplitude",
         "motion_smoothness": "motion_smoothness",
-        "facesim_cur": "facesim_cur",
+        "facesim_cur_opens2v": "facesim_cur",  # OpenS2V's value (0.0 for a faceless video), not the suite's null
         "gme_score": "gme_score",
         "nexus_score": "nexus_score",
         "natural_score": "natural_score",

@@ -8,6 +8,7 @@ Expected totals come from a plain re-computation below, written from OpenS2V's m
 import json
 import math
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -499,10 +500,22 @@ def test_compare_shows_the_openS2V_total_of_a_run_beside_the_published_rows():
 
     records = [
         opens2v_record(
-            "singleface_1", aes_score=5.5, motion_amplitude=0.3, motion_smoothness=0.9, facesim_cur=0.8, gme_score=0.5, natural_score=4.0
+            "singleface_1",
+            aes_score=5.5,
+            motion_amplitude=0.3,
+            motion_smoothness=0.9,
+            gme_score=0.5,
+            natural_score=4.0,
+            facesim_cur_opens2v=0.8,
         ),
         opens2v_record(
-            "singleface_2", aes_score=8.0, motion_amplitude=-0.2, motion_smoothness=1.0, facesim_cur=1.1, gme_score=0.7, natural_score=2.0
+            "singleface_2",
+            aes_score=8.0,
+            motion_amplitude=-0.2,
+            motion_smoothness=1.0,
+            gme_score=0.7,
+            natural_score=2.0,
+            facesim_cur_opens2v=1.1,
         ),
     ]
     text = compare_records([("ours", records)], n_boot=10).text()
@@ -517,3 +530,56 @@ def test_compare_shows_the_openS2V_total_of_a_run_beside_the_published_rows():
     assert any(line.startswith("VideoMaker (OpenS2V)") and " 54.23 " in line for line in text.splitlines())
     assert "opens2v" not in compare_records([("ours", [opens2v_record("x", set="celebrity")])], n_boot=10).text()
     assert "(OpenS2V)" not in compare_records([("ours", records)], include_published=False, n_boot=10).text()
+
+
+@pytest.mark.slow
+def test_evaluate_runs_an_openS2V_manifest_end_to_end(eval_folder, tmp_path, tiny_metric_models, capsys):
+    """`videomaker evaluate --benchmark Open-Domain_Eval.json`: its items generated, scored with the opens2v group,
+    exported as <videoid>.mp4 and merged into OpenS2V's result JSON, equal to the merge written out here."""
+    import dataclasses
+
+    import pyarrow.parquet as pq
+    import ray
+    import yaml
+
+    from jobs.cli import main
+    from metrics.backends import BackendSpec
+    from metrics.backends.random_init import save_random_aesthetic
+
+    config = {
+        "method": {"kind": "videomaker", "preset": "tiny"},
+        "seeds": [0],
+        "generation": {"num_inference_steps": 2},
+        "generators": {"num_cpus": 0.5, "batch_size": 2},
+        "metric_groups": ["opens2v"],
+        "backends": {
+            **dataclasses.asdict(tiny_metric_models),
+            "flow": {"name": "opencv", "options": {}},
+            "aesthetic": dataclasses.asdict(BackendSpec("laion-aesthetic", save_random_aesthetic(tmp_path / "aes"))),
+        },
+        "scorers": {"num_cpus": 0.5, "batch_size": 8},
+    }
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    argv = ["evaluate", "--config", str(tmp_path / "eval.yaml"), "--benchmark", str(eval_folder / "Open-Domain_Eval.json")]
+    try:
+        assert main([*argv, "--output-dir", str(out), "--run-name", "tiny", "--no-progress"]) == 0, capsys.readouterr().err[-3000:]
+    finally:
+        ray.shutdown()
+    samples = pq.read_table(out / "scores" / "samples.parquet").to_pylist()
+    assert sorted(s["subject_id"] for s in samples) == ["humanobj_1", "singleobj_1"] and {s["set"] for s in samples} == {"opens2v_open"}
+    assert {s["prompt"] for s in samples} == {"A cup on a table.\n\nbackground", "A woman feeding a bird in a park."}
+    assert sorted(p.name for p in (out / "scores" / "opens2v" / "videos").glob("*.mp4")) == ["humanobj_1.mp4", "singleobj_1.mp4"]
+    # The merge, written out here: only aesthetics and motion were computed; the other sub-scores count as absent.
+    aes = np.mean([min(max(s["aes_score"], 4), 7) for s in samples])
+    motion = np.mean([min(abs(s["motion_amplitude"]), 1) for s in samples])
+    absent_natural = (0 - 1) / 4
+    expected = {
+        "v1.0": 0.12 * (aes - 4) / 3 + 0.12 * motion + 0.24 * absent_natural,
+        "v1.1": 0.16 * (aes - 4) / 3 + 0.02 * motion + 0.24 * absent_natural,
+    }
+    for version, total in expected.items():
+        result = json.loads((out / "scores" / "opens2v" / version / "tiny_Open-Domain.json").read_text())
+        assert result["total_score"] == pytest.approx(total, abs=1e-12), version
+    files = json.loads((out / "scores" / "opens2v" / "v1.0" / "aesthetic_score.json").read_text())
+    assert set(files) == {"humanobj_1/s0", "singleobj_1/s0"} and all("aes_score" in v for v in files.values())

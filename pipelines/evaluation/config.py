@@ -7,6 +7,7 @@ from typing import Literal, get_args
 
 from metrics.backends import METRIC_BACKENDS, BackendSpec, MetricBackendsConfig
 from metrics.io import GIF_FRAMES
+from metrics.opens2v import OPENS2V_SETS
 from metrics.suite import FACE_PROTOCOLS, check_groups
 from pipelines.actor_pool import ActorPoolConfig
 from pipelines.evaluation.benchmarks import SETS
@@ -22,7 +23,7 @@ GENERATED_KINDS = METHOD_KINDS[:-1]
 # The choices live beside the code that implements them; these aliases make them closed config types.
 FaceProtocol = Literal[FACE_PROTOCOLS]
 GifFrames = Literal[GIF_FRAMES]
-BenchmarkSet = Literal[SETS]
+BenchmarkSet = Literal[(*SETS, *OPENS2V_SETS.values())]  # the paper's three; OpenS2V-Eval's, taken from its manifest
 
 
 @dataclass
@@ -154,7 +155,8 @@ class EvaluationConfig:
         benchmark: Manifest of subjects (subject_id, set, class, reference); see `benchmarks.py`.
         output_dir: Videos, scores and reports; re-running with the same directory resumes.
         method: Which method makes (or made) the videos.
-        sets: Benchmark sets to run.
+        sets: Benchmark sets to run. An OpenS2V-Eval manifest (`*_Eval.json`) as `benchmark` runs its
+            own domain's set (`opens2v_human`, `opens2v_open`, `opens2v_single`) whatever this says.
         seeds: Seeds per (subject, prompt); report N, since DD needs several (docs/method.md, section 8).
         prompts_per_subject: Only the first N prompts per subject (smoke runs); None takes all.
         generation: Sampler settings.

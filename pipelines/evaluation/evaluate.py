@@ -24,6 +24,7 @@ from pipelines.configs import write_resolved
 from pipelines.evaluation.benchmarks import BenchmarkItem, benchmark_items, read_benchmark_manifest
 from pipelines.evaluation.config import EvaluationConfig
 from pipelines.evaluation.generation import FRAME_SUFFIXES, GenerationSummary, generate_items, item_stem
+from pipelines.evaluation.opens2v import is_opens2v_manifest, opens2v_items, read_opens2v_manifest, write_opens2v_outputs
 from pipelines.registry import is_model_uri
 from pipelines.scoring.dataflow import score_videos, write_results
 from videomaker import storage
@@ -140,8 +141,14 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     for argument, location in (("`method.checkpoint`", config.method.checkpoint), ("`method.videos`", config.method.videos)):
         if location and not is_model_uri(location):
             storage.check_access(location, argument=argument)
-    subjects = read_benchmark_manifest(config.benchmark)  # every bad row is reported before any work
-    items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)
+    opens2v_entries = None
+    if is_opens2v_manifest(config.benchmark):  # OpenS2V-Eval's *_Eval.json: its entries, prompts and naming
+        opens2v_entries = read_opens2v_manifest(config.benchmark)
+        items = opens2v_items(opens2v_entries, seeds=config.seeds)
+        config = replace(config, sets=sorted({item.subject.set for item in items}))  # the manifest's domain decides
+    else:
+        subjects = read_benchmark_manifest(config.benchmark)  # every bad row is reported before any work
+        items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)
     if not items:
         raise ValueError(f"`benchmark` {config.benchmark!r} has no subjects in the sets {config.sets}.")
     check_output_dir(config)
@@ -177,6 +184,8 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
         set_records = [r for r in records if r["set"] == set_name]
         if set_records:
             write_set_page(set_records, storage.join(videos_dir, set_name, "grid.html"), title=f"{config.run_name}: {set_name}")
+    if opens2v_entries is not None:
+        write_opens2v_outputs(items, opens2v_entries, records, videos_dir, storage.join(output, "scores", "opens2v"), config.run_name)
 
     result = EvaluationResult(output, records, aggregates, generation, None, 0.0)
     if config.mlflow_tracking_uri:

@@ -343,3 +343,45 @@ def write_opens2v_import_manifest(items: list[BenchmarkItem], folder: str | Path
         raise ValueError(f"none of the {len(items)} items has its <videoid>.mp4 in {folder!r}; is that the folder of OpenS2V-named videos?")
     storage.write_text(manifest, "".join(json.dumps(row) + "\n" for row in rows))
     return absent
+
+
+def is_opens2v_manifest(benchmark: str | Path) -> bool:
+    """Whether a benchmark is one of OpenS2V-Eval's manifests (by its file name, as OpenS2V names them)."""
+    return storage.name(str(benchmark)) in MANIFEST_DOMAINS
+
+
+def write_opens2v_outputs(
+    items: list[BenchmarkItem], entries: list[OpenS2VEntry], records: list[dict], videos_dir: str, output_dir: str, run_name: str
+) -> dict[str, dict[str, float]]:
+    """An OpenS2V evaluation's results in OpenS2V's own files, under `output_dir` (an evaluation's `scores/opens2v`):
+
+    - `videos/<videoid>.mp4` (the first seed's; `opens2v_export.json` says which file, reference and
+      what is missing) for OpenS2V's own scripts;
+    - per version `v1.0/`, `v1.1/`: the per-metric score files of the metrics this run computed and
+      `<run_name>_<domain>.json`, the merge's result (TotalScore and sub-scores; a sub-score no video
+      has counts as absent, as OpenS2V's merge counts it).
+
+    Returns {version: result} per domain set of the run (a run holds one manifest's domain).
+    """
+    import tempfile
+
+    from metrics.opens2v import VERSIONS, per_video_values, result_file_name, total_score, write_result_json, write_score_files
+
+    first_seed = min(item.seed for item in items)
+    export_opens2v_videos(items, entries, videos_dir, storage.join(output_dir, "videos"), seed=first_seed, allow_missing=True)
+    results: dict[str, dict[str, float]] = {}
+    set_names = sorted({item.subject.set for item in items} & set(SET_DOMAINS))
+    for set_name in set_names:
+        domain = SET_DOMAINS[set_name]
+        for version in VERSIONS:
+            values = per_video_values(records, set_name=set_name, version=version)
+            if not values:
+                continue
+            result = total_score(values, domain=domain, version=version)
+            results[version] = result
+            with tempfile.TemporaryDirectory(prefix="videomaker-opens2v-") as scratch:  # local writers; the output may be a URI
+                files = write_score_files(scratch, values, version=version)
+                files.append(write_result_json(Path(scratch) / result_file_name(run_name or "run", domain), result))
+                for file in files:
+                    storage.upload_file(file, storage.join(output_dir, version, file.name))
+    return results
