@@ -30,13 +30,18 @@ def _unit(array: np.ndarray, argument: str) -> np.ndarray:
     return array / norms
 
 
-def mean_cosine_to(frame_embeddings: ArrayLike, target_embedding: ArrayLike, *, argument: str = "target_embedding") -> float:
-    """Mean over frames of cos(frame, target): CLIP-T, CLIP-I and DINO-I are all this shape."""
+def cosines_to(frame_embeddings: ArrayLike, target_embedding: ArrayLike, *, argument: str = "target_embedding") -> np.ndarray:
+    """Per frame, cos(frame, target) in float64: the values `mean_cosine_to` averages (a record's per-frame evidence)."""
     frames = _unit(_rows(frame_embeddings, "frame_embeddings"), "frame_embeddings")
     target = _unit(_rows(np.reshape(target_embedding, (1, -1)), argument), argument)
     if target.shape[1] != frames.shape[1]:
         raise ValueError(f"`{argument}` has dimension {target.shape[1]} but the frame embeddings have {frames.shape[1]}.")
-    return float((frames @ target[0]).mean())
+    return frames @ target[0]
+
+
+def mean_cosine_to(frame_embeddings: ArrayLike, target_embedding: ArrayLike, *, argument: str = "target_embedding") -> float:
+    """Mean over frames of cos(frame, target): CLIP-T, CLIP-I and DINO-I are all this shape."""
+    return float(cosines_to(frame_embeddings, target_embedding, argument=argument).mean())
 
 
 def clip_t(frame_embeddings: ArrayLike, text_embedding: ArrayLike) -> float:
@@ -71,12 +76,15 @@ class FaceSimilarity:
 
     `score` is None unless `status == "scored"`: a video with no face anywhere is excluded from
     the average, never scored 0, and a reference without a face cannot be compared at all.
+    `frame_scores` holds, per frame, the cosine `score` averages (None for a frame without a face,
+    and for every frame when the reference has none).
     """
 
     score: float | None
     status: FaceStatus
     frames_with_face: int
     frames: int
+    frame_scores: tuple[float | None, ...] = ()
 
     @property
     def detection_rate(self) -> float:
@@ -96,9 +104,12 @@ def face_similarity(frame_faces: Sequence[np.ndarray | None], reference_face: np
     if len(frame_faces) == 0:
         raise ValueError("`frame_faces` is empty; pass one entry (embedding or None) per frame.")
     found = [face for face in frame_faces if face is not None]
+    none = (None,) * len(frame_faces)
     if reference_face is None:
-        return FaceSimilarity(None, "reference_has_no_face", len(found), len(frame_faces))
+        return FaceSimilarity(None, "reference_has_no_face", len(found), len(frame_faces), none)
     if not found:
-        return FaceSimilarity(None, "no_face_in_video", 0, len(frame_faces))
-    score = mean_cosine_to(np.stack(found), reference_face, argument="reference_face")
-    return FaceSimilarity(score, "scored", len(found), len(frame_faces))
+        return FaceSimilarity(None, "no_face_in_video", 0, len(frame_faces), none)
+    cosines = iter(cosines_to(np.stack(found), reference_face, argument="reference_face"))
+    frame_scores = tuple(None if face is None else float(next(cosines)) for face in frame_faces)
+    score = float(np.mean([s for s in frame_scores if s is not None]))
+    return FaceSimilarity(score, "scored", len(found), len(frame_faces), frame_scores)

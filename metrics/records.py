@@ -72,6 +72,14 @@ RECORD_SCHEMA = pa.schema(
         ("facesim_cur", pa.float64()),  # opens2v, with backends.face_cur: null without a face (the reason in `message`)
         ("facesim_cur_opens2v", pa.float64()),  # the value OpenS2V's script writes (0.0 for a video without a face)
         ("natural_score", pa.float64()),  # opens2v, with backends.natural; null with the judge's failure in `message`
+        # Per-frame evidence, one entry per scored frame in frame order (DD's per pair: dd_pair_scores).
+        ("frame_clip_i", pa.list_(pa.float64())),  # the cosines clip_i averages
+        ("frame_dino_i", pa.list_(pa.float64())),  # the cosines dino_i averages
+        # Face columns: null when faces were not scored; the face the record's face_protocol used.
+        ("frame_face_found", pa.list_(pa.bool_())),
+        ("frame_face_box", pa.list_(pa.list_(pa.float64()))),  # x1, y1, x2, y2 in frame pixels; null without a face
+        ("frame_face_det_score", pa.list_(pa.float64())),  # the detector's score of that face; null without a face
+        ("frame_face_sim", pa.list_(pa.float64())),  # the cosines face_sim averages; null without a face or reference face
     ]
 )
 
@@ -142,6 +150,8 @@ def _score_record(request: ScoreRequest, context: dict, scores: VideoScores, dd_
         dd_pair_scores=list(dynamics.pair_scores),
         dd_frames=scores.dd_frames,
         dd_file_frames=dd_file_frames,
+        frame_clip_i=list(scores.clip_i_frames),
+        frame_dino_i=list(scores.dino_i_frames),
         **scores.extra,
     )
     if scores.notes:
@@ -152,6 +162,10 @@ def _score_record(request: ScoreRequest, context: dict, scores: VideoScores, dd_
             face_status=scores.face.status,
             face_frames=scores.face.frames_with_face,
             face_detection_rate=scores.face.detection_rate,
+            frame_face_found=[face is not None for face in scores.face_detections],
+            frame_face_box=[None if f is None else [f.x0, f.y0, f.x1, f.y1] for f in scores.face_detections],
+            frame_face_det_score=[None if f is None else f.score for f in scores.face_detections],
+            frame_face_sim=list(scores.face.frame_scores),
         )
         if scores.face.status == "reference_has_no_face":
             note = f"Reference image {request.reference!r} has no detectable face; Face Sim not scored."
@@ -240,7 +254,9 @@ def records_table(records: list[dict]) -> pa.Table:
 
 
 def records_for_csv(table: pa.Table) -> pa.Table:
-    """The same table with list columns as JSON text, which CSV can hold."""
-    scores = [json.dumps(v) if v is not None else None for v in table.column("dd_pair_scores").to_pylist()]
-    index = table.schema.get_field_index("dd_pair_scores")
-    return table.set_column(index, "dd_pair_scores", pa.array(scores, pa.string()))
+    """The same table with list columns (DD's pair scores, the per-frame evidence) as JSON text, which CSV can hold."""
+    for index, column in enumerate(table.schema):
+        if pa.types.is_list(column.type):
+            text = [json.dumps(v) if v is not None else None for v in table.column(index).to_pylist()]
+            table = table.set_column(index, column.name, pa.array(text, pa.string()))
+    return table

@@ -26,8 +26,8 @@ from typing import Literal
 import numpy as np
 
 from metrics.backends import MetricBackends
-from metrics.backends.base import FaceEmbedder
-from metrics.definitions import FaceSimilarity, clip_i, clip_t, dino_i, face_similarity, temporal_consistency
+from metrics.backends.base import DetectedFace, FaceEmbedder
+from metrics.definitions import FaceSimilarity, clip_i, clip_t, cosines_to, dino_i, face_similarity, temporal_consistency
 from metrics.dynamic_degree import DynamicVerdict, flow_threshold, judge_video, pair_score
 
 PAPER_METRICS = ("clip_t", "clip_i", "dino_i", "t_cons", "face_sim", "dd")
@@ -67,7 +67,12 @@ class VideoToScore:
 
 @dataclass(frozen=True)
 class VideoScores:
-    """The metrics of one video; `face` is None when faces were not scored."""
+    """The metrics of one video; `face` is None when faces were not scored.
+
+    The per-frame evidence comes from the same pass: `clip_i_frames` / `dino_i_frames` are the
+    cosines CLIP-I / DINO-I average, `face_detections` the face each frame's protocol used (None:
+    no face found; empty when faces were not scored), `face.frame_scores` their similarities.
+    """
 
     clip_t: float
     clip_i: float
@@ -82,6 +87,9 @@ class VideoScores:
     face_protocol: str
     extra: dict = field(default_factory=dict)  # the opt-in groups' metrics, by name; None: computed, no value
     notes: tuple[str, ...] = ()  # why an opt-in metric has no value (a judge's failed reply, ...)
+    clip_i_frames: tuple[float, ...] = ()
+    dino_i_frames: tuple[float, ...] = ()
+    face_detections: tuple[DetectedFace | None, ...] = ()
 
 
 @dataclass
@@ -116,12 +124,18 @@ def _check(video: VideoToScore, index: int) -> None:
         raise ValueError(f"`videos[{index}].prompt` must be a non-empty string, got {video.prompt!r}.")
 
 
-def largest_face_embedding(backend: FaceEmbedder, image: np.ndarray) -> np.ndarray | None:
-    """The embedding of the largest face in `image` (the `corrected` protocol's choice), or None."""
+def largest_face(backend: FaceEmbedder, image: np.ndarray) -> tuple[DetectedFace, np.ndarray] | tuple[None, None]:
+    """The largest face in `image` (the `corrected` protocol's choice) and its embedding, or (None, None)."""
     faces = backend.detect(image)
     if not faces:
-        return None
-    return backend.embed(image, max(faces, key=lambda face: face.area))
+        return None, None
+    face = max(faces, key=lambda face: face.area)
+    return face, backend.embed(image, face)
+
+
+def largest_face_embedding(backend: FaceEmbedder, image: np.ndarray) -> np.ndarray | None:
+    """The embedding of the largest face in `image` (the `corrected` protocol's choice), or None."""
+    return largest_face(backend, image)[1]
 
 
 def paper_reference_image(image: np.ndarray) -> np.ndarray:
@@ -143,8 +157,16 @@ def protocol_face_embedding(backend: FaceEmbedder, image: np.ndarray, *, protoco
         protocol: `paper` or `corrected` (see the module docstring).
         reference: The image is the reference (paper: resized, first face) rather than a frame.
     """
+    return protocol_face(backend, image, protocol=protocol, reference=reference)[1]
+
+
+def protocol_face(
+    backend: FaceEmbedder, image: np.ndarray, *, protocol: FaceProtocol, reference: bool
+) -> tuple[DetectedFace, np.ndarray] | tuple[None, None]:
+    """The face Face Sim uses for one image under `protocol` and its embedding, or (None, None) (arguments:
+    `protocol_face_embedding`). A frame's box is in the frame's pixels; the paper reference's in its 512x512 resize."""
     if protocol == "corrected":
-        return largest_face_embedding(backend, image)
+        return largest_face(backend, image)
     if protocol != "paper":
         raise ValueError(f"`protocol` must be one of {list(FACE_PROTOCOLS)}, got {protocol!r}.")
     if reference:
@@ -154,9 +176,9 @@ def protocol_face_embedding(backend: FaceEmbedder, image: np.ndarray, *, protoco
     swapped = np.ascontiguousarray(image[..., ::-1])
     faces = backend.detect(swapped)
     if not faces:
-        return None
+        return None, None
     face = faces[0] if reference else sorted(faces, key=lambda f: f.area)[-1]
-    return backend.embed(swapped, face)
+    return face, backend.embed(swapped, face)
 
 
 def check_groups(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -221,19 +243,24 @@ class MetricSuite:
             clip_emb, dino_emb = clip_frames[start : start + count], dino_frames[start : start + count]
             start += count
             reference = self._references[key]
+            face, detections = self._face_similarity(video, reference)
             results.append(
                 VideoScores(
                     clip_t=clip_t(clip_emb, self._prompts[video.prompt]),
                     clip_i=clip_i(clip_emb, reference.clip),
                     dino_i=dino_i(dino_emb, reference.dino),
                     t_cons=temporal_consistency(clip_emb),
-                    face=self._face_similarity(video, reference),
+                    face=face,
                     dynamics=self._dynamics(video.frames if video.dd_frames is None else video.dd_frames),
                     num_frames=count,
                     height=height,
                     width=width,
                     dd_frames=count if video.dd_frames is None else len(video.dd_frames),
                     face_protocol=self.face_protocol,
+                    # The cosines CLIP-I and DINO-I average, from the same embeddings.
+                    clip_i_frames=tuple(map(float, cosines_to(clip_emb, reference.clip, argument="reference_embedding"))),
+                    dino_i_frames=tuple(map(float, cosines_to(dino_emb, reference.dino, argument="reference_embedding"))),
+                    face_detections=detections,
                     **self._extra(video, dino_emb, reference),
                 )
             )
@@ -284,17 +311,20 @@ class MetricSuite:
         if new:
             self._prompts.update(zip(new, self.backends.clip.embed_texts(new)))
 
-    def _face_similarity(self, video: VideoToScore, reference: _ReferenceEmbeddings) -> FaceSimilarity | None:
+    def _face_similarity(
+        self, video: VideoToScore, reference: _ReferenceEmbeddings
+    ) -> tuple[FaceSimilarity | None, tuple[DetectedFace | None, ...]]:
+        """Face Sim of one video and, per frame, the face its protocol used (None: none found)."""
         face = self.backends.face
         if face is None or not video.score_faces:
-            return None
+            return None, ()
         protocol = self.face_protocol
         if not reference.face_done:
             reference.face = protocol_face_embedding(face, video.reference, protocol=protocol, reference=True)
             reference.face_done = True
         # Frames are searched even when the reference has no face: the detection rate stays true.
-        frames = [protocol_face_embedding(face, frame, protocol=protocol, reference=False) for frame in video.frames]
-        return face_similarity(frames, reference.face)
+        found = [protocol_face(face, frame, protocol=protocol, reference=False) for frame in video.frames]
+        return face_similarity([embedding for _, embedding in found], reference.face), tuple(box for box, _ in found)
 
     def _dynamics(self, frames: np.ndarray) -> DynamicVerdict:
         count, height, width = frames.shape[:3]
