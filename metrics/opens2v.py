@@ -411,19 +411,22 @@ COLUMN_LABELS = {
 }
 
 
-def per_video_values(records: list[Mapping[str, Any]], *, set_name: str, version: str) -> dict[str, dict[str, float]]:
+def per_video_values(
+    records: list[Mapping[str, Any]], *, set_name: str, version: str, seed: int | None = None
+) -> dict[str, dict[str, float]]:
     """The per-video values `total_score` takes, from a run's "ok" score records of one OpenS2V set.
 
     A record's field named as in `RECORD_FIELDS` feeds the metric; a missing or None field is not
-    counted for that video. Videos are keyed `<subject_id>/s<seed>`: several seeds average as more videos.
+    counted for that video. With `seed`, that seed's videos keyed by video id, as OpenS2V's files
+    key them (one video per id); without, every seed's, keyed `<video id>/s<seed>` (more videos).
     """
     fields = RECORD_FIELDS[_check_version(version)]
     values = {}
     for record in records:
-        if record.get("status") != "ok" or record.get("set") != set_name:
+        if record.get("status") != "ok" or record.get("set") != set_name or (seed is not None and record.get("seed") != seed):
             continue
         scored = {key: record[field] for field, key in fields.items() if record.get(field) is not None}
-        values[f"{record['subject_id']}/s{record.get('seed')}"] = scored
+        values[record["subject_id"] if seed is not None else f"{record['subject_id']}/s{record.get('seed')}"] = scored
     return values
 
 

@@ -38,6 +38,8 @@ METRIC_GROUPS = {
 }
 # Metrics of a group that need a backend of their own (`MetricBackendsConfig.<role>`); not computed without it.
 GROUP_BACKENDS = {"aes_score": "aesthetic", "facesim_cur": "face_cur", "natural_score": "natural"}
+# How the note of a metric left empty starts in a record's `message` (the grid page picks each metric's own).
+METRIC_NOTES = {"facesim_cur": "FaceSim-Cur:", "natural_score": "NaturalScore:"}
 
 FaceProtocol = Literal["paper", "corrected"]
 FACE_PROTOCOLS = ("paper", "corrected")
@@ -288,12 +290,12 @@ class MetricSuite:
                 cur = self.backends.face_cur.score_video(video.frames, reference.face_cur)
                 values |= {"facesim_cur": cur.score, "facesim_cur_opens2v": cur.opens2v_score}
                 if cur.reason:
-                    notes.append(f"FaceSim-Cur: {cur.reason}")
+                    notes.append(f"{METRIC_NOTES['facesim_cur']} {cur.reason}")
             elif metric == "natural_score":
                 judged = self.backends.natural.score(video.frames, video.prompt)
                 values[metric] = judged.value
                 if judged.value is None:
-                    notes.append(f"NaturalScore: {judged.error}")
+                    notes.append(f"{METRIC_NOTES['natural_score']} {judged.error}")
         return {"extra": values, "notes": tuple(notes)}
 
     def _embed_new_references(self, videos: list[VideoToScore], keys: list[str]) -> None:

@@ -30,7 +30,7 @@ from metrics.backends.curricularface import (
     similarity_transform,
 )
 from metrics.backends.registry import BackendRegistry, BackendSpec, WeightSource
-from tests.tiny_models import save_tiny_face_pack
+from tiny_models import save_tiny_face_pack
 
 TINY_UNITS = (1, 2, 2, 1)
 TINY_WIDTHS = (8, 16, 24, 32)

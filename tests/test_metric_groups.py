@@ -95,7 +95,7 @@ def test_facesim_cur_joins_the_pass_for_people_only(tiny_metric_models, tmp_path
     import torch
 
     from test_curricularface import random_state
-    from tests.tiny_models import save_tiny_face_pack
+    from tiny_models import save_tiny_face_pack
 
     torch.save(random_state(), tmp_path / "glint360k_curricular_face_r101_backbone.bin")
     pack = save_tiny_face_pack(tmp_path / "buffalo_l")

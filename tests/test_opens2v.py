@@ -548,10 +548,9 @@ def test_evaluate_runs_an_openS2V_manifest_end_to_end(eval_folder, tmp_path, tin
 
     config = {
         "method": {"kind": "videomaker", "preset": "tiny"},
-        "seeds": [0],
+        "seeds": [0, 1],  # OpenS2V scores one video per id: its files and total are seed 0's
         "generation": {"num_inference_steps": 2},
         "generators": {"num_cpus": 0.5, "batch_size": 2},
-        "metric_groups": ["opens2v"],
         "backends": {
             **dataclasses.asdict(tiny_metric_models),
             "flow": {"name": "opencv", "options": {}},
@@ -566,7 +565,9 @@ def test_evaluate_runs_an_openS2V_manifest_end_to_end(eval_folder, tmp_path, tin
         assert main([*argv, "--output-dir", str(out), "--run-name", "tiny", "--no-progress"]) == 0, capsys.readouterr().err[-3000:]
     finally:
         ray.shutdown()
-    samples = pq.read_table(out / "scores" / "samples.parquet").to_pylist()
+    everything = pq.read_table(out / "scores" / "samples.parquet").to_pylist()
+    assert len(everything) == 4 and {s["metric_groups"] for s in everything} == {"paper,opens2v"}  # its metrics joined the pass
+    samples = [s for s in everything if s["seed"] == 0]
     assert sorted(s["subject_id"] for s in samples) == ["humanobj_1", "singleobj_1"] and {s["set"] for s in samples} == {"opens2v_open"}
     assert {s["prompt"] for s in samples} == {"A cup on a table.\n\nbackground", "A woman feeding a bird in a park."}
     assert sorted(p.name for p in (out / "scores" / "opens2v" / "videos").glob("*.mp4")) == ["humanobj_1.mp4", "singleobj_1.mp4"]
@@ -582,4 +583,4 @@ def test_evaluate_runs_an_openS2V_manifest_end_to_end(eval_folder, tmp_path, tin
         result = json.loads((out / "scores" / "opens2v" / version / "tiny_Open-Domain.json").read_text())
         assert result["total_score"] == pytest.approx(total, abs=1e-12), version
     files = json.loads((out / "scores" / "opens2v" / "v1.0" / "aesthetic_score.json").read_text())
-    assert set(files) == {"humanobj_1/s0", "singleobj_1/s0"} and all("aes_score" in v for v in files.values())
+    assert set(files) == {"humanobj_1", "singleobj_1"} and all("aes_score" in v for v in files.values())  # keyed as OpenS2V keys

@@ -167,7 +167,13 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     allowed = subprocess.run([*command, "--allow-failures", "--log-level", "WARNING"], capture_output=True, text=True, timeout=600)
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert "video_unreadable" in allowed.stderr and "INFO pipelines." not in allowed.stderr  # Ray keeps its own level
-    assert pq.read_table(out / "records.parquet").to_pylist() == records  # the same records again
+    # The same records again; floats to 1e-6: a prompt embedded in another batch of a scorer may differ in its last bits.
+    again = pq.read_table(out / "records.parquet").to_pylist()
+    assert [r.keys() for r in again] == [r.keys() for r in records]
+    for got, want in zip(again, records):
+        for key, value in want.items():
+            numeric = isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float))
+            assert got[key] == (pytest.approx(value, rel=1e-6, abs=1e-9) if numeric else value), key
 
     # Each run logged one MLflow run like an evaluation's scoring part, with the manifest as its input.
     import hashlib

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, replace
 import pyarrow as pa
 
 from metrics.aggregate import aggregate
+from metrics.opens2v import SET_DOMAINS, result_file_name
 from metrics.records import ScoreRequest
+from metrics.suite import check_groups
 from pipelines.configs import write_resolved
 from pipelines.evaluation.benchmarks import BenchmarkItem, benchmark_items, read_benchmark_manifest
 from pipelines.evaluation.config import EvaluationConfig
@@ -145,7 +147,10 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
     if is_opens2v_manifest(config.benchmark):  # OpenS2V-Eval's *_Eval.json: its entries, prompts and naming
         opens2v_entries = read_opens2v_manifest(config.benchmark)
         items = opens2v_items(opens2v_entries, seeds=config.seeds)
-        config = replace(config, sets=sorted({item.subject.set for item in items}))  # the manifest's domain decides
+        # The manifest's domain decides the set; its own metrics join the pass.
+        config = replace(config, sets=sorted({item.subject.set for item in items}), metric_groups=(*config.metric_groups, "opens2v"))
+        config = replace(config, metric_groups=check_groups(config.metric_groups))
+        result_file_name(config.run_name or "run", SET_DOMAINS[config.sets[0]])  # a bad run name fails now, not after scoring
     else:
         subjects = read_benchmark_manifest(config.benchmark)  # every bad row is reported before any work
         items = benchmark_items(subjects, sets=config.sets, seeds=config.seeds, prompts_per_subject=config.prompts_per_subject)

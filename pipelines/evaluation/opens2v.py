@@ -357,15 +357,24 @@ def write_opens2v_outputs(
 
     - `videos/<videoid>.mp4` (the first seed's; `opens2v_export.json` says which file, reference and
       what is missing) for OpenS2V's own scripts;
-    - per version `v1.0/`, `v1.1/`: the per-metric score files of the metrics this run computed and
-      `<run_name>_<domain>.json`, the merge's result (TotalScore and sub-scores; a sub-score no video
-      has counts as absent, as OpenS2V's merge counts it).
+    - per version `v1.0/`, `v1.1/`: the per-metric score files of the metrics this run computed, keyed
+      by video id, and `<run_name>_<domain>.json`, the merge's result, both of the exported seed's
+      videos (OpenS2V scores one per id); a sub-score no video has counts as absent, as OpenS2V's
+      merge counts it, and `counted_videos.json` says how many videos each sub-score rests on.
 
     Returns {version: result} per domain set of the run (a run holds one manifest's domain).
     """
     import tempfile
 
-    from metrics.opens2v import VERSIONS, per_video_values, result_file_name, total_score, write_result_json, write_score_files
+    from metrics.opens2v import (
+        VERSIONS,
+        counted_videos,
+        per_video_values,
+        result_file_name,
+        total_score,
+        write_result_json,
+        write_score_files,
+    )
 
     first_seed = min(item.seed for item in items)
     export_opens2v_videos(items, entries, videos_dir, storage.join(output_dir, "videos"), seed=first_seed, allow_missing=True)
@@ -374,14 +383,17 @@ def write_opens2v_outputs(
     for set_name in set_names:
         domain = SET_DOMAINS[set_name]
         for version in VERSIONS:
-            values = per_video_values(records, set_name=set_name, version=version)
-            if not values:
+            values = per_video_values(records, set_name=set_name, version=version, seed=first_seed)
+            if not any(values.values()):  # no OpenS2V metric was computed: a total of absent sub-scores means nothing
                 continue
             result = total_score(values, domain=domain, version=version)
             results[version] = result
             with tempfile.TemporaryDirectory(prefix="videomaker-opens2v-") as scratch:  # local writers; the output may be a URI
                 files = write_score_files(scratch, values, version=version)
                 files.append(write_result_json(Path(scratch) / result_file_name(run_name or "run", domain), result))
+                counts = Path(scratch) / "counted_videos.json"
+                counts.write_text(json.dumps(counted_videos(values, version=version), indent=2))
+                files.append(counts)
                 for file in files:
                     storage.upload_file(file, storage.join(output_dir, version, file.name))
     return results

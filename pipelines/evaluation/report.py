@@ -102,7 +102,7 @@ def _frame_table(record: dict) -> str:
 
 def missing_reasons(record: dict) -> list[str]:
     """Why scores of `record` are missing or rest on fewer frames, in words (frames numbered from 0)."""
-    from metrics.suite import GROUP_BACKENDS, METRIC_GROUPS
+    from metrics.suite import GROUP_BACKENDS, METRIC_GROUPS, METRIC_NOTES
     from videomaker.subjects import is_human
 
     message = record.get("message") or ""
@@ -132,8 +132,9 @@ def missing_reasons(record: dict) -> list[str]:
                 continue
             if role and role not in loaded:
                 reasons.append(f"{metric} ({group} group) left empty: no `{role}` backend configured.")
-            else:
-                reasons.append(f"{metric} ({group} group) left empty: {message or 'no reason recorded'}")
+            else:  # the suite's note for this metric (metrics.suite.MetricSuite._extra), not another metric's
+                own = [note for note in message.split("; ") if note.startswith(METRIC_NOTES.get(metric, "\0"))]
+                reasons.append(f"{metric} ({group} group) left empty: {'; '.join(own) or 'no reason recorded'}")
     return reasons
 
 
