@@ -231,20 +231,20 @@ def _read_rows(path: str) -> list[dict]:
     return rows
 
 
-def _reference_problem(path: str) -> str | None:
-    """Why the reference cannot be used, or None: it must exist and decode completely."""
+def image_problem(path: str, noun: str = "reference") -> str | None:
+    """Why an image (a subject's `noun`) cannot be used, or None: it must exist and decode completely."""
     from metrics.io import decode_image
 
     try:
         data = storage.read_bytes(path)
     except FileNotFoundError:
-        return f"reference {path!r} does not exist"
+        return f"{noun} {path!r} does not exist"
     except (OSError, ValueError) as err:
-        return f"reference {path!r} cannot be read ({type(err).__name__}: {err})"
+        return f"{noun} {path!r} cannot be read ({type(err).__name__}: {err})"
     try:
         decode_image(data)
     except ValueError as err:
-        return f"reference {path!r} is {err}"
+        return f"{noun} {path!r} is {err}"
     return None
 
 
@@ -272,7 +272,7 @@ def read_benchmark_manifest(manifest: str | Path) -> list[BenchmarkSubject]:
             row_problems.append(f"subject_id {values['subject_id']!r} must not contain path separators")
         reference = storage.relative_to(values["reference"], path)
         if values["reference"]:
-            reference_problem = _reference_problem(reference)
+            reference_problem = image_problem(reference)
             if reference_problem:
                 row_problems.append(reference_problem)
         if row_problems:

@@ -158,7 +158,8 @@ class EvaluationConfig:
         sets: Benchmark sets to run. An OpenS2V-Eval manifest (`*_Eval.json`) as `benchmark` runs its
             own domain's set (`opens2v_human`, `opens2v_open`, `opens2v_single`) whatever this says.
         seeds: Seeds per (subject, prompt); report N, since DD needs several (docs/method.md, section 8).
-        prompts_per_subject: Only the first N prompts per subject (smoke runs); None takes all.
+        prompts_per_subject: Only the first N prompts per subject (smoke runs); None takes all. An
+            OpenS2V manifest has one prompt per entry: this is not read there.
         generation: Sampler settings.
         generators: Actor pool of generators; one pipeline per actor, one GPU each on a cluster.
         embedding_frames: Which saved file CLIP-T, CLIP-I, DINO-I, T.Cons and Face Sim read:

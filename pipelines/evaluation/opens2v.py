@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metrics.opens2v import OPENS2V_SETS, SET_DOMAINS
-from pipelines.evaluation.benchmarks import BenchmarkItem, BenchmarkManifestError, BenchmarkSubject
+from pipelines.evaluation.benchmarks import BenchmarkItem, BenchmarkManifestError, BenchmarkSubject, image_problem
 from videomaker import storage
 
 # Manifest file name -> the domain it evaluates (the merge's eval type); OPENS2V_SETS: domain -> our set name.
@@ -108,23 +108,6 @@ def _domain_of(path: str, domain: str | None) -> str:
     return named or domain
 
 
-def _image_problem(path: str) -> str | None:
-    """Why a reference image cannot be used, or None: it must exist and decode completely."""
-    from metrics.io import decode_image
-
-    try:
-        data = storage.read_bytes(path)
-    except FileNotFoundError:
-        return f"image {path!r} does not exist"
-    except (OSError, ValueError) as err:
-        return f"image {path!r} cannot be read ({type(err).__name__}: {err})"
-    try:
-        decode_image(data)
-    except ValueError as err:
-        return f"image {path!r} is {err}"
-    return None
-
-
 def _entry_problems(video_id: str, entry: object) -> list[str]:
     """What is wrong with one entry's shape (images are checked afterwards)."""
     if not isinstance(entry, dict):
@@ -184,7 +167,7 @@ def read_opens2v_manifest(
         if not entry_problems:
             images = tuple(storage.join(base, p.strip()) if not storage.is_uri(p) else p for p in entry["img_paths"])
             if check_images:
-                entry_problems += [problem for problem in map(_image_problem, images) if problem]
+                entry_problems += [problem for problem in (image_problem(image, "image") for image in images) if problem]
         if entry_problems:
             problems.append(f"entry {video_id!r}: " + "; ".join(entry_problems))
             continue

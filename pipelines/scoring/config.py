@@ -32,8 +32,9 @@ class ScoringConfig:
             `expand` (back to `expected_frames` by duration; default) or `decoded` (as decoded,
             what the author's DD script iterated over). Recorded per video.
         metric_groups: Metric groups to compute: the paper's six (`paper`, always) plus opt-in
-            `vbench` (temporal flickering, I2V subject) and `opens2v` (motion amplitude; aesthetics
-            and NaturalScore with `backends.aesthetic` / `backends.natural`). docs/metrics_opens2v.md.
+            `vbench` (temporal flickering, I2V subject) and `opens2v` (motion amplitude; aesthetics,
+            FaceSim-Cur and NaturalScore with `backends.aesthetic` / `backends.face_cur` /
+            `backends.natural`). docs/metrics_opens2v.md.
         mlflow_tracking_uri: MLflow backend (sqlite:///... or http://...) for a run with the
             aggregates as metrics, the tables and config as artifacts and the manifest as its input
             dataset; None (default) logs nothing.
