@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from metrics.backends.base import DIGEST_CHARS, check_images, file_digest, is_hub_file, weight_file
+from metrics.backends.base import DIGEST_CHARS, check_images, file_digest, is_hub_file, read_state_dict, weight_file
 from metrics.backends.clip import OpenCLIPEmbedder
 from metrics.backends.registry import WeightSource, option_or_default
 from metrics.video_quality import OPENS2V_AESTHETIC_FRAMES, aesthetic_video_score, opens2v_frame_indices
@@ -55,24 +55,12 @@ def build_aesthetic_predictor(input_size: int = 768) -> torch.nn.Module:
 
 def read_aesthetic_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The MLP's weights from a torch state dict file (`.pth`), checked for LAION's keys and widths."""
-    import torch
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"`weights` {str(path)!r}: no such file; expected LAION's aesthetic MLP state dict (OpenS2V's "
-            f"{OPENS2V_AESTHETIC_WEIGHTS}; `hf download BestWishYsh/OpenS2V-Weight aesthetic-model.pth`)."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a truncated or foreign file gets one actionable message
-        raise ValueError(
-            f"`weights` {str(path)!r} could not be read as a torch state dict ({type(error).__name__}: {error}); "
-            f"fetch {OPENS2V_AESTHETIC_WEIGHTS} again."
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"`weights` {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors.")
-    state = {key.removeprefix("module."): value for key, value in state.items()}
+    state = read_state_dict(
+        path,
+        expected=f"LAION's aesthetic MLP state dict (OpenS2V's {OPENS2V_AESTHETIC_WEIGHTS})",
+        refetch="`hf download BestWishYsh/OpenS2V-Weight aesthetic-model.pth`",
+    )
     missing, unexpected = sorted(set(EXPECTED_KEYS) - set(state)), sorted(set(state) - set(EXPECTED_KEYS))
     if missing or unexpected:
         raise ValueError(

@@ -155,3 +155,24 @@ def weight_file(weights: str) -> Path:
             f"Offline, stage it (`videomaker models stage DIR`, then `--models-dir DIR`) or download it with "
             f"`hf download {owner}/{repo} {filename}` and pass the file's path."
         ) from None
+
+
+def read_state_dict(path: str | Path, *, expected: str, refetch: str) -> dict[str, torch.Tensor]:
+    """The tensors of a torch weights file (no pickled code: `weights_only`), a `state_dict` wrapper and a
+    DataParallel `module.` prefix removed; errors name the file, what was `expected` in it and how to `refetch` it."""
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"`weights` {str(path)!r}: no such file; expected {expected}. {refetch}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign file gets one actionable message
+        raise ValueError(
+            f"`weights` {str(path)!r} could not be read as a torch state dict ({type(error).__name__}: {error}); fetch it again: {refetch}."
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"`weights` {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors.")
+    return {key.removeprefix("module."): value for key, value in state.items()}

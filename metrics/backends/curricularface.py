@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metrics.backends.base import DIGEST_CHARS, DetectedFace, check_images, file_digest, is_hub_file, weight_file
+from metrics.backends.base import DIGEST_CHARS, DetectedFace, check_images, file_digest, is_hub_file, read_state_dict, weight_file
 from metrics.backends.faces import InsightFacePack, pack_weight
 from metrics.backends.registry import WeightSource, option_or_default
 from metrics.video_quality import opens2v_frame_indices
@@ -200,22 +200,7 @@ def architecture_of(state: dict[str, torch.Tensor], source: str = "state dict") 
 
 def read_curricularface_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The backbone's tensors from a torch file (`.bin` / `.pth`), a `module.` prefix (DataParallel) removed."""
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"`weights` {str(path)!r}: no such file; expected the CurricularFace IR-101 state dict. {_STAGE_HINT}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a truncated or foreign file gets one actionable message
-        raise ValueError(
-            f"`weights` {str(path)!r} could not be read as a torch state dict ({type(error).__name__}: {error}); "
-            f"fetch it again: {_STAGE_HINT}."
-        ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"`weights` {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors.")
-    return {key.removeprefix("module."): value for key, value in state.items()}
+    return read_state_dict(path, expected="the CurricularFace IR-101 state dict", refetch=_STAGE_HINT)
 
 
 def load_curricularface(path: str | Path, device: str = "cpu") -> nn.Module:
