@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from metrics.io import GIF_FRAMES, GifFrames, MediaError, read_frames, read_image
-from metrics.suite import MetricSuite, VideoScores, VideoToScore
+from metrics.suite import SCORE_UNITS, MetricSuite, VideoScores, VideoToScore
 from videomaker.subjects import is_human
+
+if TYPE_CHECKING:
+    from metrics.score_cache import ScoreCache
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ RECORD_SCHEMA = pa.schema(
         ("backends", pa.string()),  # JSON: name, version, weights, digest per role
         # The opt-in metric groups (metrics.suite.METRIC_GROUPS); null when their group was not asked for.
         ("metric_groups", pa.string()),  # the groups scored, comma-separated ("paper" alone by default)
+        ("cached_units", pa.string()),  # units (metrics.suite.SCORE_UNITS) whose values came from the score cache, comma-separated
         ("temporal_flickering", pa.float64()),  # vbench
         ("i2v_subject", pa.float64()),  # vbench
         ("motion_amplitude", pa.float64()),  # opens2v
@@ -130,46 +135,86 @@ def _error_record(request: ScoreRequest, context: dict, code: str, message: str)
     return record
 
 
-def _score_record(request: ScoreRequest, context: dict, scores: VideoScores, dd_file_frames: int) -> dict:
+# The record columns each unit of the pass fills (metrics.suite.SCORE_UNITS); the score cache keeps them per unit.
+UNIT_COLUMNS = {
+    "clip": ("clip_t", "clip_i", "t_cons", "frame_clip_i"),
+    "dino": ("dino_i", "frame_dino_i"),
+    "face": (
+        "face_sim",
+        "face_status",
+        "face_frames",
+        "face_detection_rate",
+        "frame_face_found",
+        "frame_face_box",
+        "frame_face_det_score",
+        "frame_face_sim",
+    ),
+    "dd": ("dd_dynamic", "dd_pairs_above", "dd_pairs_required", "dd_threshold", "dd_pair_scores", "dd_frames"),
+    "temporal_flickering": ("temporal_flickering",),
+    "i2v_subject": ("i2v_subject",),
+    "motion_amplitude": ("motion_amplitude",),
+    "aes_score": ("aes_score",),
+    "facesim_cur": ("facesim_cur", "facesim_cur_opens2v"),
+    "natural_score": ("natural_score",),
+}
+
+
+def unit_values(scores: VideoScores) -> dict[str, dict]:
+    """Per unit `scores` computed, the record columns it fills and `note` (why a value is empty, or None)."""
+    out = {}
+    for unit in scores.units:
+        if unit == "clip":
+            values = dict(clip_t=scores.clip_t, clip_i=scores.clip_i, t_cons=scores.t_cons, frame_clip_i=list(scores.clip_i_frames))
+        elif unit == "dino":
+            values = dict(dino_i=scores.dino_i, frame_dino_i=list(scores.dino_i_frames))
+        elif unit == "face":
+            face, found = scores.face, scores.face_detections
+            values = dict(
+                face_sim=face.score,
+                face_status=face.status,
+                face_frames=face.frames_with_face,
+                face_detection_rate=face.detection_rate,
+                frame_face_found=[f is not None for f in found],
+                frame_face_box=[None if f is None else [f.x0, f.y0, f.x1, f.y1] for f in found],
+                frame_face_det_score=[None if f is None else f.score for f in found],
+                frame_face_sim=list(face.frame_scores),
+            )
+        elif unit == "dd":
+            dynamics = scores.dynamics
+            values = dict(
+                dd_dynamic=dynamics.dynamic,
+                dd_pairs_above=dynamics.pairs_above,
+                dd_pairs_required=dynamics.pairs_required,
+                dd_threshold=dynamics.threshold,
+                dd_pair_scores=list(dynamics.pair_scores),
+                dd_frames=scores.dd_frames,
+            )
+        else:
+            values = {column: scores.extra.get(column) for column in UNIT_COLUMNS[unit]}
+        out[unit] = values | {"note": scores.notes.get(unit)}
+    return out
+
+
+def _score_record(
+    request: ScoreRequest, context: dict, scores: VideoScores, dd_file_frames: int, cached: dict[str, dict] | None = None
+) -> dict:
+    """The record of a scored video: the units this pass computed and those `cached` (unit -> `unit_values`)."""
     record = _empty_record(request, context)
-    dynamics = scores.dynamics
-    record.update(
-        status="ok",
-        frames=scores.num_frames,
-        height=scores.height,
-        width=scores.width,
-        clip_t=scores.clip_t,
-        clip_i=scores.clip_i,
-        dino_i=scores.dino_i,
-        t_cons=scores.t_cons,
-        face_status="not_scored",
-        dd_dynamic=dynamics.dynamic,
-        dd_pairs_above=dynamics.pairs_above,
-        dd_pairs_required=dynamics.pairs_required,
-        dd_threshold=dynamics.threshold,
-        dd_pair_scores=list(dynamics.pair_scores),
-        dd_frames=scores.dd_frames,
-        dd_file_frames=dd_file_frames,
-        frame_clip_i=list(scores.clip_i_frames),
-        frame_dino_i=list(scores.dino_i_frames),
-        **scores.extra,
-    )
-    if scores.notes:
-        record["message"] = "; ".join(scores.notes)
-    if scores.face is not None:
-        record.update(
-            face_sim=scores.face.score,
-            face_status=scores.face.status,
-            face_frames=scores.face.frames_with_face,
-            face_detection_rate=scores.face.detection_rate,
-            frame_face_found=[face is not None for face in scores.face_detections],
-            frame_face_box=[None if f is None else [f.x0, f.y0, f.x1, f.y1] for f in scores.face_detections],
-            frame_face_det_score=[None if f is None else f.score for f in scores.face_detections],
-            frame_face_sim=list(scores.face.frame_scores),
-        )
-        if scores.face.status == "reference_has_no_face":
-            note = f"Reference image {request.reference!r} has no detectable face; Face Sim not scored."
-            record["message"] = "; ".join(filter(None, (record["message"], note)))
+    record.update(status="ok", frames=scores.num_frames, height=scores.height, width=scores.width, dd_file_frames=dd_file_frames)
+    units = dict(cached or {}) | unit_values(scores)
+    notes = []
+    for unit in SCORE_UNITS:  # one order, whichever pass computed a unit
+        if unit in units:
+            values = dict(units[unit])
+            note = values.pop("note", None)
+            record.update(values)
+            if note:
+                notes.append(note)
+    record["face_status"] = record["face_status"] or "not_scored"
+    record["cached_units"] = ",".join(u for u in SCORE_UNITS if u in (cached or {}))
+    if record["face_status"] == "reference_has_no_face":
+        notes.append(f"Reference image {request.reference!r} has no detectable face; Face Sim not scored.")
+    record["message"] = "; ".join(notes) or None
     return record
 
 
@@ -181,7 +226,12 @@ def _mismatch(path: str, count: int, expected: int) -> MediaError:
 
 
 def score_requests(
-    suite: MetricSuite, requests: list[ScoreRequest], *, expected_frames: int | None = 16, dd_gif_frames: GifFrames = "expand"
+    suite: MetricSuite,
+    requests: list[ScoreRequest],
+    *,
+    expected_frames: int | None = 16,
+    dd_gif_frames: GifFrames = "expand",
+    cache: ScoreCache | None = None,
 ) -> list[dict]:
     """Read, check and score `requests` in one batch; a failure becomes that video's error record.
 
@@ -193,6 +243,8 @@ def score_requests(
         dd_gif_frames: How DD reads a GIF: `expand` (merged frames given back, `expected_frames`
             frames) or `decoded` (the frames Pillow decodes, as the published DD script iterated;
             its pair count rule then follows that number, and fewer frames are accepted).
+        cache: Units whose (inputs, backend, protocol) it holds are taken from it, not computed;
+            what this call computes is added to it (`metrics.score_cache`). None computes all.
     """
     if dd_gif_frames not in GIF_FRAMES:
         raise ValueError(f"`dd_gif_frames` must be one of {list(GIF_FRAMES)}, got {dd_gif_frames!r}.")
@@ -228,23 +280,30 @@ def score_requests(
             (index, VideoToScore(video.frames, request.prompt, reference, score_faces=request.is_human, dd_frames=dd_frames), dd.decoded)
         )
 
+    keys = [cache.keys(suite, video) if cache is not None else {} for _, video, _ in ready]
+    hits = [cache.lookup(unit_keys) if cache is not None else {} for unit_keys in keys]
+    wanted = [suite.units(video) - hit.keys() for (_, video, _), hit in zip(ready, hits)]
     try:
-        scored = suite.score([video for _, video, _ in ready])
+        scored = suite.score([video for _, video, _ in ready], wanted=wanted)
     except Exception:  # one video broke a backend: score one by one so the rest still count
         logger.warning("Scoring a batch of %d videos failed; retrying them one by one.", len(ready), exc_info=True)
         scored = []
-        for _index, video, _ in ready:
+        for (_index, video, _), units in zip(ready, wanted):
             try:
-                scored.extend(suite.score([video]))
+                scored.extend(suite.score([video], wanted=[units]))
             except Exception as error:
                 scored.append(error)
-    for (index, _, dd_file_frames), result in zip(ready, scored):
+    for (index, _, dd_file_frames), result, unit_keys, hit in zip(ready, scored, keys, hits):
         request = requests[index]
         if isinstance(result, Exception):
             message = f"Scoring {request.video!r} failed: {type(result).__name__}: {result}"
             records[index] = _error_record(request, context, "scoring_failed", message)
-        else:
-            records[index] = _score_record(request, context, result, dd_file_frames)
+            continue
+        records[index] = _score_record(request, context, result, dd_file_frames, cached=hit)
+        if cache is not None:
+            for unit, values in unit_values(result).items():
+                if SCORE_UNITS[unit].cache_empty or any(values[c] is not None for c in UNIT_COLUMNS[unit]):
+                    cache.add(unit_keys[unit], unit, values)
     return records
 
 

@@ -15,6 +15,10 @@ The paper's six are always computed. Opt-in groups (`METRIC_GROUPS`) add newer m
 pass, reusing its frames and embeddings (docs/metrics_opens2v.md): `vbench` (temporal flickering,
 I2V subject consistency from the DINO embeddings already computed) and `opens2v` (motion amplitude,
 and the aesthetic score, FaceSim-Cur and NaturalScore when their backends are configured).
+
+The pass is made of units (`SCORE_UNITS`), each computable alone: `score(videos, wanted=...)`
+runs only the units asked for and calls a backend only for them, which is what lets
+`metrics.score_cache` reuse every unit whose inputs, backend and protocol are unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +44,39 @@ METRIC_GROUPS = {
 GROUP_BACKENDS = {"aes_score": "aesthetic", "facesim_cur": "face_cur", "natural_score": "natural"}
 # How the note of a metric left empty starts in a record's `message` (the grid page picks each metric's own).
 METRIC_NOTES = {"facesim_cur": "FaceSim-Cur:", "natural_score": "NaturalScore:"}
+
+
+
+@dataclass(frozen=True)
+class ScoreUnit:
+    """A part of the pass computed alone: the backend roles and inputs its values rest on.
+
+    `version` goes into the score cache's key: bump it when the unit's definition changes, so
+    cached values computed by the old one are not reused. `cache_empty`: whether an empty value
+    (with its note) is kept; False for a judge whose failure may be transient.
+    """
+
+    roles: tuple[str, ...]
+    inputs: tuple[str, ...]  # of: frames, dd_frames, reference, prompt
+    protocol: tuple[str, ...] = ()  # MetricSuite attributes the values depend on
+    version: int = 1
+    cache_empty: bool = True
+    faces_only: bool = False  # computed for human subjects only (VideoToScore.score_faces)
+
+
+SCORE_UNITS = {
+    "clip": ScoreUnit(("clip",), ("frames", "reference", "prompt")),  # CLIP-T, CLIP-I, T.Cons
+    "dino": ScoreUnit(("dino",), ("frames", "reference")),  # DINO-I
+    "face": ScoreUnit(("face",), ("frames", "reference"), protocol=("face_protocol",), faces_only=True),  # Face Sim
+    "dd": ScoreUnit(("flow",), ("dd_frames",)),  # DD
+    "temporal_flickering": ScoreUnit((), ("frames",)),
+    "i2v_subject": ScoreUnit(("dino",), ("frames", "reference")),
+    "motion_amplitude": ScoreUnit((), ("frames",)),
+    "aes_score": ScoreUnit(("aesthetic",), ("frames",)),
+    "facesim_cur": ScoreUnit(("face_cur",), ("frames", "reference"), faces_only=True),
+    "natural_score": ScoreUnit(("natural",), ("frames", "prompt"), cache_empty=False),
+}
+PAPER_UNITS = ("clip", "dino", "face", "dd")
 
 FaceProtocol = Literal["paper", "corrected"]
 FACE_PROTOCOLS = ("paper", "corrected")
@@ -71,24 +108,27 @@ class VideoToScore:
 class VideoScores:
     """The metrics of one video; `face` is None when faces were not scored.
 
-    The per-frame evidence comes from the same pass: `clip_i_frames` / `dino_i_frames` are the
-    cosines CLIP-I / DINO-I average, `face_detections` the face each frame's protocol used (None:
-    no face found; empty when faces were not scored), `face.frame_scores` their similarities.
+    `units` are the `SCORE_UNITS` this pass computed; the values of the others are None (a pass
+    asked for fewer, `MetricSuite.score(..., wanted=...)`). The per-frame evidence comes from the
+    same pass: `clip_i_frames` / `dino_i_frames` are the cosines CLIP-I / DINO-I average,
+    `face_detections` the face each frame's protocol used (None: no face found; empty when faces
+    were not scored), `face.frame_scores` their similarities.
     """
 
-    clip_t: float
-    clip_i: float
-    dino_i: float
-    t_cons: float
+    clip_t: float | None
+    clip_i: float | None
+    dino_i: float | None
+    t_cons: float | None
     face: FaceSimilarity | None
-    dynamics: DynamicVerdict
+    dynamics: DynamicVerdict | None
     num_frames: int
     height: int
     width: int
-    dd_frames: int
+    dd_frames: int | None
     face_protocol: str
+    units: frozenset[str] = frozenset(PAPER_UNITS)
     extra: dict = field(default_factory=dict)  # the opt-in groups' metrics, by name; None: computed, no value
-    notes: tuple[str, ...] = ()  # why an opt-in metric has no value (a judge's failed reply, ...)
+    notes: dict[str, str] = field(default_factory=dict)  # by metric: why an opt-in metric has no value (a judge's failed reply, ...)
     clip_i_frames: tuple[float, ...] = ()
     dino_i_frames: tuple[float, ...] = ()
     face_detections: tuple[DetectedFace | None, ...] = ()
@@ -96,8 +136,8 @@ class VideoScores:
 
 @dataclass
 class _ReferenceEmbeddings:
-    clip: np.ndarray
-    dino: np.ndarray
+    clip: np.ndarray | None = None
+    dino: np.ndarray | None = None
     face: np.ndarray | None = None
     face_done: bool = False
     face_cur: object | None = None  # metrics.backends.curricularface.CurReference, once computed
@@ -228,54 +268,96 @@ class MetricSuite:
         self._references: dict[str, _ReferenceEmbeddings] = {}
         self._prompts: dict[str, np.ndarray] = {}
 
-    def score(self, videos: list[VideoToScore]) -> list[VideoScores]:
+    def units(self, video: VideoToScore) -> frozenset[str]:
+        """The `SCORE_UNITS` this suite computes for `video` (faces for human subjects, with a backend)."""
+        units = {"clip", "dino", "dd", *self.extra_metrics}
+        if self.backends.face is not None:
+            units.add("face")
+        return frozenset(u for u in units if video.score_faces or not SCORE_UNITS[u].faces_only)
+
+    def score(self, videos: list[VideoToScore], *, wanted: list[frozenset[str]] | None = None) -> list[VideoScores]:
+        """Score `videos` in one pass.
+
+        Args:
+            videos: The videos and what each is compared with.
+            wanted: Per video, the `SCORE_UNITS` to compute (those it has, `units(video)`); None:
+                all of them. A backend is called only for the videos whose units need it.
+        """
         for index, video in enumerate(videos):
             _check(video, index)
+        if wanted is None:
+            wanted = [self.units(video) for video in videos]
+        elif len(wanted) != len(videos):
+            raise ValueError(f"`wanted` has {len(wanted)} entries for {len(videos)} videos; give one set of units per video.")
+        else:
+            wanted = [frozenset(w) & self.units(video) for w, video in zip(wanted, videos)]
+        needs_clip = [("clip" in w) for w in wanted]
+        needs_dino = [bool({"dino", "i2v_subject"} & w) for w in wanted]
         reference_keys = [_image_key(v.reference) for v in videos]
-        self._embed_new_references(videos, reference_keys)
-        self._embed_new_prompts([v.prompt for v in videos])
+        self._embed_new_references(videos, reference_keys, needs_clip, needs_dino)
+        self._embed_new_prompts([v.prompt for v, needed in zip(videos, needs_clip) if needed])
+        clip_frames = self._embed_frames(self.backends.clip, videos, needs_clip)
+        dino_frames = self._embed_frames(self.backends.dino, videos, needs_dino)
 
-        all_frames = [frame for video in videos for frame in video.frames]
-        clip_frames = self.backends.clip.embed_images(all_frames)
-        dino_frames = self.backends.dino.embed_images(all_frames)
-
-        results, start = [], 0
-        for video, key in zip(videos, reference_keys):
+        results = []
+        for video, key, units, clip_emb, dino_emb in zip(videos, reference_keys, wanted, clip_frames, dino_frames):
             count, height, width = video.frames.shape[:3]
-            clip_emb, dino_emb = clip_frames[start : start + count], dino_frames[start : start + count]
-            start += count
             reference = self._references[key]
-            face, detections = self._face_similarity(video, reference)
-            results.append(
-                VideoScores(
+            face, detections = self._face_similarity(video, reference) if "face" in units else (None, ())
+            clip = {}
+            if clip_emb is not None:
+                clip = dict(
                     clip_t=clip_t(clip_emb, self._prompts[video.prompt]),
                     clip_i=clip_i(clip_emb, reference.clip),
-                    dino_i=dino_i(dino_emb, reference.dino),
                     t_cons=temporal_consistency(clip_emb),
+                    # The cosines CLIP-I averages, from the same embeddings (DINO-I's likewise).
+                    clip_i_frames=tuple(map(float, cosines_to(clip_emb, reference.clip, argument="reference_embedding"))),
+                )
+            dino = {}
+            if "dino" in units:
+                dino = dict(
+                    dino_i=dino_i(dino_emb, reference.dino),
+                    dino_i_frames=tuple(map(float, cosines_to(dino_emb, reference.dino, argument="reference_embedding"))),
+                )
+            dd_frames = video.frames if video.dd_frames is None else video.dd_frames
+            results.append(
+                VideoScores(
+                    **(dict(clip_t=None, clip_i=None, t_cons=None) | clip),
+                    **(dict(dino_i=None) | dino),
                     face=face,
-                    dynamics=self._dynamics(video.frames if video.dd_frames is None else video.dd_frames),
+                    dynamics=self._dynamics(dd_frames) if "dd" in units else None,
                     num_frames=count,
                     height=height,
                     width=width,
-                    dd_frames=count if video.dd_frames is None else len(video.dd_frames),
+                    dd_frames=len(dd_frames) if "dd" in units else None,
                     face_protocol=self.face_protocol,
-                    # The cosines CLIP-I and DINO-I average, from the same embeddings.
-                    clip_i_frames=tuple(map(float, cosines_to(clip_emb, reference.clip, argument="reference_embedding"))),
-                    dino_i_frames=tuple(map(float, cosines_to(dino_emb, reference.dino, argument="reference_embedding"))),
+                    units=units,
                     face_detections=detections,
-                    **self._extra(video, dino_emb, reference),
+                    **self._extra(video, dino_emb, reference, units),
                 )
             )
         return results
 
-    def _extra(self, video: VideoToScore, dino_emb: np.ndarray, reference: _ReferenceEmbeddings) -> dict:
-        """The opt-in groups' metrics of one video, from this pass's frames and embeddings."""
+    @staticmethod
+    def _embed_frames(backend, videos: list[VideoToScore], needed: list[bool]) -> list[np.ndarray | None]:
+        """Per video, its frames' embeddings by `backend` (all videos' frames in one call), None where not needed."""
+        frames = [frame for video, want in zip(videos, needed) if want for frame in video.frames]
+        embedded = backend.embed_images(frames) if frames else None
+        out, start = [], 0
+        for video, want in zip(videos, needed):
+            if want:
+                out.append(embedded[start : start + len(video.frames)])
+                start += len(video.frames)
+            else:
+                out.append(None)
+        return out
+
+    def _extra(self, video: VideoToScore, dino_emb: np.ndarray | None, reference: _ReferenceEmbeddings, units: frozenset[str]) -> dict:
+        """The opt-in groups' metrics of one video among `units`, from this pass's frames and embeddings."""
         from metrics import video_quality
 
-        if not self.extra_metrics:
-            return {}
-        values, notes = {}, []
-        for metric in self.extra_metrics:
+        values, notes = {}, {}
+        for metric in (m for m in self.extra_metrics if m in units):
             if metric == "temporal_flickering":
                 values[metric] = video_quality.temporal_flickering(video.frames)
             elif metric == "i2v_subject":
@@ -284,29 +366,30 @@ class MetricSuite:
                 values[metric] = video_quality.opens2v_motion_amplitude(video.frames)
             elif metric == "aes_score":
                 values[metric] = self.backends.aesthetic.score_video(video.frames).score
-            elif metric == "facesim_cur" and video.score_faces:  # human subjects only, like Face Sim
+            elif metric == "facesim_cur":  # human subjects only, like Face Sim (`units` says)
                 if reference.face_cur is None:
                     reference.face_cur = self.backends.face_cur.reference(video.reference)
                 cur = self.backends.face_cur.score_video(video.frames, reference.face_cur)
                 values |= {"facesim_cur": cur.score, "facesim_cur_opens2v": cur.opens2v_score}
                 if cur.reason:
-                    notes.append(f"{METRIC_NOTES['facesim_cur']} {cur.reason}")
+                    notes[metric] = f"{METRIC_NOTES['facesim_cur']} {cur.reason}"
             elif metric == "natural_score":
                 judged = self.backends.natural.score(video.frames, video.prompt)
                 values[metric] = judged.value
                 if judged.value is None:
-                    notes.append(f"{METRIC_NOTES['natural_score']} {judged.error}")
-        return {"extra": values, "notes": tuple(notes)}
+                    notes[metric] = f"{METRIC_NOTES['natural_score']} {judged.error}"
+        return {"extra": values, "notes": notes}
 
-    def _embed_new_references(self, videos: list[VideoToScore], keys: list[str]) -> None:
-        new = {key: video.reference for key, video in zip(keys, videos) if key not in self._references}
-        if not new:
-            return
-        images = list(new.values())
-        clip_refs = self.backends.clip.embed_images(images)
-        dino_refs = self.backends.dino.embed_images(images)
-        for key, clip_ref, dino_ref in zip(new, clip_refs, dino_refs):
-            self._references[key] = _ReferenceEmbeddings(clip_ref, dino_ref)
+    def _embed_new_references(
+        self, videos: list[VideoToScore], keys: list[str], needs_clip: list[bool], needs_dino: list[bool]
+    ) -> None:
+        for key in keys:
+            self._references.setdefault(key, _ReferenceEmbeddings())
+        for role, needs in (("clip", needs_clip), ("dino", needs_dino)):
+            new = {key: v.reference for key, v, need in zip(keys, videos, needs) if need and getattr(self._references[key], role) is None}
+            if new:
+                for key, embedding in zip(new, getattr(self.backends, role).embed_images(list(new.values()))):
+                    setattr(self._references[key], role, embedding)
 
     def _embed_new_prompts(self, prompts: list[str]) -> None:
         new = list(dict.fromkeys(p for p in prompts if p not in self._prompts))

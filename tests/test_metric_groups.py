@@ -88,7 +88,8 @@ def test_a_failed_judge_leaves_the_metric_empty_and_says_why(tiny_metric_models,
             [VideoToScore(video(0), "A person.", reference_image, score_faces=False)]
         )
     assert scored.extra["natural_score"] is None and "aes_score" not in scored.extra
-    assert len(scored.notes) == 1 and scored.notes[0].startswith("NaturalScore:") and "looks natural to me" in scored.notes[0]
+    assert list(scored.notes) == ["natural_score"]
+    assert scored.notes["natural_score"].startswith("NaturalScore:") and "looks natural to me" in scored.notes["natural_score"]
 
 
 def test_facesim_cur_joins_the_pass_for_people_only(tiny_metric_models, tmp_path, reference_image):
@@ -111,4 +112,4 @@ def test_facesim_cur_joins_the_pass_for_people_only(tiny_metric_models, tmp_path
     assert alone.score is not None and not scored_person.notes  # the tiny detector finds the astronaut's face
     (faceless,) = suite.score([VideoToScore(np.full((16, 128, 128, 3), 128, np.uint8), "A person.", reference_image)])
     assert faceless.extra["facesim_cur"] is None and faceless.extra["facesim_cur_opens2v"] == 0.0  # OpenS2V's zero, kept apart
-    assert len(faceless.notes) == 1 and faceless.notes[0].startswith("FaceSim-Cur:")
+    assert list(faceless.notes) == ["facesim_cur"] and faceless.notes["facesim_cur"].startswith("FaceSim-Cur:")

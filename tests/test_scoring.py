@@ -76,11 +76,12 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     videos, refs = tmp_path / "videos", tmp_path / "refs"
     videos.mkdir(), refs.mkdir()
     rows = []
-    for subject in ("alice", "bob"):
+    for s, subject in enumerate(("alice", "bob")):
         face = two_faces(128)
         Image.fromarray(face).save(refs / f"{subject}.png")
         for p, prompt in enumerate(["A person wearing sunglasses.", "A person playing an acoustic guitar."]):
-            frames = np.stack([np.roll(face, 3 * i * (p + 1), axis=1) for i in range(16)])
+            # Each video its own frames (identical ones would share their cached scores).
+            frames = np.stack([np.roll(face, 3 * i * (p + 1) + 7 * s, axis=1) for i in range(16)])
             write_mp4(videos / f"{subject}_{p}.mp4", frames)
             rows.append(
                 {
@@ -167,11 +168,16 @@ def test_score_command_writes_records_and_aggregates_matching_an_in_process_suit
     allowed = subprocess.run([*command, "--allow-failures", "--log-level", "WARNING"], capture_output=True, text=True, timeout=600)
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert "video_unreadable" in allowed.stderr and "INFO pipelines." not in allowed.stderr  # Ray keeps its own level
-    # The same records again; floats to 1e-6: a prompt embedded in another batch of a scorer may differ in its last bits.
+    # The same records again, now from the score cache the first run left in <output>/cache.
     again = pq.read_table(out / "records.parquet").to_pylist()
     assert [r.keys() for r in again] == [r.keys() for r in records]
+    assert [r["cached_units"] for r in records] == [""] * 5 + [None]
+    people, thing = "clip,dino,face,dd,temporal_flickering,i2v_subject", "clip,dino,dd,temporal_flickering,i2v_subject"
+    assert [r["cached_units"] for r in again] == [people] * 4 + [thing] + [None]  # an error record has no units
     for got, want in zip(again, records):
         for key, value in want.items():
+            if key == "cached_units":
+                continue
             numeric = isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float))
             assert got[key] == (pytest.approx(value, rel=1e-6, abs=1e-9) if numeric else value), key
 

@@ -209,6 +209,15 @@ def make_dirs(location: str | Path) -> None:
     fs.create_dir(path, recursive=True)
 
 
+def delete(location: str | Path) -> None:
+    """Remove one file; a file already gone is not an error."""
+    fs, path = resolve(location)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
 def list_files(location: str | Path, *, recursive: bool = True) -> list[str]:
     """Every file under a folder, as locations of the same kind as `location` (sorted)."""
     fs, path = resolve(location)

@@ -176,6 +176,11 @@ class EvaluationConfig:
             published tables) or `corrected` (BGR, largest face; default). See docs/scoring.md.
         metric_groups: The paper's six (`paper`, always) plus opt-in `vbench` and `opens2v` metrics in
             the same scoring pass (metrics.suite.METRIC_GROUPS; docs/metrics_opens2v.md).
+        score_cache: Keep each video's scores per unit, backend and protocol, and reuse them on a
+            re-run: adding a metric group computes only its metrics, new weights for one backend
+            recompute only its metrics, nothing new calls no model (`metrics.score_cache`). Default True.
+        score_cache_dir: Where that cache lives (default `<output_dir>/score_cache`); share one
+            folder between evaluations to reuse scores of identical videos.
         score_file: Replaced by `embedding_frames` and `dd_frames`; setting it is refused.
         backends, scorers, expected_frames: Metric models and their actor pool (see `metrics/`).
         mlflow_tracking_uri: MLflow backend (sqlite:///... or http://...); None skips MLflow.
@@ -196,6 +201,8 @@ class EvaluationConfig:
     dd_gif_frames: GifFrames = "expand"
     face_protocol: FaceProtocol = "corrected"
     metric_groups: tuple[str, ...] = ("paper",)
+    score_cache: bool = True
+    score_cache_dir: str | None = None
     score_file: str | None = None
     backends: MetricBackendsConfig = field(default_factory=MetricBackendsConfig)
     scorers: ActorPoolConfig = field(default_factory=lambda: ActorPoolConfig(num_cpus=0.5, batch_size=4))

@@ -6,6 +6,7 @@ Layout of `output_dir`:
     videos/<set>/grid.html          side-by-side page of the set
     scores/samples.parquet|.csv     one row per video, keyed by (set, subject_id, prompt, seed)
     scores/aggregates.json|.csv     per set
+    score_cache/                    scores per (video, unit, backend, protocol) a re-run reuses (metrics.score_cache)
     summary.json                    counts, timings, MLflow run id
 """
 
@@ -178,6 +179,7 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
         face_protocol=config.face_protocol,
         dd_gif_frames=config.dd_gif_frames,
         metric_groups=config.metric_groups,
+        cache_dir=(config.score_cache_dir or storage.join(output, "score_cache")) if config.score_cache else None,
         progress=progress,
     )
     aggregates = aggregate(records)

@@ -35,6 +35,11 @@ class ScoringConfig:
             `vbench` (temporal flickering, I2V subject) and `opens2v` (motion amplitude; aesthetics,
             FaceSim-Cur and NaturalScore with `backends.aesthetic` / `backends.face_cur` /
             `backends.natural`). docs/metrics_opens2v.md.
+        score_cache: Keep each video's scores per unit, backend and protocol, and reuse them: adding a
+            metric group computes only its metrics, new weights for one backend recompute only its
+            metrics, a re-run with nothing new calls no model (`metrics.score_cache`). Default True.
+        score_cache_dir: Where that cache lives (default `<output_dir>/cache`); point several runs
+            at one folder to share it.
         mlflow_tracking_uri: MLflow backend (sqlite:///... or http://...) for a run with the
             aggregates as metrics, the tables and config as artifacts and the manifest as its input
             dataset; None (default) logs nothing.
@@ -51,6 +56,8 @@ class ScoringConfig:
     face_protocol: Literal[FACE_PROTOCOLS] = "corrected"
     dd_gif_frames: Literal[GIF_FRAMES] = "expand"
     metric_groups: tuple[str, ...] = ("paper",)
+    score_cache: bool = True
+    score_cache_dir: str | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "videomaker-score"
     run_name: str | None = None
@@ -61,3 +68,11 @@ class ScoringConfig:
         self.metric_groups = check_groups(self.metric_groups)
         if self.expected_frames is not None and self.expected_frames < 2:
             raise ValueError(f"Invalid ScoringConfig(expected_frames={self.expected_frames}): need >= 2 or None.")
+
+    def score_cache_location(self) -> str | None:
+        """The score cache folder this run reads and adds to, or None with `score_cache: false`."""
+        from videomaker import storage
+
+        if not self.score_cache:
+            return None
+        return self.score_cache_dir or storage.join(self.output_dir, "cache")

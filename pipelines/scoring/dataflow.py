@@ -44,13 +44,16 @@ class ScoreBatch:
         face_protocol: str = "corrected",
         dd_gif_frames: str = "expand",
         metric_groups: tuple[str, ...] = ("paper",),
+        cache_dir: str | None = None,
     ) -> None:
         from metrics.backends import load_backends
+        from metrics.score_cache import ScoreCache
         from metrics.suite import MetricSuite
 
         self.suite = MetricSuite(load_backends(backends), face_protocol=face_protocol, groups=tuple(metric_groups))
         self.expected_frames = expected_frames
         self.dd_gif_frames = dd_gif_frames
+        self.cache = ScoreCache.open(cache_dir) if cache_dir else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from metrics.records import score_requests
@@ -58,8 +61,10 @@ class ScoreBatch:
         positions = batch.column("row")
         requests = [ScoreRequest(**row) for row in batch.drop_columns(["row"]).to_pylist()]
         records = records_table(
-            score_requests(self.suite, requests, expected_frames=self.expected_frames, dd_gif_frames=self.dd_gif_frames)
+            score_requests(self.suite, requests, expected_frames=self.expected_frames, dd_gif_frames=self.dd_gif_frames, cache=self.cache)
         )
+        if self.cache is not None:
+            self.cache.flush()  # per batch: an interrupted run keeps what it scored
         return records.append_column("row", positions)
 
 
@@ -80,6 +85,7 @@ def score_videos(
     face_protocol: str = "corrected",
     dd_gif_frames: str = "expand",
     metric_groups: tuple[str, ...] = ("paper",),
+    cache_dir: str | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """The records of `requests`, in their order, scored on the running (or a local) Ray cluster.
@@ -88,6 +94,8 @@ def score_videos(
         face_protocol: `paper` or `corrected` Face Sim (see `metrics.suite`); every record says which.
         dd_gif_frames: How DD reads a GIF whose identical frames merged (see `metrics.records.score_requests`).
         metric_groups: Opt-in metric groups beside the paper's six (`metrics.suite.METRIC_GROUPS`).
+        cache_dir: Score cache folder (`metrics.score_cache`): units already scored with the same
+            inputs, backends and protocol are read from it, the rest computed and added. None: no cache.
     """
     from metrics.io import GIF_FRAMES
     from metrics.suite import FACE_PROTOCOLS, check_groups
@@ -96,7 +104,12 @@ def score_videos(
         raise ValueError(f"`face_protocol` must be one of {list(FACE_PROTOCOLS)}, got {face_protocol!r}.")
     if dd_gif_frames not in GIF_FRAMES:
         raise ValueError(f"`dd_gif_frames` must be one of {list(GIF_FRAMES)}, got {dd_gif_frames!r}.")
+    from metrics.score_cache import compact
+
     metric_groups = check_groups(metric_groups)
+    if cache_dir:
+        cache_dir = storage.absolute(cache_dir)
+        compact(cache_dir)  # one part for every actor to read, whatever an interrupted run left
     connect_or_start_ray()
     order = sorted(range(len(requests)), key=lambda i: (requests[i].reference, requests[i].video))
     rows = [{"row": i, **asdict(requests[i])} for i in order]
@@ -108,6 +121,7 @@ def score_videos(
             "face_protocol": face_protocol,
             "dd_gif_frames": dd_gif_frames,
             "metric_groups": metric_groups,
+            "cache_dir": cache_dir,
         },
         batch_format="pyarrow",
         **scorers.map_batches_options(),
@@ -118,6 +132,10 @@ def score_videos(
             for record in batch.to_pylist():
                 records[record.pop("row")] = record
                 bar.update(1)
+    if cache_dir:
+        compact(cache_dir)
+        cached = sum(bool(r["cached_units"]) for r in records)
+        logger.info("Score cache %s: %d of %d videos reused cached units", cache_dir, cached, len(records))
     return records
 
 
@@ -152,6 +170,7 @@ def run_scoring(config: ScoringConfig, *, progress: bool = True) -> ScoringResul
         face_protocol=config.face_protocol,
         dd_gif_frames=config.dd_gif_frames,
         metric_groups=config.metric_groups,
+        cache_dir=config.score_cache_location(),
         progress=progress,
     )
     aggregates = aggregate(records)
