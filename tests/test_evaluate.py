@@ -468,6 +468,18 @@ def _evaluate_resume_compare_and_gate(tmp_path, tiny_metric_models, capsys):
         assert fall < 0, f"{name} was named but changed by {fall}"
         assert f"{set_name} " in nightly and METRIC_LABELS[metric] in nightly
 
+    # 6. A metric group added to the finished evaluation: no video is made again, the paper's units come from the
+    # score cache its scoring left (<output>/score_cache) and only the new group's metrics are computed.
+    before = {(s["set"], s["subject_id"], s["prompt"], s["seed"]): s for s in samples}
+    capsys.readouterr()
+    assert main(evaluate_command(config, benchmark, base, "base-vbench", "sets=[object]", "metric_groups=[vbench]")[3:]) == 0
+    assert "videos: 0 new, 8 already done, 0 failed" in capsys.readouterr().out
+    added = read(base / "scores" / "samples.parquet").to_pylist()
+    assert len(added) == 8 and all(r["cached_units"] == "clip,dino,dd" and r["temporal_flickering"] is not None for r in added)
+    for r in added:
+        was = before[(r["set"], r["subject_id"], r["prompt"], r["seed"])]
+        assert (r["clip_t"], r["dino_i"], r["dd_pair_scores"]) == (was["clip_t"], was["dino_i"], was["dd_pair_scores"])
+
 
 def test_ip_adapter_faceid_method_takes_its_face_from_the_metrics_face_backend(tmp_path, tiny_metric_models, reference_image):
     """The evaluation's FaceID method: insightface (through metrics/) embeds the reference, diffusers generates."""
