@@ -177,12 +177,12 @@ def decode_image(data: bytes, *, keep_gray: bool = False) -> np.ndarray:
         raise ValueError(f"not a readable image ({type(error).__name__}: {error})") from error
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, *, label: str = "Reference image") -> np.ndarray:
     """A reference image as uint8 RGB (H, W, 3), upright by its EXIF orientation (as generation reads it);
-    transparency is composited onto white (see `decode_image`)."""
+    transparency is composited onto white (see `decode_image`). `label` names it in errors."""
     path = str(path)
-    data = _read(path, "reference", "Reference image")
+    data = _read(path, "reference", label)
     try:
         return decode_image(data)
     except ValueError as error:
-        raise MediaError("reference_unreadable", f"Reference image {path!r} could not be read: {error}") from error
+        raise MediaError("reference_unreadable", f"{label} {path!r} could not be read: {error}") from error

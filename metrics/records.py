@@ -62,6 +62,7 @@ RECORD_SCHEMA = pa.schema(
         ("dd_pairs_required", pa.int32()),
         ("dd_threshold", pa.float64()),
         ("dd_pair_scores", pa.list_(pa.float64())),
+        ("face_cur_reference", pa.string()),  # the image FaceSim-Cur compared with; null: `reference`; "": not scored
         ("dd_video", pa.string()),  # the file DD read (the GIF, as published, unless configured otherwise)
         ("dd_frames", pa.int32()),  # frames DD judged
         ("dd_file_frames", pa.int32()),  # frames that file holds (fewer for a GIF whose identical frames merged)
@@ -104,6 +105,9 @@ class ScoreRequest:
         method: Which method made the video (ours, a baseline, an imported one).
         seed: Generation seed, when known.
         dd_video: The file DD reads (the saved GIF, as the published DD); None: `video`.
+        face_cur_reference: The image FaceSim-Cur compares with; None: `reference`, for human
+            subjects like Face Sim; "": FaceSim-Cur is not scored for this video. OpenS2V-Eval's
+            manifests set it by that benchmark's rule (pipelines/evaluation/opens2v.py).
     """
 
     video: str
@@ -115,6 +119,7 @@ class ScoreRequest:
     method: str = ""
     seed: int | None = None
     dd_video: str | None = None
+    face_cur_reference: str | None = None
 
     @property
     def is_human(self) -> bool:
@@ -272,13 +277,22 @@ def score_requests(
                 ):
                     raise _mismatch(dd_path, len(dd.frames), expected_frames)
             reference = read_image(request.reference)
+            face_cur = request.face_cur_reference
+            face_cur_image = read_image(face_cur, label="FaceSim-Cur reference image") if face_cur else None
         except MediaError as error:
             records[index] = _error_record(request, context, error.code, str(error))
             continue
         dd_frames = None if dd is video else dd.frames
-        ready.append(
-            (index, VideoToScore(video.frames, request.prompt, reference, score_faces=request.is_human, dd_frames=dd_frames), dd.decoded)
+        to_score = VideoToScore(
+            video.frames,
+            request.prompt,
+            reference,
+            score_faces=request.is_human,
+            dd_frames=dd_frames,
+            face_cur_reference=face_cur_image,
+            score_face_cur=None if face_cur is None else bool(face_cur),
         )
+        ready.append((index, to_score, dd.decoded))
 
     keys = [cache.keys(suite, video) if cache is not None else {} for _, video, _ in ready]
     hits = [cache.lookup(unit_keys) if cache is not None else {} for unit_keys in keys]

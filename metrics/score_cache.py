@@ -2,7 +2,7 @@
 
 A unit of the pass (`metrics.suite.SCORE_UNITS`: CLIP's metrics, DINO-I, Face Sim, DD, each opt-in
 metric) is keyed by the sha256 of what it reads (the decoded frames it scores, DD's frames, the
-reference's pixels, the prompt), the `describe()` of each backend it calls (name, library version,
+reference's pixels, FaceSim-Cur's reference, the prompt), the `describe()` of each backend it calls (name, library version,
 weights digest and the options that change outputs), the suite settings it depends on (Face Sim's
 protocol) and the unit's version. Adding a metric computes that unit alone; new weights for one
 backend recompute only the units calling it; a re-run with nothing new calls no model.
@@ -48,6 +48,7 @@ def input_digests(video: VideoToScore) -> dict[str, str]:
         "frames": frames,
         "dd_frames": frames if video.dd_frames is None else array_digest(video.dd_frames),
         "reference": array_digest(video.reference),
+        "face_cur_reference": array_digest(video.reference if video.face_cur_reference is None else video.face_cur_reference),
         "prompt": hashlib.sha256(video.prompt.encode()).hexdigest(),
     }
 

@@ -46,7 +46,6 @@ GROUP_BACKENDS = {"aes_score": "aesthetic", "facesim_cur": "face_cur", "natural_
 METRIC_NOTES = {"facesim_cur": "FaceSim-Cur:", "natural_score": "NaturalScore:"}
 
 
-
 @dataclass(frozen=True)
 class ScoreUnit:
     """A part of the pass computed alone: the backend roles and inputs its values rest on.
@@ -57,7 +56,7 @@ class ScoreUnit:
     """
 
     roles: tuple[str, ...]
-    inputs: tuple[str, ...]  # of: frames, dd_frames, reference, prompt
+    inputs: tuple[str, ...]  # of: frames, dd_frames, reference, face_cur_reference, prompt
     protocol: tuple[str, ...] = ()  # MetricSuite attributes the values depend on
     version: int = 1
     cache_empty: bool = True
@@ -73,7 +72,7 @@ SCORE_UNITS = {
     "i2v_subject": ScoreUnit(("dino",), ("frames", "reference")),
     "motion_amplitude": ScoreUnit((), ("frames",)),
     "aes_score": ScoreUnit(("aesthetic",), ("frames",)),
-    "facesim_cur": ScoreUnit(("face_cur",), ("frames", "reference"), faces_only=True),
+    "facesim_cur": ScoreUnit(("face_cur",), ("frames", "face_cur_reference")),  # who gets it: MetricSuite.units
     "natural_score": ScoreUnit(("natural",), ("frames", "prompt"), cache_empty=False),
 }
 PAPER_UNITS = ("clip", "dino", "face", "dd")
@@ -95,6 +94,10 @@ class VideoToScore:
         dd_frames: uint8 RGB (F', H', W', 3) frames DD reads instead of `frames` (the saved GIF's,
             as published); None: `frames`. May hold a single frame (a GIF whose frames were all
             merged, read as decoded), which has no pair and is not dynamic.
+        face_cur_reference: uint8 RGB image FaceSim-Cur compares with (OpenS2V picks the person's
+            image of a multi-subject entry); None: `reference`.
+        score_face_cur: Compute FaceSim-Cur (with its backend); None: as Face Sim (`score_faces`).
+            OpenS2V decides by its entry's id, not by the class.
     """
 
     frames: np.ndarray
@@ -102,6 +105,8 @@ class VideoToScore:
     reference: np.ndarray
     score_faces: bool = True
     dd_frames: np.ndarray | None = None
+    face_cur_reference: np.ndarray | None = None
+    score_face_cur: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,6 @@ class _ReferenceEmbeddings:
     dino: np.ndarray | None = None
     face: np.ndarray | None = None
     face_done: bool = False
-    face_cur: object | None = None  # metrics.backends.curricularface.CurReference, once computed
 
 
 def _is_video(frames) -> bool:
@@ -159,9 +163,12 @@ def _check(video: VideoToScore, index: int) -> None:
             f"`videos[{index}].dd_frames` must be uint8 RGB (F, H, W, 3) with F >= 1, "
             f"got {getattr(dd_frames, 'shape', None)}; pass None to judge DD on `frames`."
         )
-    reference = video.reference
-    if not (isinstance(reference, np.ndarray) and reference.dtype == np.uint8 and reference.ndim == 3 and reference.shape[-1] == 3):
-        raise ValueError(f"`videos[{index}].reference` must be a uint8 RGB (H, W, 3) image, got {getattr(reference, 'shape', None)}.")
+    for name in ("reference", "face_cur_reference"):
+        image = getattr(video, name)
+        if name == "face_cur_reference" and image is None:
+            continue
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3):
+            raise ValueError(f"`videos[{index}].{name}` must be a uint8 RGB (H, W, 3) image, got {getattr(image, 'shape', None)}.")
     if not isinstance(video.prompt, str) or not video.prompt.strip():
         raise ValueError(f"`videos[{index}].prompt` must be a non-empty string, got {video.prompt!r}.")
 
@@ -266,6 +273,7 @@ class MetricSuite:
         self.groups = check_groups(groups)
         self.extra_metrics = extra_metrics(self.groups, backends)
         self._references: dict[str, _ReferenceEmbeddings] = {}
+        self._face_cur_references: dict[str, object] = {}  # metrics.backends.curricularface.CurReference by image key
         self._prompts: dict[str, np.ndarray] = {}
 
     def units(self, video: VideoToScore) -> frozenset[str]:
@@ -273,6 +281,8 @@ class MetricSuite:
         units = {"clip", "dino", "dd", *self.extra_metrics}
         if self.backends.face is not None:
             units.add("face")
+        if not (video.score_faces if video.score_face_cur is None else video.score_face_cur):
+            units.discard("facesim_cur")
         return frozenset(u for u in units if video.score_faces or not SCORE_UNITS[u].faces_only)
 
     def score(self, videos: list[VideoToScore], *, wanted: list[frozenset[str]] | None = None) -> list[VideoScores]:
@@ -366,10 +376,12 @@ class MetricSuite:
                 values[metric] = video_quality.opens2v_motion_amplitude(video.frames)
             elif metric == "aes_score":
                 values[metric] = self.backends.aesthetic.score_video(video.frames).score
-            elif metric == "facesim_cur":  # human subjects only, like Face Sim (`units` says)
-                if reference.face_cur is None:
-                    reference.face_cur = self.backends.face_cur.reference(video.reference)
-                cur = self.backends.face_cur.score_video(video.frames, reference.face_cur)
+            elif metric == "facesim_cur":  # the videos `units` gives it: human subjects, or OpenS2V's rule
+                image = video.reference if video.face_cur_reference is None else video.face_cur_reference
+                key = _image_key(image)
+                if key not in self._face_cur_references:
+                    self._face_cur_references[key] = self.backends.face_cur.reference(image)
+                cur = self.backends.face_cur.score_video(video.frames, self._face_cur_references[key])
                 values |= {"facesim_cur": cur.score, "facesim_cur_opens2v": cur.opens2v_score}
                 if cur.reason:
                     notes[metric] = f"{METRIC_NOTES['facesim_cur']} {cur.reason}"
@@ -380,9 +392,7 @@ class MetricSuite:
                     notes[metric] = f"{METRIC_NOTES['natural_score']} {judged.error}"
         return {"extra": values, "notes": notes}
 
-    def _embed_new_references(
-        self, videos: list[VideoToScore], keys: list[str], needs_clip: list[bool], needs_dino: list[bool]
-    ) -> None:
+    def _embed_new_references(self, videos: list[VideoToScore], keys: list[str], needs_clip: list[bool], needs_dino: list[bool]) -> None:
         for key in keys:
             self._references.setdefault(key, _ReferenceEmbeddings())
         for role, needs in (("clip", needs_clip), ("dino", needs_dino)):

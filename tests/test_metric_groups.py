@@ -113,3 +113,42 @@ def test_facesim_cur_joins_the_pass_for_people_only(tiny_metric_models, tmp_path
     (faceless,) = suite.score([VideoToScore(np.full((16, 128, 128, 3), 128, np.uint8), "A person.", reference_image)])
     assert faceless.extra["facesim_cur"] is None and faceless.extra["facesim_cur_opens2v"] == 0.0  # OpenS2V's zero, kept apart
     assert list(faceless.notes) == ["facesim_cur"] and faceless.notes["facesim_cur"].startswith("FaceSim-Cur:")
+
+
+def test_facesim_cur_reads_its_own_reference_and_is_skipped_where_asked(tiny_metric_models, tmp_path, reference_image):
+    import torch
+    from PIL import Image
+
+    from test_curricularface import random_state
+    from tiny_models import save_tiny_face_pack
+    from videomaker.export import write_mp4
+
+    torch.save(random_state(), tmp_path / "cur.bin")
+    options = {"weights": str(tmp_path / "cur.bin"), "model_dir": str(save_tiny_face_pack(tmp_path / "buffalo_l"))}
+    backends = load_backends(dataclasses.replace(tiny_metric_models, face_cur=BackendSpec("curricularface", options)))
+    suite = MetricSuite(backends, groups=("opens2v",))
+    write_mp4(video(0), tmp_path / "v.mp4", fps=8)
+    person = np.ascontiguousarray(reference_image[40:300, 120:380])  # the face, cropped: another image than the reference
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "cup.png")
+    Image.fromarray(person).save(tmp_path / "person.png")
+    Image.fromarray(reference_image).save(tmp_path / "ref.png")
+    base = ScoreRequest(str(tmp_path / "v.mp4"), "s", "A person.", str(tmp_path / "cup.png"), subject_class="cup")
+    own, skipped, default = score_requests(
+        suite,
+        [
+            dataclasses.replace(base, face_cur_reference=str(tmp_path / "person.png")),  # an object first, the person given apart
+            dataclasses.replace(base, reference=str(tmp_path / "ref.png"), subject_class="person", face_cur_reference=""),
+            dataclasses.replace(base, reference=str(tmp_path / "ref.png"), subject_class="person"),
+        ],
+    )
+    from metrics.io import read_frames
+
+    frames = read_frames(base.video).frames
+    assert backends.face_cur.score_video(frames, person).score is not None  # the tiny detector finds the cropped face
+    assert own["facesim_cur"] == pytest.approx(backends.face_cur.score_video(frames, person).score)
+    assert own["face_status"] == "not_scored" and own["face_cur_reference"] == str(tmp_path / "person.png")
+    assert skipped["facesim_cur"] is None and skipped["facesim_cur_opens2v"] is None and skipped["face_status"] == "scored"
+    assert default["facesim_cur"] == pytest.approx(backends.face_cur.score_video(frames, reference_image).score)
+    assert own["facesim_cur"] != default["facesim_cur"]
+    (missing,) = score_requests(suite, [dataclasses.replace(base, face_cur_reference=str(tmp_path / "gone.png"))])
+    assert missing["status"] == "error" and missing["error"] == "reference_missing" and "FaceSim-Cur reference image" in missing["message"]

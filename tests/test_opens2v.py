@@ -584,3 +584,27 @@ def test_evaluate_runs_an_openS2V_manifest_end_to_end(eval_folder, tmp_path, tin
         assert result["total_score"] == pytest.approx(total, abs=1e-12), version
     files = json.loads((out / "scores" / "opens2v" / "v1.0" / "aesthetic_score.json").read_text())
     assert set(files) == {"humanobj_1", "singleobj_1"} and all("aes_score" in v for v in files.values())  # keyed as OpenS2V keys
+
+
+def test_facesim_cur_follows_opens2v_s_reference_rule(tmp_path):
+    """OpenS2V's FaceSim-Cur scores ids of its human categories only, against the first image under a man/woman folder."""
+    root = tmp_path / "eval"
+    paths = ["Images/humanobj/thing/cup/1.jpg", "Images/humanobj/human/woman/2.jpg", "Images/singleface/crop_man/3.png", "man/4.png"]
+    for k, rel in enumerate(paths):
+        make_image(root / rel, (40 * k, 90, 160))
+    entries = {
+        "humanobj_7": {"img_paths": paths[:2], "prompt": "A woman holds a cup.", "class_label": ["Cup", "Woman"]},
+        "singleface_2": {"img_paths": [paths[2]], "prompt": "A man.", "class_label": ["Man"]},
+        "singleobj_3": {"img_paths": [paths[1]], "prompt": "A woman?", "class_label": ["Woman"]},  # not a face category
+        "faceobj_4": {"img_paths": [paths[0]], "prompt": "A cup.", "class_label": ["Cup"]},  # no man/woman folder
+        "singlehuman_5": {"img_paths": [paths[3]], "prompt": "A man.", "class_label": ["Man"]},  # "man/" has no leading slash
+    }
+    write_json(root / "Open-Domain_Eval.json", entries)
+    read = {e.video_id: e for e in read_opens2v_manifest(root / "Open-Domain_Eval.json")}
+    want = {"humanobj_7": str(root / paths[1]), "singleface_2": str(root / paths[2]), "singleobj_3": None, "faceobj_4": None}
+    want["singlehuman_5"] = None  # the script matches the path as written, which has no "/man/"
+    assert {video_id: entry.face_cur_reference for video_id, entry in read.items()} == want
+    items = {i.subject.subject_id: i.subject for i in opens2v_items(read.values())}
+    # The items carry it to scoring; "" says FaceSim-Cur is not scored (metrics.records.ScoreRequest).
+    assert {k: s.face_cur_reference for k, s in items.items()} == {k: v or "" for k, v in want.items()}
+    assert items["humanobj_7"].reference == str(root / paths[0])  # the generator still gets the first image

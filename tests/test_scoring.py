@@ -51,6 +51,17 @@ def test_manifest_dd_video_column_names_the_file_dd_reads(tmp_path):
     assert second.dd_video is None  # DD reads `video`
 
 
+def test_manifest_face_cur_reference_column_names_facesim_cur_s_image_or_none(tmp_path):
+    row = {"video": "a.mp4", "subject_id": "s", "prompt": "A person.", "reference": "r.png"}
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [{**row, "face_cur_reference": "faces/w.png"}, {**row, "face_cur_reference": "none"}, {**row, "face_cur_reference": ""}],
+    )
+    given, skipped, default = read_score_manifest(manifest)
+    assert given.face_cur_reference == str(tmp_path / "faces" / "w.png")  # resolved like `reference`
+    assert skipped.face_cur_reference == "" and default.face_cur_reference is None  # not scored; the reference, for people
+
+
 def test_manifest_errors_name_the_columns_and_every_bad_row(tmp_path):
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['reference'\]"):
         read_score_manifest(write_manifest(tmp_path / "a.csv", [{"video": "a", "subject_id": "s", "prompt": "p"}]))

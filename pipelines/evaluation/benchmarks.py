@@ -180,12 +180,17 @@ def prompts_for(set_name: str, subject_class: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class BenchmarkSubject:
-    """One identity or object of a benchmark set and its reference image (an absolute path)."""
+    """One identity or object of a benchmark set and its reference image (an absolute path).
+
+    `face_cur_reference`: the image FaceSim-Cur compares with (`metrics.records.ScoreRequest`);
+    None: `reference` for human subjects. OpenS2V-Eval's entries set it by that benchmark's rule.
+    """
 
     subject_id: str
     set: str
     subject_class: str
     reference: str
+    face_cur_reference: str | None = None
 
     @property
     def is_human(self) -> bool:

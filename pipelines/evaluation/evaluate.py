@@ -121,6 +121,7 @@ def score_requests_of(items: list[BenchmarkItem], config: EvaluationConfig, vide
             subject_class="person" if item.subject.is_human else item.subject.subject_class,
             method=config.method.name,
             seed=item.seed,
+            face_cur_reference=item.subject.face_cur_reference,
         )
         for item in items
     ]

@@ -38,6 +38,11 @@ EXPORT_RECORD = "opens2v_export.json"  # written beside the exported videos
 _DUPLICATES = "\0duplicates"  # where the JSON hook notes keys written twice (no real key holds a NUL)
 
 
+# OpenS2V's FaceSim-Cur: which ids it scores and which image of an entry is the face reference.
+FACESIM_CUR_CATEGORIES = ("singlehuman", "singleface", "faceobj", "humanobj")
+FACESIM_CUR_FOLDERS = ("/man/", "/woman/", "/crop_woman/", "/crop_man/")
+
+
 @dataclass(frozen=True)
 class OpenS2VEntry:
     """One entry of an OpenS2V-Eval manifest, every reference kept.
@@ -49,6 +54,7 @@ class OpenS2VEntry:
         images: Absolute paths of every reference image, in the manifest's order.
         class_labels: One label per image ("Man", "Cup", ...), as written.
         synthesis_flag: The manifest's flag ("wrong", "True", ...) or None when absent.
+        image_paths: `img_paths` as written (relative), one per image; FaceSim-Cur's rule reads them.
     """
 
     video_id: str
@@ -57,6 +63,22 @@ class OpenS2VEntry:
     images: tuple[str, ...]
     class_labels: tuple[str, ...]
     synthesis_flag: str | None = None
+    image_paths: tuple[str, ...] = ()
+
+    @property
+    def face_cur_reference(self) -> str | None:
+        """The image OpenS2V's FaceSim-Cur compares with, or None where it scores none.
+
+        Its script scores only ids of its human categories (containing `singlehuman`, `singleface`,
+        `faceobj` or `humanobj`) and takes the first image whose manifest path has a `/man/`,
+        `/woman/`, `/crop_man/` or `/crop_woman/` folder; an entry with none is left out.
+        """
+        if not any(category in self.video_id for category in FACESIM_CUR_CATEGORIES):
+            return None
+        for written, image in zip(self.image_paths or self.images, self.images):
+            if any(folder in written for folder in FACESIM_CUR_FOLDERS):
+                return image
+        return None
 
     @property
     def category(self) -> str:
@@ -171,7 +193,10 @@ def read_opens2v_manifest(
         if entry_problems:
             problems.append(f"entry {video_id!r}: " + "; ".join(entry_problems))
             continue
-        entries.append(OpenS2VEntry(video_id, domain, entry["prompt"], images, tuple(entry["class_label"]), entry.get("synthesis_flag")))
+        written = tuple(p.strip() for p in entry["img_paths"])
+        entries.append(
+            OpenS2VEntry(video_id, domain, entry["prompt"], images, tuple(entry["class_label"]), entry.get("synthesis_flag"), written)
+        )
     if not problems and not entries:
         problems.append("no entries")
     if problems:
@@ -183,7 +208,8 @@ def opens2v_items(entries: Iterable[OpenS2VEntry], *, seeds: Iterable[int] = (0,
     """One `BenchmarkItem` per (entry, seed), in the manifest's order then the seeds' order.
 
     The subject is the video id in the domain's set (`OPENS2V_SETS`), its class the first label
-    lower-cased, its reference the first image; the prompt is the entry's own, stripped of
+    lower-cased, its reference the first image, its FaceSim-Cur reference OpenS2V's
+    (`OpenS2VEntry.face_cur_reference`); the prompt is the entry's own, stripped of
     surrounding whitespace as every manifest value is. `prompt_index` is 0: each entry has one prompt.
     """
     seeds = [int(seed) for seed in seeds]
@@ -193,7 +219,9 @@ def opens2v_items(entries: Iterable[OpenS2VEntry], *, seeds: Iterable[int] = (0,
         raise ValueError(f"`seeds` has repeats {seeds}; give each seed once.")
     items = []
     for entry in entries:
-        subject = BenchmarkSubject(entry.video_id, OPENS2V_SETS[entry.domain], entry.subject_class, entry.reference)
+        # FaceSim-Cur follows OpenS2V's rule: "" where its script scores none (metrics.records.ScoreRequest)
+        face_cur = entry.face_cur_reference or ""
+        subject = BenchmarkSubject(entry.video_id, OPENS2V_SETS[entry.domain], entry.subject_class, entry.reference, face_cur)
         items += [BenchmarkItem(subject, 0, entry.prompt.strip(), seed) for seed in seeds]
     return items
 

@@ -17,9 +17,10 @@ class ScoringConfig:
 
     Args:
         manifest: CSV, JSONL or Parquet with `video`, `subject_id`, `prompt`, `reference` and
-            optional `set`, `subject_class`, `method`, `seed`, `dd_video` columns. `video` is
+            optional `set`, `subject_class`, `method`, `seed`, `dd_video`, `face_cur_reference` columns. `video` is
             what CLIP-T, CLIP-I, DINO-I, T.Cons and Face Sim read (best: lossless frames),
             `dd_video` what DD reads (the GIF, as published); without it DD reads `video`.
+            `face_cur_reference` the image FaceSim-Cur compares with (empty: `reference`; `none`: not computed).
         output_dir: Where `records.parquet`, `records.csv`, `aggregates.json` and `aggregates.csv` go.
         videos_dir: Relative `video` paths are read from here (default: the manifest's folder).
         expected_frames: Frames each video must have; other counts are recorded as errors.

@@ -13,7 +13,7 @@ from pipelines.manifests import read_manifest
 from videomaker import storage
 
 REQUIRED_COLUMNS = ("video", "subject_id", "prompt", "reference")
-OPTIONAL_COLUMNS = ("set", "subject_class", "method", "seed", "dd_video")
+OPTIONAL_COLUMNS = ("set", "subject_class", "method", "seed", "dd_video", "face_cur_reference")
 
 
 def _resolve(value: str, base: str) -> str:
@@ -39,6 +39,10 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
     for row in rows:
         seed = row.get("seed")
         dd_video = row.get("dd_video")
+        face_cur = row.get("face_cur_reference")
+        # `none`: FaceSim-Cur not scored (a manifest's empty cell reads as null); a path resolves like `reference`
+        if face_cur is not None:
+            face_cur = "" if str(face_cur).lower() == "none" else _resolve(str(face_cur), base)
         requests.append(
             ScoreRequest(
                 video=_resolve(str(row["video"]), video_base),
@@ -50,6 +54,7 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
                 method=str(row.get("method") or ""),
                 seed=int(seed) if seed is not None else None,
                 dd_video=_resolve(str(dd_video), video_base) if dd_video is not None else None,
+                face_cur_reference=face_cur,
             )
         )
     if not requests:
