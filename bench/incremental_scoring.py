@@ -14,13 +14,14 @@ bytes and the seconds `ScoreCache.open` takes, for several N (each scorer opens 
 
     HF_HUB_OFFLINE=1 uv run python bench/incremental_scoring.py --videos 8
 
-(Not bench/metrics.py: run as a script, a bench/ module named after the `metrics` package would shadow it.)
+(Its name is not the `metrics` package's: run as a script, a bench module of that name would shadow the package.)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import sys
 import tempfile
@@ -149,7 +150,8 @@ def main() -> None:
     best = {name: min(values) for name, values in seconds.items()}
     print(
         f"{args.videos} mp4s of 16x{args.size}x{args.size}; CLIP ViT-B-32 and DINO ViT-S/16 real size (random weights), "
-        f"DIS flow, tiny insightface pack; cpu, {torch.get_num_threads()} threads; fastest of {args.rounds} rounds"
+        f"DIS flow, tiny insightface pack; cpu, {torch.get_num_threads()} threads; fastest of {args.rounds} rounds; "
+        f"load average at the end {os.getloadavg()[0]:.1f}"
     )
     print(f"{'scenario':<34}{'seconds':>9}{'s/video':>9}")
     for name, value in best.items():

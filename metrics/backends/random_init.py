@@ -101,3 +101,122 @@ def save_random_aesthetic(directory: str | Path, seed: int = 0) -> dict:
     weights = directory / "aesthetic-model.pth"
     torch.save(predictor.state_dict(), weights)
     return {"weights": str(weights), "clip_model": clip_model}
+
+
+# Qwen2-VL's special tokens in the order of its vocabulary (151643 onwards in the real one).
+QWEN2_VL_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+GME_TOKENIZER_CORPUS = (
+    "You are a helpful assistant.",
+    "Find an image that matches the given text.",
+    "A man walks his dog in the park while a woman rides a red bicycle past them.",
+    "The cat sleeps on the sofa next to a cup of tea.",
+)
+GME_INIT_STD = 0.2  # wider than transformers' 0.02, so different inputs end in clearly different embeddings
+
+
+def save_random_gme(directory: str | Path, seed: int = 0) -> str:
+    """A tiny random Qwen2-VL in the files of GME's hub repo (`Alibaba-NLP/gme-Qwen2-VL-7B-Instruct`).
+
+    The vision tower has 1 block of width 32 (patch 14, 2x2 merge, as the real one) and the language
+    model 2 layers of width 32 with M-RoPE sections; the tokenizer is a byte-level BPE trained here with
+    the `tokenizers` library (Qwen2's pre-tokenizer, a few hundred tokens) plus Qwen2-VL's special tokens;
+    `preprocessor_config.json` is Qwen2-VL's (CLIP mean and std, the slow processor's type name).
+
+    Returns:
+        The directory, for `GmeScorer(model=...)`.
+    """
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False))
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(GME_TOKENIZER_CORPUS, trainer)
+    tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in QWEN2_VL_SPECIAL_TOKENS])
+    tokenizer.save(str(directory / "tokenizer.json"))
+    ids = {token: tokenizer.token_to_id(token) for token in QWEN2_VL_SPECIAL_TOKENS}
+    tokenizer_config = {
+        "tokenizer_class": "Qwen2Tokenizer",
+        "bos_token": None,
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": None,
+        "additional_special_tokens": list(QWEN2_VL_SPECIAL_TOKENS[1:]),
+        "model_max_length": 32768,
+        "split_special_tokens": False,
+        "clean_up_tokenization_spaces": False,
+        "errors": "replace",
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    preprocessor_config = {
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2VLProcessor",
+        "min_pixels": 3136,
+        "max_pixels": 12845056,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+    }
+    (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor_config, indent=2))
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": tokenizer.get_vocab_size(),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 4096,
+            "rope_scaling": {"type": "mrope", "mrope_section": [4, 2, 2]},  # head dim 16: 8 frequencies, t/h/w
+            "rope_theta": 10000.0,
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "initializer_range": GME_INIT_STD,
+        },
+        vision_config={
+            "depth": 1,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "initializer_range": GME_INIT_STD,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(directory)
+    return str(directory)
