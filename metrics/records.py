@@ -77,6 +77,7 @@ RECORD_SCHEMA = pa.schema(
         ("aes_score", pa.float64()),  # opens2v, with backends.aesthetic
         ("facesim_cur", pa.float64()),  # opens2v, with backends.face_cur: null without a face (the reason in `message`)
         ("facesim_cur_opens2v", pa.float64()),  # the value OpenS2V's script writes (0.0 for a video without a face)
+        ("gme_score", pa.float64()),  # opens2v, with backends.gme: GME's prompt-frame similarity over 32 sampled frames
         ("natural_score", pa.float64()),  # opens2v, with backends.natural; null with the judge's failure in `message`
         # Per-frame evidence, one entry per scored frame in frame order (DD's per pair: dd_pair_scores).
         ("frame_clip_i", pa.list_(pa.float64())),  # the cosines clip_i averages
@@ -160,6 +161,7 @@ UNIT_COLUMNS = {
     "motion_amplitude": ("motion_amplitude",),
     "aes_score": ("aes_score",),
     "facesim_cur": ("facesim_cur", "facesim_cur_opens2v"),
+    "gme_score": ("gme_score",),
     "natural_score": ("natural_score",),
 }
 

@@ -14,7 +14,7 @@ Both skip frames without a face, keep negative cosines and exclude a video with 
 The paper's six are always computed. Opt-in groups (`METRIC_GROUPS`) add newer metrics in the same
 pass, reusing its frames and embeddings (docs/metrics_opens2v.md): `vbench` (temporal flickering,
 I2V subject consistency from the DINO embeddings already computed) and `opens2v` (motion amplitude,
-and the aesthetic score, FaceSim-Cur and NaturalScore when their backends are configured).
+and the aesthetic score, FaceSim-Cur, GmeScore and NaturalScore when their backends are configured).
 
 The pass is made of units (`SCORE_UNITS`), each computable alone: `score(videos, wanted=...)`
 runs only the units asked for and calls a backend only for them, which is what lets
@@ -38,10 +38,10 @@ PAPER_METRICS = ("clip_t", "clip_i", "dino_i", "t_cons", "face_sim", "dd")
 METRIC_GROUPS = {
     "paper": PAPER_METRICS,
     "vbench": ("temporal_flickering", "i2v_subject"),
-    "opens2v": ("motion_amplitude", "aes_score", "facesim_cur", "natural_score"),
+    "opens2v": ("motion_amplitude", "aes_score", "facesim_cur", "gme_score", "natural_score"),
 }
 # Metrics of a group that need a backend of their own (`MetricBackendsConfig.<role>`); not computed without it.
-GROUP_BACKENDS = {"aes_score": "aesthetic", "facesim_cur": "face_cur", "natural_score": "natural"}
+GROUP_BACKENDS = {"aes_score": "aesthetic", "facesim_cur": "face_cur", "gme_score": "gme", "natural_score": "natural"}
 # How the note of a metric left empty starts in a record's `message` (the grid page picks each metric's own).
 METRIC_NOTES = {"facesim_cur": "FaceSim-Cur:", "natural_score": "NaturalScore:"}
 
@@ -73,6 +73,7 @@ SCORE_UNITS = {
     "motion_amplitude": ScoreUnit((), ("frames",)),
     "aes_score": ScoreUnit(("aesthetic",), ("frames",)),
     "facesim_cur": ScoreUnit(("face_cur",), ("frames", "face_cur_reference")),  # who gets it: MetricSuite.units
+    "gme_score": ScoreUnit(("gme",), ("frames", "prompt")),
     "natural_score": ScoreUnit(("natural",), ("frames", "prompt"), cache_empty=False),
 }
 PAPER_UNITS = ("clip", "dino", "face", "dd")
@@ -385,6 +386,8 @@ class MetricSuite:
                 values |= {"facesim_cur": cur.score, "facesim_cur_opens2v": cur.opens2v_score}
                 if cur.reason:
                     notes[metric] = f"{METRIC_NOTES['facesim_cur']} {cur.reason}"
+            elif metric == "gme_score":
+                values[metric] = self.backends.gme.score_video(video.frames, video.prompt).score
             elif metric == "natural_score":
                 judged = self.backends.natural.score(video.frames, video.prompt)
                 values[metric] = judged.value

@@ -152,3 +152,21 @@ def test_facesim_cur_reads_its_own_reference_and_is_skipped_where_asked(tiny_met
     assert own["facesim_cur"] != default["facesim_cur"]
     (missing,) = score_requests(suite, [dataclasses.replace(base, face_cur_reference=str(tmp_path / "gone.png"))])
     assert missing["status"] == "error" and missing["error"] == "reference_missing" and "FaceSim-Cur reference image" in missing["message"]
+
+
+def test_gme_score_joins_the_pass_and_equals_the_backend_alone(tiny_metric_models, tmp_path, reference_image):
+    from metrics.backends.random_init import save_random_gme
+    from metrics.score_cache import ScoreCache
+
+    config = dataclasses.replace(tiny_metric_models, gme=BackendSpec("gme-qwen2-vl", {"model": save_random_gme(tmp_path / "gme")}))
+    backends = load_backends(config)
+    suite = MetricSuite(backends, groups=("opens2v",))
+    clips = [VideoToScore(video(s), p, reference_image, score_faces=False) for s, p in ((0, "A cup."), (4, "A dog runs."))]
+    scores = suite.score(clips)
+    for clip, scored in zip(clips, scores):
+        assert scored.extra["gme_score"] == pytest.approx(backends.gme.score_video(clip.frames, clip.prompt).score, abs=1e-6)
+    assert scores[0].extra["gme_score"] != scores[1].extra["gme_score"]
+    # As every unit, it is cached by its inputs (frames, prompt) and GME's description.
+    cache = ScoreCache()
+    keys = cache.keys(suite, clips[0])
+    assert "gme_score" in keys and keys["gme_score"] != cache.keys(suite, dataclasses.replace(clips[0], prompt="A mug."))["gme_score"]

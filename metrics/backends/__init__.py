@@ -1,4 +1,4 @@
-"""Model backends of the metrics, by role: CLIP, DINO, faces and optical flow.
+"""Model backends of the metrics, by role: CLIP, DINO, faces, optical flow and the opt-in groups' models.
 
 `load_backends(MetricBackendsConfig(...))` builds them from registry names and options, so a
 config file (or `--set face.options.model_dir=...`) picks weights without code.
@@ -13,7 +13,7 @@ from metrics.backends.registry import BackendRegistry, BackendSpec
 
 ROLES = ("clip", "dino", "face", "flow")  # the paper's six metrics
 # Backends of the opt-in metric groups (`metrics.suite.METRIC_GROUPS`); None: that metric is not computed.
-OPTIONAL_ROLES = ("aesthetic", "natural", "face_cur")
+OPTIONAL_ROLES = ("aesthetic", "natural", "face_cur", "gme")
 ALL_ROLES = ROLES + OPTIONAL_ROLES
 
 
@@ -26,6 +26,7 @@ METRIC_BACKENDS = BackendRegistry(
         "aesthetic": {"laion-aesthetic": "metrics.backends.aesthetic:LAIONAestheticScorer"},
         "natural": {"openai-chat": "metrics.backends.natural:ChatNaturalScorer"},
         "face_cur": {"curricularface": "metrics.backends.curricularface:CurricularFaceSim"},
+        "gme": {"gme-qwen2-vl": "metrics.backends.gme:GmeScorer"},
     }
 )
 
@@ -47,6 +48,8 @@ class MetricBackendsConfig:
             api_key_env of any OpenAI-compatible endpoint), for the `opens2v` group; None skips it.
         face_cur: OpenS2V's FaceSim-Cur (`curricularface`: weights of the IR-101 backbone, model_dir
             of the insightface pack it detects with), for the `opens2v` group; None skips it.
+        gme: OpenS2V's GmeScore (`gme-qwen2-vl`: model, the GME Qwen2-VL embedding model; 7B, a GPU
+            backend in practice), for the `opens2v` group; None skips it.
         device: Torch device of the torch backends ("cuda" on GPU workers).
     """
 
@@ -57,6 +60,7 @@ class MetricBackendsConfig:
     aesthetic: BackendSpec | None = None
     natural: BackendSpec | None = None
     face_cur: BackendSpec | None = None
+    gme: BackendSpec | None = None
     device: str = "cpu"
 
     def __post_init__(self):
@@ -83,6 +87,7 @@ class MetricBackends:
     aesthetic: object | None = None  # metrics.backends.aesthetic.LAIONAestheticScorer
     natural: object | None = None  # metrics.backends.natural.ChatNaturalScorer
     face_cur: object | None = None  # metrics.backends.curricularface.CurricularFaceSim
+    gme: object | None = None  # metrics.backends.gme.GmeScorer
 
     def describe(self) -> dict:
         """Name, library version, weights and digest of every backend, keyed by role (optional roles only when loaded)."""

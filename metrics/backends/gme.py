@@ -25,6 +25,7 @@ text.", per frame the dot product of the two unit embeddings, and their mean ove
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -144,6 +145,9 @@ class GmeScorer:
             "auto" is float16 on CUDA (what OpenS2V's GmeQwen2VL loads) and float32 elsewhere.
         batch_size (int, default 32): Texts or images per forward (GME's default).
 
+    Loading reads the safetensors twice: once into the model and once for `describe()`'s digest
+    (about 16 GB for the 7B model).
+
     Example:
         >>> gme = GmeScorer()  # Alibaba-NLP/gme-Qwen2-VL-7B-Instruct from the hub cache
         >>> gme.score_video(frames, "A man walks his dog in the park.").score
@@ -173,10 +177,13 @@ class GmeScorer:
         import transformers
         from transformers import AutoImageProcessor, AutoProcessor, Qwen2VLForConditionalGeneration
 
-        for option, value in (("num_frames", num_frames), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{option}` must be an integer >= 1, got {value!r}.")
-        for option, value in (("min_image_tokens", min_image_tokens), ("max_image_tokens", max_image_tokens)):
+        counts = {
+            "num_frames": num_frames,
+            "batch_size": batch_size,
+            "min_image_tokens": min_image_tokens,
+            "max_image_tokens": max_image_tokens,
+        }
+        for option, value in counts.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{option}` must be an integer >= 1, got {value!r}.")
         if min_image_tokens > max_image_tokens:
@@ -193,22 +200,33 @@ class GmeScorer:
             raise FileNotFoundError(
                 f"`model` {model!r}: no *.safetensors in {str(directory)!r}; fetch GME's weights with `hf download {GME_MODEL}`."
             )
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+        if model_type != "qwen2_vl":
+            raise ValueError(f"`model` {model!r} is a {model_type!r} checkpoint, not Qwen2-VL (GME is {GME_MODEL}: model_type 'qwen2_vl').")
         try:
-            self.model = Qwen2VLForConditionalGeneration.from_pretrained(
-                directory, dtype=getattr(torch, resolved), attn_implementation="sdpa"
+            self.model, loading = Qwen2VLForConditionalGeneration.from_pretrained(
+                directory, dtype=getattr(torch, resolved), attn_implementation="sdpa", output_loading_info=True
             )
             self.processor = AutoProcessor.from_pretrained(directory)
             # Pillow's resize, as the image processor of transformers 4.51 (OpenS2V's) did; the torchvision one differs.
             self.processor.image_processor = AutoImageProcessor.from_pretrained(
                 directory,
                 backend="pil",
-                size={"shortest_edge": min_image_tokens * PIXELS_PER_TOKEN, "longest_edge": max_image_tokens * PIXELS_PER_TOKEN},
+                # As GME passes them: they override the checkpoint's own min/max_pixels (a `size` would not).
+                min_pixels=min_image_tokens * PIXELS_PER_TOKEN,
+                max_pixels=max_image_tokens * PIXELS_PER_TOKEN,
             )
         except (OSError, ValueError) as error:
             raise FileNotFoundError(
                 f"`model` {model!r} ({directory}) could not be loaded as a Qwen2-VL model with its processor ({error}); "
                 f"it must hold GME's files, e.g. from `hf download {GME_MODEL}`."
             ) from error
+        # transformers fills missing tensors with random values; only the LM head (unused here) may be absent.
+        missing = sorted(key for key in loading["missing_keys"] if not key.startswith("lm_head."))
+        if missing:
+            raise ValueError(
+                f"`model` {model!r}: the weights in {str(directory)!r} lack {len(missing)} tensors, e.g. {missing[:5]}; fetch them again."
+            )
         self.model.to(self.device).eval()
         self.processor.tokenizer.padding_side = "right"  # the last real token is then found from the attention mask
         self.num_frames = num_frames
