@@ -10,7 +10,8 @@ DIS flow), each scenario as a new scorer does it (`ScoreCache.open`, `score_requ
 5. new CLIP weights: that cache, another CLIP (CLIP's three metrics recomputed), vs 1.
 Every cached result is checked against the scratch one. Then the cost of the cache itself as it
 grows: a cache of N videos' units (the values of this run's records) written as one part, its
-bytes and the seconds `ScoreCache.open` takes, for several N (each scorer opens it once).
+bytes, the seconds `ScoreCache.open` takes and the memory it then holds, for several N (each
+scorer opens it once).
 
     HF_HUB_OFFLINE=1 uv run python bench/incremental_scoring.py --videos 8
 
@@ -62,8 +63,14 @@ def check_same(got: list[dict], want: list[dict], name: str) -> None:
             raise AssertionError(f"{name}: {metric} differs from the scratch scores")
 
 
-def cache_growth(records: list[dict], sizes: list[int], root: Path) -> list[tuple[int, int, float]]:
-    """(videos, bytes, open seconds) of a one-part cache holding `sizes` videos' units like `records`'."""
+def resident_bytes() -> int:
+    """This process's resident memory (Linux's /proc/self/statm), without a dependency."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def cache_growth(records: list[dict], sizes: list[int], root: Path) -> list[tuple[int, int, float, int]]:
+    """(videos, bytes, open seconds, memory held) of a one-part cache holding `sizes` videos' units like `records`'."""
     import hashlib
     import json
 
@@ -89,11 +96,15 @@ def cache_growth(records: list[dict], sizes: list[int], root: Path) -> list[tupl
         ]
         _write_part(str(folder), rows)
         size = sum(p.stat().st_size for p in folder.iterdir())
+        del rows
+        rss = resident_bytes()
         started = time.perf_counter()
         opened = ScoreCache.open(str(folder))
         seconds = time.perf_counter() - started
-        assert len(opened) == len(rows)
-        out.append((n, size, seconds))
+        held = resident_bytes() - rss  # what a scorer holds for it (after the read's garbage is gone)
+        assert len(opened) == n * len(template)
+        out.append((n, size, seconds, held))
+        del opened
         shutil.rmtree(folder)
     return out
 
@@ -161,9 +172,9 @@ def main() -> None:
     print(f"  new CLIP weights / scratch (paper)      {best['5. new CLIP weights'] / best['1. scratch (paper)']:.3f}")
     print(f"  re-run, nothing new / scratch (paper)   {best['2. re-run, nothing new'] / best['1. scratch (paper)']:.3f}")
     print("cache growth (one part; the paper's four units per video, values like this run's):")
-    print(f"{'videos':>9}{'MiB':>9}{'bytes/video':>13}{'open s':>9}{'open us/video':>15}")
-    for n, size, secs in growth:
-        print(f"{n:9d}{size / 2**20:9.1f}{size / n:13.0f}{secs:9.2f}{secs / n * 1e6:15.1f}")
+    print(f"{'videos':>9}{'MiB':>9}{'bytes/video':>13}{'open s':>9}{'open us/video':>15}{'RSS MiB':>9}{'RSS B/video':>13}")
+    for n, size, secs, held in growth:
+        print(f"{n:9d}{size / 2**20:9.1f}{size / n:13.0f}{secs:9.2f}{secs / n * 1e6:15.1f}{held / 2**20:9.1f}{held / n:13.0f}")
 
 
 if __name__ == "__main__":
