@@ -62,7 +62,7 @@ RECORD_SCHEMA = pa.schema(
         ("dd_pairs_required", pa.int32()),
         ("dd_threshold", pa.float64()),
         ("dd_pair_scores", pa.list_(pa.float64())),
-        ("face_cur_reference", pa.string()),  # the image FaceSim-Cur compared with; null: `reference`; "": not scored
+        ("face_cur_reference", pa.string()),  # the image FaceSim-Cur compared with; null: `reference`; "none": not scored
         ("dd_video", pa.string()),  # the file DD read (the GIF, as published, unless configured otherwise)
         ("dd_frames", pa.int32()),  # frames DD judged
         ("dd_file_frames", pa.int32()),  # frames that file holds (fewer for a GIF whose identical frames merged)
@@ -91,6 +91,9 @@ RECORD_SCHEMA = pa.schema(
 )
 
 
+NO_FACE_CUR = "none"  # ScoreRequest.face_cur_reference: FaceSim-Cur not scored (as written in manifests and records)
+
+
 @dataclass
 class ScoreRequest:
     """One video to score, as a manifest row names it.
@@ -107,8 +110,8 @@ class ScoreRequest:
         seed: Generation seed, when known.
         dd_video: The file DD reads (the saved GIF, as the published DD); None: `video`.
         face_cur_reference: The image FaceSim-Cur compares with; None: `reference`, for human
-            subjects like Face Sim; "": FaceSim-Cur is not scored for this video. OpenS2V-Eval's
-            manifests set it by that benchmark's rule (pipelines/evaluation/opens2v.py).
+            subjects like Face Sim; `NO_FACE_CUR` ("none"): FaceSim-Cur is not scored for this
+            video. OpenS2V-Eval's manifests set it by that benchmark's rule (pipelines/evaluation/opens2v.py).
     """
 
     video: str
@@ -280,7 +283,8 @@ def score_requests(
                     raise _mismatch(dd_path, len(dd.frames), expected_frames)
             reference = read_image(request.reference)
             face_cur = request.face_cur_reference
-            face_cur_image = read_image(face_cur, label="FaceSim-Cur reference image") if face_cur else None
+            wanted_cur = "facesim_cur" in suite.extra_metrics and face_cur not in (None, NO_FACE_CUR)  # read only when scored
+            face_cur_image = read_image(face_cur, label="FaceSim-Cur reference image") if wanted_cur else None
         except MediaError as error:
             records[index] = _error_record(request, context, error.code, str(error))
             continue
@@ -292,7 +296,7 @@ def score_requests(
             score_faces=request.is_human,
             dd_frames=dd_frames,
             face_cur_reference=face_cur_image,
-            score_face_cur=None if face_cur is None else bool(face_cur),
+            score_face_cur=None if face_cur is None else face_cur != NO_FACE_CUR,
         )
         ready.append((index, to_score, dd.decoded))
 

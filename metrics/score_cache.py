@@ -53,13 +53,30 @@ def input_digests(video: VideoToScore) -> dict[str, str]:
     }
 
 
+def _library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
 def unit_key(unit: str, inputs: dict[str, str], backends: dict, protocol: dict) -> str:
-    """The cache key of one unit: its version, the digests of its inputs, its backends' descriptions, its protocol."""
+    """The cache key of one unit: its version and columns, the digests of its inputs, its backends'
+    descriptions, the libraries of a weight-free unit, its protocol."""
+    from metrics.records import UNIT_COLUMNS
+
     spec = SCORE_UNITS[unit]
     described = {
         "key_version": KEY_VERSION,
         "unit": unit,
         "version": spec.version,
+        "columns": UNIT_COLUMNS[unit],  # a column added to a unit is computed, not left null from an old entry
+        "libraries": _library_versions(spec.libraries),
         "inputs": {name: inputs[name] for name in spec.inputs},
         "backends": {role: backends.get(role) for role in spec.roles},
         "protocol": {name: protocol[name] for name in spec.protocol},
@@ -78,9 +95,9 @@ def part_files(location: str) -> list[str]:
     return [f for f in storage.list_files(location, recursive=False) if f.endswith(".parquet") and not storage.is_partial(f)]
 
 
-def read_parts(parts: list[str]) -> dict[str, dict]:
-    """key -> {"unit", "values"} of every readable part (later parts win; equal keys hold equal values)."""
-    entries = {}
+def read_parts(parts: list[str]) -> tuple[dict[str, dict], list[str]]:
+    """key -> {"unit", "values"} of every readable part (later parts win; equal keys hold equal values), and the parts read."""
+    entries, read = {}, []
     for part in parts:
         try:
             table = pq.read_table(io.BytesIO(storage.read_bytes(part)), schema=CACHE_SCHEMA)
@@ -89,7 +106,8 @@ def read_parts(parts: list[str]) -> dict[str, dict]:
             continue
         for key, unit, values in zip(*(table.column(c).to_pylist() for c in CACHE_SCHEMA.names)):
             entries[key] = {"unit": unit, "values": values}
-    return entries
+        read.append(part)
+    return entries, read
 
 
 def _write_part(location: str, rows: list[dict], prefix: str = "part") -> str:
@@ -100,18 +118,33 @@ def _write_part(location: str, rows: list[dict], prefix: str = "part") -> str:
     return path
 
 
-def compact(location: str) -> int:
-    """Merge every part under `location` into one; returns the number of entries.
+def compact(location: str, *, max_merged: int = 8) -> int:
+    """Merge the batch parts under `location` into one; returns the entries written (0: nothing to merge).
 
-    The merged part is written before the parts it read are deleted, and a part written meanwhile
-    (another run sharing the cache) is left alone, so no entry is ever lost.
+    A run's batch parts become one `merged-` part; earlier merged parts are left as they are until
+    there are more than `max_merged`, then all are merged, so a shared cache is not rewritten whole
+    by every run. The merged part is written before the parts read are deleted; a part that could not
+    be read, or one written meanwhile by another run, is left in place: no entry is lost.
     """
+    try:
+        return _compact(location, max_merged)
+    except Exception as error:  # noqa: BLE001 - the cache only saves work: a storage failure never stops scoring
+        logger.warning("Score cache %s was not compacted (%s: %s); its parts stay as they are.", location, type(error).__name__, error)
+        return 0
+
+
+def _compact(location: str, max_merged: int) -> int:
     parts = part_files(location)
-    if len(parts) <= 1:
-        return len(read_parts(parts)) if parts else 0
-    entries = read_parts(parts)
+    merged = [p for p in parts if storage.name(p).startswith("merged-")]
+    batch = [p for p in parts if p not in merged]
+    chosen = batch if len(merged) + 1 <= max_merged else parts
+    if len(chosen) <= 1 and len(batch) <= 1 and len(merged) < max_merged:
+        return 0
+    entries, read = read_parts(chosen)
+    if not read:
+        return 0
     _write_part(location, [{"key": k, **v} for k, v in entries.items()], prefix="merged")
-    for part in parts:
+    for part in read:
         storage.delete(part)
     return len(entries)
 
@@ -129,20 +162,25 @@ class ScoreCache:
         self.location = location
         self.entries = dict(entries or {})
         self.pending: list[dict] = []
-        self._described: tuple[int, dict] | None = None
+        self._described: tuple[object, dict] | None = None
 
     @classmethod
     def open(cls, location: str) -> ScoreCache:
         location = storage.absolute(location)
-        return cls(location, read_parts(part_files(location)))
+        try:
+            parts = part_files(location)
+        except Exception as error:  # noqa: BLE001 - an unreachable cache means computing everything, not failing
+            logger.warning("Score cache %s cannot be listed (%s: %s); every score is computed.", location, type(error).__name__, error)
+            parts = []
+        return cls(location, read_parts(parts)[0])
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def keys(self, suite: MetricSuite, video: VideoToScore) -> dict[str, str]:
         """The key of every unit `suite` computes for `video`."""
-        if self._described is None or self._described[0] != id(suite):
-            self._described = (id(suite), suite.backends.describe())
+        if self._described is None or self._described[0] is not suite.backends:  # held, so never a reused id
+            self._described = (suite.backends, suite.backends.describe())
         backends = self._described[1]
         inputs = input_digests(video)
         protocol = {"face_protocol": suite.face_protocol}
@@ -158,7 +196,11 @@ class ScoreCache:
         return found
 
     def add(self, key: str, unit: str, values: dict) -> None:
-        entry = {"unit": unit, "values": json.dumps(values, sort_keys=True, default=_plain)}
+        try:
+            entry = {"unit": unit, "values": json.dumps(values, sort_keys=True, default=_plain)}
+        except (TypeError, ValueError) as error:  # a value JSON cannot hold: that unit is computed again next time
+            logger.warning("Unit %s is not cached: %s", unit, error)
+            return
         if self.entries.get(key) != entry:
             self.entries[key] = entry
             self.pending.append({"key": key, **entry})
@@ -167,6 +209,9 @@ class ScoreCache:
         """Write the units added since the last flush as one part; returns its location (None: nothing new)."""
         if not self.pending or self.location is None:
             return None
-        path = _write_part(self.location, self.pending)
-        self.pending = []
-        return path
+        pending, self.pending = self.pending, []
+        try:
+            return _write_part(self.location, pending)
+        except Exception as error:  # noqa: BLE001 - the records are what matter; these units are computed again next time
+            logger.warning("Score cache %s: %d units not written (%s: %s).", self.location, len(pending), type(error).__name__, error)
+            return None

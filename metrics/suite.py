@@ -61,6 +61,7 @@ class ScoreUnit:
     version: int = 1
     cache_empty: bool = True
     faces_only: bool = False  # computed for human subjects only (VideoToScore.score_faces)
+    libraries: tuple[str, ...] = ()  # distributions whose version a weight-free unit's values depend on
 
 
 SCORE_UNITS = {
@@ -68,9 +69,9 @@ SCORE_UNITS = {
     "dino": ScoreUnit(("dino",), ("frames", "reference")),  # DINO-I
     "face": ScoreUnit(("face",), ("frames", "reference"), protocol=("face_protocol",), faces_only=True),  # Face Sim
     "dd": ScoreUnit(("flow",), ("dd_frames",)),  # DD
-    "temporal_flickering": ScoreUnit((), ("frames",)),
+    "temporal_flickering": ScoreUnit((), ("frames",), libraries=("numpy",)),
     "i2v_subject": ScoreUnit(("dino",), ("frames", "reference")),
-    "motion_amplitude": ScoreUnit((), ("frames",)),
+    "motion_amplitude": ScoreUnit((), ("frames",), libraries=("numpy", "opencv-python-headless", "opencv-python")),
     "aes_score": ScoreUnit(("aesthetic",), ("frames",)),
     "facesim_cur": ScoreUnit(("face_cur",), ("frames", "face_cur_reference")),  # who gets it: MetricSuite.units
     "gme_score": ScoreUnit(("gme",), ("frames", "prompt")),
@@ -132,7 +133,7 @@ class VideoScores:
     width: int
     dd_frames: int | None
     face_protocol: str
-    units: frozenset[str] = frozenset(PAPER_UNITS)
+    units: frozenset[str] = frozenset()
     extra: dict = field(default_factory=dict)  # the opt-in groups' metrics, by name; None: computed, no value
     notes: dict[str, str] = field(default_factory=dict)  # by metric: why an opt-in metric has no value (a judge's failed reply, ...)
     clip_i_frames: tuple[float, ...] = ()

@@ -137,7 +137,7 @@ def test_facesim_cur_reads_its_own_reference_and_is_skipped_where_asked(tiny_met
         suite,
         [
             dataclasses.replace(base, face_cur_reference=str(tmp_path / "person.png")),  # an object first, the person given apart
-            dataclasses.replace(base, reference=str(tmp_path / "ref.png"), subject_class="person", face_cur_reference=""),
+            dataclasses.replace(base, reference=str(tmp_path / "ref.png"), subject_class="person", face_cur_reference="none"),
             dataclasses.replace(base, reference=str(tmp_path / "ref.png"), subject_class="person"),
         ],
     )

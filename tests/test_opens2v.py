@@ -605,6 +605,6 @@ def test_facesim_cur_follows_opens2v_s_reference_rule(tmp_path):
     want["singlehuman_5"] = None  # the script matches the path as written, which has no "/man/"
     assert {video_id: entry.face_cur_reference for video_id, entry in read.items()} == want
     items = {i.subject.subject_id: i.subject for i in opens2v_items(read.values())}
-    # The items carry it to scoring; "" says FaceSim-Cur is not scored (metrics.records.ScoreRequest).
-    assert {k: s.face_cur_reference for k, s in items.items()} == {k: v or "" for k, v in want.items()}
+    # The items carry it to scoring; "none" says FaceSim-Cur is not scored (metrics.records.NO_FACE_CUR).
+    assert {k: s.face_cur_reference for k, s in items.items()} == {k: v or "none" for k, v in want.items()}
     assert items["humanobj_7"].reference == str(root / paths[0])  # the generator still gets the first image

@@ -188,3 +188,27 @@ def test_parts_compact_into_one_and_a_broken_part_costs_only_a_recomputation(loa
     (folder / single.rsplit("/", 1)[-1]).write_bytes(b"")  # the only good part lost as well
     records = run(counted_suite(loaded, log), requests, folder)
     assert set(log) == {"clip", "dino", "face", "flow"} and all(r["status"] == "ok" for r in records)
+
+
+def test_compaction_keeps_what_it_could_not_read_and_leaves_earlier_merges(loaded, requests, tmp_path):
+    folder = tmp_path / "cache"
+    run(MetricSuite(loaded), requests[:1], folder)
+    run(MetricSuite(loaded), requests[1:2], folder)
+    (folder / "part-unreadable.parquet").write_bytes(b"not parquet")  # e.g. a read that failed this once
+    assert compact(str(folder)) == 8  # the two good parts' units
+    names = sorted(p.rsplit("/", 1)[-1] for p in part_files(str(folder)))
+    assert "part-unreadable.parquet" in names and len(names) == 2 and names[0].startswith("merged-")
+    (folder / "part-unreadable.parquet").unlink()
+    run(MetricSuite(loaded), requests[2:], folder)  # the next run's one part is not worth a rewrite of the merged one
+    assert compact(str(folder)) == 0 and len(part_files(str(folder))) == 2
+    assert compact(str(folder), max_merged=1) == 11 and len(part_files(str(folder))) == 1  # too many merged: all of them
+
+
+def test_an_unusable_cache_folder_costs_the_cache_not_the_scores(loaded, requests, tmp_path, caplog):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="metrics.score_cache"):
+        records = run(MetricSuite(loaded), requests, blocker)
+        assert compact(str(blocker)) == 0
+    assert all(r["status"] == "ok" for r in records) and "units not written" in caplog.text
+    same_scores(records, score_requests(MetricSuite(loaded), requests))

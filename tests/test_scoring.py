@@ -59,7 +59,7 @@ def test_manifest_face_cur_reference_column_names_facesim_cur_s_image_or_none(tm
     )
     given, skipped, default = read_score_manifest(manifest)
     assert given.face_cur_reference == str(tmp_path / "faces" / "w.png")  # resolved like `reference`
-    assert skipped.face_cur_reference == "" and default.face_cur_reference is None  # not scored; the reference, for people
+    assert skipped.face_cur_reference == "none" and default.face_cur_reference is None  # not scored; the reference, for people
 
 
 def test_manifest_errors_name_the_columns_and_every_bad_row(tmp_path):

@@ -219,8 +219,8 @@ def opens2v_items(entries: Iterable[OpenS2VEntry], *, seeds: Iterable[int] = (0,
         raise ValueError(f"`seeds` has repeats {seeds}; give each seed once.")
     items = []
     for entry in entries:
-        # FaceSim-Cur follows OpenS2V's rule: "" where its script scores none (metrics.records.ScoreRequest)
-        face_cur = entry.face_cur_reference or ""
+        # FaceSim-Cur follows OpenS2V's rule: "none" where its script scores none (metrics.records.NO_FACE_CUR)
+        face_cur = entry.face_cur_reference or "none"
         subject = BenchmarkSubject(entry.video_id, OPENS2V_SETS[entry.domain], entry.subject_class, entry.reference, face_cur)
         items += [BenchmarkItem(subject, 0, entry.prompt.strip(), seed) for seed in seeds]
     return items

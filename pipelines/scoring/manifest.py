@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metrics.records import ScoreRequest
+from metrics.records import NO_FACE_CUR, ScoreRequest
 from pipelines.manifests import read_manifest
 from videomaker import storage
 
@@ -42,7 +42,7 @@ def read_score_manifest(manifest: str | Path, videos_dir: str | Path | None = No
         face_cur = row.get("face_cur_reference")
         # `none`: FaceSim-Cur not scored (a manifest's empty cell reads as null); a path resolves like `reference`
         if face_cur is not None:
-            face_cur = "" if str(face_cur).lower() == "none" else _resolve(str(face_cur), base)
+            face_cur = NO_FACE_CUR if str(face_cur).lower() == NO_FACE_CUR else _resolve(str(face_cur), base)
         requests.append(
             ScoreRequest(
                 video=_resolve(str(row["video"]), video_base),
