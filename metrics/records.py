@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from metrics.io import GIF_FRAMES, GifFrames, MediaError, read_frames, read_image
-from metrics.suite import SCORE_UNITS, MetricSuite, VideoScores, VideoToScore
+from metrics.suite import METRIC_NOTES, SCORE_UNITS, MetricSuite, VideoScores, VideoToScore
 from videomaker.subjects import is_human
 
 if TYPE_CHECKING:
@@ -266,6 +266,7 @@ def score_requests(
     }
     records: list[dict | None] = [None] * len(requests)
     ready: list[tuple[int, VideoToScore, int]] = []
+    notes: dict[int, str] = {}  # a video's FaceSim-Cur reference that could not be read
     for index, request in enumerate(requests):
         try:
             video = read_frames(request.video, expected_frames=expected_frames)
@@ -282,13 +283,16 @@ def score_requests(
                 ):
                     raise _mismatch(dd_path, len(dd.frames), expected_frames)
             reference = read_image(request.reference)
-            face_cur = request.face_cur_reference
-            wanted_cur = "facesim_cur" in suite.extra_metrics and face_cur not in (None, NO_FACE_CUR)  # read only when scored
-            face_cur_image = read_image(face_cur, label="FaceSim-Cur reference image") if wanted_cur else None
         except MediaError as error:
             records[index] = _error_record(request, context, error.code, str(error))
             continue
         dd_frames = None if dd is video else dd.frames
+        face_cur, face_cur_image = request.face_cur_reference, None
+        if "facesim_cur" in suite.extra_metrics and face_cur not in (None, NO_FACE_CUR):  # read only when scored
+            try:
+                face_cur_image = read_image(face_cur, label="FaceSim-Cur reference image")
+            except MediaError as error:  # only FaceSim-Cur is lost, with its reason; the other metrics still count
+                face_cur, notes[index] = NO_FACE_CUR, f"{METRIC_NOTES['facesim_cur']} {error}"
         to_score = VideoToScore(
             video.frames,
             request.prompt,
@@ -320,6 +324,8 @@ def score_requests(
             records[index] = _error_record(request, context, "scoring_failed", message)
             continue
         records[index] = _score_record(request, context, result, dd_file_frames, cached=hit)
+        if index in notes:
+            records[index]["message"] = "; ".join(filter(None, (records[index]["message"], notes[index])))
         if cache is not None:
             for unit, values in unit_values(result).items():
                 if SCORE_UNITS[unit].cache_empty or any(values[c] is not None for c in UNIT_COLUMNS[unit]):

@@ -15,6 +15,7 @@ the cache only ever saves work, it never decides a score.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -53,6 +54,7 @@ def input_digests(video: VideoToScore) -> dict[str, str]:
     }
 
 
+@functools.cache  # asked once per unit per video: the installed versions do not change meanwhile
 def _library_versions(names: tuple[str, ...]) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -76,7 +78,7 @@ def unit_key(unit: str, inputs: dict[str, str], backends: dict, protocol: dict) 
         "unit": unit,
         "version": spec.version,
         "columns": UNIT_COLUMNS[unit],  # a column added to a unit is computed, not left null from an old entry
-        "libraries": _library_versions(spec.libraries),
+        "libraries": dict(_library_versions(spec.libraries)),
         "inputs": {name: inputs[name] for name in spec.inputs},
         "backends": {role: backends.get(role) for role in spec.roles},
         "protocol": {name: protocol[name] for name in spec.protocol},
@@ -122,10 +124,12 @@ def compact(location: str, *, max_merged: int = 8) -> int:
     """Merge the batch parts under `location` into one; returns the entries written (0: nothing to merge).
 
     A run's batch parts become one `merged-` part; earlier merged parts are left as they are until
-    there are more than `max_merged`, then all are merged, so a shared cache is not rewritten whole
+    that would make more than `max_merged`, then all are merged, so a shared cache is not rewritten whole
     by every run. The merged part is written before the parts read are deleted; a part that could not
     be read, or one written meanwhile by another run, is left in place: no entry is lost.
     """
+    if max_merged < 1:
+        raise ValueError(f"`max_merged` must be >= 1, got {max_merged}.")
     try:
         return _compact(location, max_merged)
     except Exception as error:  # noqa: BLE001 - the cache only saves work: a storage failure never stops scoring
@@ -138,7 +142,7 @@ def _compact(location: str, max_merged: int) -> int:
     merged = [p for p in parts if storage.name(p).startswith("merged-")]
     batch = [p for p in parts if p not in merged]
     chosen = batch if len(merged) + 1 <= max_merged else parts
-    if len(chosen) <= 1 and len(batch) <= 1 and len(merged) < max_merged:
+    if len(chosen) <= 1:  # one part is already what a merge would write
         return 0
     entries, read = read_parts(chosen)
     if not read:

@@ -218,5 +218,10 @@ def save_random_gme(directory: str | Path, seed: int = 0) -> str:
         vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    Qwen2VLForConditionalGeneration(config).save_pretrained(directory)
+    model = Qwen2VLForConditionalGeneration(config)
+    with torch.no_grad():  # norms away from 1, so a test can tell the final norm's output from its input
+        for name, parameter in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                parameter.uniform_(0.5, 1.5)
+    model.save_pretrained(directory)
     return str(directory)

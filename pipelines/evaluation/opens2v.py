@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metrics.opens2v import OPENS2V_SETS, SET_DOMAINS
+from metrics.records import NO_FACE_CUR
 from pipelines.evaluation.benchmarks import BenchmarkItem, BenchmarkManifestError, BenchmarkSubject, image_problem
 from videomaker import storage
 
@@ -220,7 +221,7 @@ def opens2v_items(entries: Iterable[OpenS2VEntry], *, seeds: Iterable[int] = (0,
     items = []
     for entry in entries:
         # FaceSim-Cur follows OpenS2V's rule: "none" where its script scores none (metrics.records.NO_FACE_CUR)
-        face_cur = entry.face_cur_reference or "none"
+        face_cur = entry.face_cur_reference or NO_FACE_CUR
         subject = BenchmarkSubject(entry.video_id, OPENS2V_SETS[entry.domain], entry.subject_class, entry.reference, face_cur)
         items += [BenchmarkItem(subject, 0, entry.prompt.strip(), seed) for seed in seeds]
     return items

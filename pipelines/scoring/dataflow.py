@@ -109,7 +109,7 @@ def score_videos(
     metric_groups = check_groups(metric_groups)
     if cache_dir:
         cache_dir = storage.absolute(cache_dir)
-        compact(cache_dir)  # one part for every actor to read, whatever an interrupted run left
+        compact(cache_dir)  # few parts for every actor to read, whatever an interrupted run left
     connect_or_start_ray()
     order = sorted(range(len(requests)), key=lambda i: (requests[i].reference, requests[i].video))
     rows = [{"row": i, **asdict(requests[i])} for i in order]
